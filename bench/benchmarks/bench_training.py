@@ -1,0 +1,103 @@
+"""Training benchmarks: fixed-budget epochs, single optimizer steps, time to a target error.
+
+Each benchmark trains from a fresh initialisation (untimed ``setup``) under pytest-benchmark's
+pedantic mode, with warm-up rounds; ``extra_info`` carries every measurement the report needs.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import replace
+
+import numpy as np
+
+from bench.benchmarks.conftest import case_config, skip_unusable
+from bench.harness import RunResult, reset, summarize_rounds, train
+
+
+def _record(benchmark, case, profile, kind: str, results: list[RunResult]) -> RunResult:
+    last = results[-1]
+    info = benchmark.extra_info
+    info.update(last.to_dict())
+    info.update(summarize_rounds(results))
+    info.update(kind=kind, profile=profile.name, backend=case.backend, device=case.device,
+                placement=case.placement if case.device != "cpu" else "n/a",
+                pinned=case.pinned, variant=last.config.variant)
+    per_epoch = [r.times.total_s / max(r.epochs, 1) for r in results]
+    info["seconds_per_epoch"] = float(np.median(per_epoch))
+    info["seconds_per_step"] = float(np.median([r.times.compute_s / max(r.steps, 1)
+                                                for r in results]))
+    return last
+
+
+def test_epoch(benchmark, epoch_case, profile, trainer_pool):
+    """A fixed budget of epochs (``profile.epochs``, at most ``profile.max_steps`` steps)."""
+    skip_unusable(epoch_case)
+    config = case_config(epoch_case, max_epochs=profile.epochs, max_steps=profile.max_steps,
+                         learning_rate=profile.learning_rate)
+    trainer, upload_s = trainer_pool.get(config)
+    results: list[RunResult] = []
+
+    def setup():
+        reset(trainer, config)
+
+    def target():
+        results.append(train(trainer, config, upload_s))
+
+    benchmark.group = f"epoch B={epoch_case.batch_size}"
+    benchmark.pedantic(target, setup=setup, rounds=profile.rounds,
+                       warmup_rounds=profile.warmup_rounds, iterations=1)
+    last = _record(benchmark, epoch_case, profile, "epoch", results[profile.warmup_rounds:])
+    assert last.status in ("ok", "diverged", "oom")
+    assert last.steps >= 1
+
+
+def test_step(benchmark, step_case, profile, trainer_pool):
+    """One optimizer step (one minibatch, synchronised), cycling through the epoch's batches."""
+    skip_unusable(step_case)
+    config = case_config(step_case, max_epochs=1)
+    trainer, _ = trainer_pool.get(config)
+    trainer.begin_epoch(None)
+    batches = itertools.cycle(range(trainer.n_batches()))
+
+    def target():
+        k = next(batches)
+        trainer.train_batches(k, k + 1)
+
+    iterations = max(1, min(1000, 50_000 // (step_case.batch_size * 10)))
+    benchmark.group = f"step B={step_case.batch_size}"
+    benchmark.pedantic(target, rounds=profile.step_rounds, warmup_rounds=2,
+                       iterations=iterations)
+    benchmark.extra_info.update(kind="step", profile=profile.name, backend=step_case.backend,
+                                device=step_case.device, batch_size=step_case.batch_size,
+                                variant=config.variant, cfg_dtype=config.dtype,
+                                steps_per_round=iterations)
+    assert math.isfinite(trainer.read_cost())
+
+
+def test_time_to_target(benchmark, ttt_case, profile, trainer_pool):
+    """Train (lr from ``profile.lr_grid``, best kept) until validation error <= the target."""
+    skip_unusable(ttt_case)
+    base = case_config(ttt_case, max_epochs=profile.ttt_max_epochs,
+                       max_steps=profile.ttt_max_steps, target_error=profile.target_error)
+    grid = {}
+    if len(profile.lr_grid) > 1:
+        for lr in profile.lr_grid:
+            config = replace(base, learning_rate=lr)
+            trainer, upload_s = trainer_pool.get(config)
+            r = train(trainer, config, upload_s)
+            grid[lr] = r.time_to_target_s if r.target_reached else math.inf
+        best_lr = min(grid, key=grid.get)
+    else:
+        best_lr = profile.lr_grid[0]
+    config = replace(base, learning_rate=best_lr)
+    trainer, upload_s = trainer_pool.get(config)
+    results: list[RunResult] = []
+    benchmark.group = "time to target"
+    benchmark.pedantic(lambda: results.append(train(trainer, config, upload_s)),
+                       setup=lambda: reset(trainer, config), rounds=1, iterations=1)
+    last = _record(benchmark, ttt_case, profile, "time_to_target", results)
+    benchmark.extra_info["lr_grid_time_to_target_s"] = {str(k): (None if math.isinf(v) else v)
+                                                        for k, v in grid.items()}
+    assert last.target_reached is not None

@@ -1,0 +1,61 @@
+"""Fixtures of the benchmarks: the data (loaded once) and a pool of placed trainers."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from bench.config import RunConfig
+from bench.harness import prepare, reset
+from bench.mnist import MNIST, load_mnist
+from bench.pytest_plugin import Case
+
+
+@pytest.fixture(scope="session")
+def mnist() -> MNIST:
+    """Real MNIST (``$GDBENCH_DATA_DIR``, the cache, or a download), loaded once."""
+    return load_mnist()
+
+
+class TrainerPool:
+    """Keeps the most recently placed trainer, so a sweep over B does not re-upload the data.
+
+    One trainer at a time bounds memory (each holds the training set and a shuffle buffer).
+    """
+
+    def __init__(self, data: MNIST) -> None:
+        self.data = data
+        self.key: tuple[Any, ...] | None = None
+        self.trainer = None
+        self.upload_s: float | None = None
+
+    def get(self, config: RunConfig):
+        key = (config.backend, config.device, config.dtype, config.placement, config.pinned)
+        if key != self.key:
+            self.trainer = None
+            self.trainer, self.upload_s = prepare(config, self.data)
+            self.key = key
+        reset(self.trainer, config)
+        return self.trainer, self.upload_s
+
+
+@pytest.fixture(scope="session")
+def trainer_pool(mnist: MNIST) -> TrainerPool:
+    return TrainerPool(mnist)
+
+
+def case_config(case: Case, **overrides: Any) -> RunConfig:
+    """The RunConfig of a benchmark case (full GD when B is the whole training set)."""
+    variant = "full" if case.batch_size >= 50_000 else case.variant
+    base = RunConfig(backend=case.backend, device=case.device, variant=variant,
+                     batch_size=case.batch_size if variant == "minibatch" else None,
+                     placement=case.placement, pinned=case.pinned)
+    return replace(base, **overrides)
+
+
+def skip_unusable(case: Case) -> None:
+    reason = case.skip_reason()
+    if reason:
+        pytest.skip(reason)

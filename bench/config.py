@@ -1,0 +1,118 @@
+"""The run configuration: frozen, keyword-only, validated once before anything is timed."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from bench.data_order import ORDERS
+
+__all__ = ["DTYPES", "PLACEMENTS", "VARIANTS", "ConfigError", "RunConfig"]
+
+VARIANTS = ("full", "sgd", "minibatch")
+DTYPES = ("float32", "float64")
+PLACEMENTS = ("resident", "streamed")
+INITS = ("zeros", "random")
+
+
+class ConfigError(ValueError):
+    """A run parameter is invalid; the message names it, its value and the valid set."""
+
+
+def _bad(name: str, expected: str, value: Any) -> ConfigError:
+    return ConfigError(f"The '{name}' parameter of RunConfig must be {expected}. "
+                       f"Got {value!r} instead.")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    """One training run of softmax regression.
+
+    The three variants are points on one batch-size axis: ``full`` = one step per epoch over
+    all n training examples (B = n), ``sgd`` = per-sample (B = 1), ``minibatch`` = B examples.
+
+    Budget: at most ``max_epochs`` epochs and, if set, ``max_steps`` optimizer steps; with
+    ``early_stopping`` the tutorial's patience rule (in minibatch iterations) may stop sooner;
+    with ``target_error`` the run stops once the validation error is at or below it.
+    Without early stopping the validation error is scored once per epoch.
+    """
+
+    backend: str = "numpy"
+    device: str | None = None          # None: the backend's natural device
+    variant: str = "minibatch"
+    batch_size: int | None = None      # required for minibatch; implied by full / sgd
+    learning_rate: float = 0.13
+    l1: float = 0.0
+    l2: float = 0.0
+    dtype: str = "float32"
+    init: str = "zeros"
+    seed: int = 1234
+    order: str = "shuffle"
+    drop_last: bool = True
+    placement: str = "resident"
+    pinned: bool = False
+    max_epochs: int = 1
+    max_steps: int | None = None
+    early_stopping: bool = False
+    patience: int = 5000
+    patience_increase: int = 2
+    improvement_threshold: float = 0.995
+    target_error: float | None = None
+    eval_batch_size: int = 10_000
+    eval_drop_last: bool = False
+    pixel_scale: float = 255.0
+
+    def __post_init__(self) -> None:
+        if self.variant not in VARIANTS:
+            raise _bad("variant", f"one of {VARIANTS}", self.variant)
+        if self.variant == "minibatch":
+            if not (isinstance(self.batch_size, int) and self.batch_size >= 1):
+                raise _bad("batch_size", "an int >= 1 for the minibatch variant", self.batch_size)
+        elif self.variant == "sgd" and self.batch_size not in (None, 1):
+            raise _bad("batch_size", "None or 1 for the sgd (per-sample) variant",
+                       self.batch_size)
+        elif self.variant == "full" and self.batch_size is not None:
+            raise _bad("batch_size", "None for the full variant (B = n)", self.batch_size)
+        for name in ("learning_rate",):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise _bad(name, "a finite float > 0", v)
+        for name in ("l1", "l2"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+                raise _bad(name, "a finite float >= 0", v)
+        if self.dtype not in DTYPES:
+            raise _bad("dtype", f"one of {DTYPES}", self.dtype)
+        if self.init not in INITS:
+            raise _bad("init", f"one of {INITS}", self.init)
+        if self.order not in ORDERS:
+            raise _bad("order", f"one of {ORDERS}", self.order)
+        if self.placement not in PLACEMENTS:
+            raise _bad("placement", f"one of {PLACEMENTS}", self.placement)
+        if self.pinned and self.placement != "streamed":
+            raise _bad("pinned", "False unless placement='streamed'", self.pinned)
+        for name in ("max_epochs", "eval_batch_size", "patience", "patience_increase"):
+            v = getattr(self, name)
+            if not (isinstance(v, int) and v >= 1):
+                raise _bad(name, "an int >= 1", v)
+        if self.max_steps is not None and not (isinstance(self.max_steps, int)
+                                               and self.max_steps >= 1):
+            raise _bad("max_steps", "None or an int >= 1", self.max_steps)
+        if self.target_error is not None and not 0 <= self.target_error <= 1:
+            raise _bad("target_error", "None or a float in [0, 1]", self.target_error)
+        if not 0 < self.improvement_threshold <= 1:
+            raise _bad("improvement_threshold", "a float in (0, 1]", self.improvement_threshold)
+        if not (isinstance(self.seed, int) and self.seed >= 0):
+            raise _bad("seed", "an int >= 0", self.seed)
+
+    def effective_batch_size(self, n_train: int) -> int:
+        """B for ``n_train`` training examples; a B above n_train is an error."""
+        B = {"full": n_train, "sgd": 1}.get(self.variant, self.batch_size)
+        if n_train < B:
+            raise ConfigError(f"The 'batch_size' parameter of RunConfig must be an int in "
+                              f"[1, {n_train}]. Got {B} instead.")
+        return B
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

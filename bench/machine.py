@@ -1,0 +1,66 @@
+"""What a result must record about the machine: CPU, GPU, library versions, thread counts."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from typing import Any
+
+import numpy as np
+
+__all__ = ["describe_machine"]
+
+
+def _blas() -> list[dict[str, Any]]:
+    from threadpoolctl import threadpool_info
+
+    return [{k: info.get(k) for k in ("internal_api", "version", "num_threads", "architecture")}
+            for info in threadpool_info()]
+
+
+def _nvidia_smi() -> dict[str, str]:
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,driver_version,memory.total",
+             "--format=csv,noheader"], capture_output=True, text=True, timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    name, driver, memory = ([*out.stdout.strip().splitlines()[0].split(", "), "", "", ""])[:3]
+    return {"gpu_name": name, "gpu_driver": driver, "gpu_memory": memory}
+
+
+def describe_machine() -> dict[str, Any]:
+    """A flat description: CPU model and count, GPU, driver, CUDA, library versions, threads."""
+    info: dict[str, Any] = {
+        "cpu_model": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "numpy": np.__version__,
+        "blas": _blas(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+    }
+    try:
+        import cpuinfo
+
+        info["cpu_model"] = cpuinfo.get_cpu_info().get("brand_raw", info["cpu_model"])
+    except Exception:  # py-cpuinfo can fail on exotic machines; the platform string stays
+        pass
+    info.update(_nvidia_smi())
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["torch_threads"] = torch.get_num_threads()
+        info["torch_cuda"] = torch.version.cuda
+        if torch.cuda.is_available():
+            info["gpu_name"] = torch.cuda.get_device_name(0)
+    except ImportError:
+        info["torch"] = None
+    try:
+        import cupy
+
+        info["cupy"] = cupy.__version__
+        info["cuda_runtime"] = cupy.cuda.runtime.runtimeGetVersion()
+    except Exception:  # not installed, or no CUDA runtime
+        info["cupy"] = None
+    return info

@@ -1,0 +1,449 @@
+"""The one MNIST loader: find, verify, parse and split the data.
+
+Sources, in the order they are searched:
+
+1. an explicit ``path`` argument (a folder, or an ``mnist.npz`` / ``mnist.pkl.gz`` file);
+2. the ``GDBENCH_DATA_DIR`` environment variable (a folder holding the files);
+3. the user cache folder (``GDBENCH_CACHE_DIR``, else the platform's cache folder);
+4. a download of the four IDX files into that cache, SHA-256 verified, with a progress bar.
+
+A folder may hold the four original IDX files (gzipped or not), the Keras ``mnist.npz`` or the
+Deep Learning Tutorials' ``mnist.pkl.gz``. Every source becomes uint8 pixels first and is scaled
+once, by ``pixel_scale``: ``x / 255`` by default, ``x / 256`` as the tutorial's data file had.
+
+The split is the classic one: train = the first 50,000 training images, validation = the last
+10,000, test = the 10,000 ``t10k`` images. Images are float32 ``(n, 784)``, labels int64 ``(n,)``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import pickle
+import zlib
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "IDX_FILES",
+    "MIRRORS",
+    "MNIST",
+    "SHA256",
+    "DataError",
+    "Split",
+    "cache_dir",
+    "download",
+    "load_mnist",
+    "read_idx",
+]
+
+#: The four original files, by role.
+IDX_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+
+#: Published SHA-256 digests of the canonical files, gzipped and not.
+SHA256 = {
+    "train-images-idx3-ubyte.gz":
+        "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+    "train-labels-idx1-ubyte.gz":
+        "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+    "t10k-images-idx3-ubyte.gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+    "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+    "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+}
+
+#: Public mirrors of the original gzipped IDX files, tried in order.
+MIRRORS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+)
+
+ENV_DATA_DIR = "GDBENCH_DATA_DIR"
+ENV_CACHE_DIR = "GDBENCH_CACHE_DIR"
+N_PIXELS = 28 * 28
+N_CLASSES = 10
+_IDX_MAGIC = {1: 0x00000801, 3: 0x00000803}  # unsigned bytes, 1 or 3 dimensions
+_NPZ_NAME = "mnist.npz"
+_PKL_NAME = "mnist.pkl.gz"
+
+
+class DataError(ValueError):
+    """The MNIST data could not be found or is not what it should be."""
+
+
+@dataclass(frozen=True)
+class Split:
+    """One part of the data: images ``x`` (n, 784) and labels ``y`` (n,), both read-only."""
+
+    x: np.ndarray
+    y: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __repr__(self) -> str:
+        return f"Split(n={len(self)}, x={self.x.dtype}{self.x.shape}, y={self.y.dtype})"
+
+
+@dataclass(frozen=True)
+class MNIST:
+    """The train / validation / test split and where it came from."""
+
+    train: Split
+    valid: Split
+    test: Split
+    source: str
+    pixel_scale: float
+
+    def __repr__(self) -> str:
+        return (
+            f"MNIST(train={len(self.train)}, valid={len(self.valid)}, test={len(self.test)}, "
+            f"pixel_scale={self.pixel_scale}, source={self.source!r})"
+        )
+
+
+# --------------------------------------------------------------------------- locating
+
+
+def cache_dir() -> Path:
+    """The folder downloads go to: ``$GDBENCH_CACHE_DIR``, else the user cache folder."""
+    if os.environ.get(ENV_CACHE_DIR):
+        return Path(os.environ[ENV_CACHE_DIR]).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("gdbench")) / "mnist"
+
+
+def _idx_path(folder: Path, name: str) -> Path | None:
+    for candidate in (folder / f"{name}.gz", folder / name):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _describe_source(folder: Path) -> str | None:
+    """Which kind of MNIST copy ``folder`` holds, or None."""
+    if all(_idx_path(folder, n) for n in IDX_FILES.values()):
+        return "idx"
+    if (folder / _NPZ_NAME).is_file():
+        return "npz"
+    if (folder / _PKL_NAME).is_file():
+        return "pkl"
+    return None
+
+
+def _missing_message(folder: Path, origin: str) -> str:
+    wanted = ", ".join(f"{n}[.gz]" for n in IDX_FILES.values())
+    missing = [f"{n}[.gz]" for n in IDX_FILES.values() if _idx_path(folder, n) is None]
+    lacks = f" ({', '.join(missing)} not found)" if len(missing) < len(IDX_FILES) else ""
+    return (
+        f"{origin} {folder} holds no MNIST copy{lacks}: expected the four IDX files "
+        f"({wanted}), or {_NPZ_NAME}, or {_PKL_NAME}. Point it at the folder that holds them."
+    )
+
+
+def _resolve(path: str | os.PathLike | None, download_missing: bool) -> tuple[str, Path]:
+    """Return (kind, location) of the data to read; kind is 'idx', 'npz' or 'pkl'."""
+    if path is not None:
+        p = Path(path).expanduser()
+        if p.is_file():
+            if p.name.endswith(".npz"):
+                return "npz", p
+            if p.name.endswith((".pkl.gz", ".pkl")):
+                return "pkl", p
+            raise DataError(f"{p}: not a file this loader reads (expected .npz or .pkl.gz).")
+        if not p.is_dir():
+            raise DataError(f"MNIST path {p} does not exist. Pass an existing folder or file.")
+        kind = _describe_source(p)
+        if kind is None:
+            raise DataError(_missing_message(p, "The folder"))
+        return kind, (p / _NPZ_NAME if kind == "npz" else p / _PKL_NAME if kind == "pkl" else p)
+    env = os.environ.get(ENV_DATA_DIR)
+    if env:
+        p = Path(env).expanduser()
+        if not p.is_dir():
+            raise DataError(f"{ENV_DATA_DIR}={env} is not a folder. Set it to the folder that "
+                            "holds the MNIST files, or unset it to use the cache.")
+        kind = _describe_source(p)
+        if kind is None:
+            raise DataError(_missing_message(p, f"{ENV_DATA_DIR} folder"))
+        return _resolve(p, download_missing)
+    cache = cache_dir()
+    if cache.is_dir() and _describe_source(cache) is not None:
+        return _resolve(cache, download_missing)
+    if not download_missing:
+        raise DataError(
+            f"No MNIST data found (searched: the path argument, ${ENV_DATA_DIR} (unset), "
+            f"the cache {cache}) and downloading is off. Set {ENV_DATA_DIR} to a folder with "
+            "the four IDX files, or allow the download."
+        )
+    download(cache)
+    return "idx", cache
+
+
+def download(folder: Path | None = None, mirrors: tuple[str, ...] | None = None) -> Path:
+    """Download the four gzipped IDX files into ``folder`` (default: the cache), hash-verified.
+
+    Each file is fetched from the first mirror that answers; a file whose SHA-256 differs from
+    the published digest is deleted and reported, never used.
+    """
+    import pooch
+    import requests
+
+    folder = Path(folder) if folder is not None else cache_dir()
+    mirrors = MIRRORS if mirrors is None else mirrors
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in IDX_FILES.values():
+        fname = f"{name}.gz"
+        errors = []
+        for mirror in mirrors:
+            try:
+                pooch.retrieve(
+                    mirror + fname,
+                    known_hash=f"sha256:{SHA256[fname]}",
+                    fname=fname,
+                    path=folder,
+                    progressbar=True,
+                )
+                break
+            except ValueError as exc:  # pooch: hash mismatch
+                raise DataError(
+                    f"{fname} downloaded from {mirror} failed its SHA-256 check ({exc}). The "
+                    f"mirror serves a corrupt or different file; try again later, or copy the "
+                    f"original files into {folder} yourself."
+                ) from exc
+            except (requests.RequestException, OSError) as exc:
+                errors.append(f"{mirror}: {type(exc).__name__}")
+        else:
+            raise DataError(
+                f"Could not download {fname} ({'; '.join(errors)}), and no local copy was found "
+                f"(searched: ${ENV_DATA_DIR} (unset) and the cache {folder}). If this machine is "
+                f"offline, copy the four files {', '.join(f'{n}.gz' for n in IDX_FILES.values())} "
+                f"into {folder}, or set {ENV_DATA_DIR} to a folder that holds them."
+            )
+    return folder
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _read_bytes(path: Path) -> bytes:
+    """Read a file, gunzipping it when its name ends in .gz; corrupt gzip is a DataError."""
+    try:
+        if path.name.endswith(".gz"):
+            with gzip.open(path, "rb") as fh:
+                return fh.read()
+        return path.read_bytes()
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise DataError(
+            f"{path}: the gzip stream is truncated or corrupt ({exc}). Delete the file and "
+            "download it again, or replace it with an intact copy."
+        ) from exc
+
+
+def _verify_sha256(path: Path) -> None:
+    expected = SHA256.get(path.name)
+    if expected is None:
+        return
+    found = hashlib.sha256(path.read_bytes()).hexdigest()
+    if found != expected:
+        raise DataError(
+            f"{path.name}: SHA-256 mismatch (expected {expected}, found {found}); the file is "
+            f"corrupt or not the original. Delete {path} to download it again, or set "
+            f"{ENV_DATA_DIR} to a folder with the original files."
+        )
+
+
+def read_idx(path: str | os.PathLike, ndim: int, verify: bool = True) -> np.ndarray:
+    """Read one IDX file of unsigned bytes with ``ndim`` dimensions (1 = labels, 3 = images).
+
+    The header is a big-endian magic number (0x00000801 or 0x00000803) followed by one
+    big-endian uint32 per dimension; the payload must hold exactly their product of bytes.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found. Check the folder, or delete it to re-download.")
+    if verify:
+        _verify_sha256(path)
+    raw = _read_bytes(path)
+    header = 4 * (1 + ndim)
+    if len(raw) < header:
+        raise DataError(f"{path}: only {len(raw)} bytes, shorter than an IDX header; the file "
+                        "is truncated. Replace it with an intact copy.")
+    magic = int.from_bytes(raw[:4], "big")
+    if magic != _IDX_MAGIC[ndim]:
+        raise DataError(
+            f"{path}: wrong IDX magic number 0x{magic:08x} (expected 0x{_IDX_MAGIC[ndim]:08x} "
+            f"for a {ndim}-d unsigned-byte array); this is not an MNIST "
+            f"{'label' if ndim == 1 else 'image'} file."
+        )
+    dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    if ndim == 3 and dims[1:] != (28, 28):
+        raise DataError(f"{path}: images are {dims[1]}x{dims[2]}, expected 28x28.")
+    expected = int(np.prod(dims))
+    found = len(raw) - header
+    if found != expected:
+        raise DataError(
+            f"{path}: header says {dims[0]} items ({expected} bytes) but the file holds "
+            f"{found} bytes; the file is truncated or corrupt. Replace it with an intact copy."
+        )
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def _check_pair(images: np.ndarray, labels: np.ndarray, where: str) -> None:
+    if images.shape[0] != labels.shape[0]:
+        raise DataError(f"{where}: {images.shape[0]} images but {labels.shape[0]} labels; "
+                        "the image and label files do not belong together.")
+    if labels.size and int(labels.max()) >= N_CLASSES:
+        bad = int(np.argmax(labels >= N_CLASSES))
+        raise DataError(f"{where}: label {int(labels[bad])} at index {bad} is outside 0-9; the "
+                        "label file is corrupt.")
+
+
+def _read_idx_folder(folder: Path, verify: bool) -> tuple[np.ndarray, ...]:
+    out = {}
+    for role, name in IDX_FILES.items():
+        path = _idx_path(folder, name)
+        if path is None:
+            raise DataError(f"{folder / name}[.gz]: file not found. " +
+                            _missing_message(folder, "The folder"))
+        out[role] = read_idx(path, 3 if role.endswith("images") else 1, verify=verify)
+    _check_pair(out["train_images"], out["train_labels"], f"{folder} (train)")
+    _check_pair(out["test_images"], out["test_labels"], f"{folder} (t10k)")
+    return out["train_images"], out["train_labels"], out["test_images"], out["test_labels"]
+
+
+def _read_npz(path: Path) -> tuple[np.ndarray, ...]:
+    keys = ("x_train", "y_train", "x_test", "y_test")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            missing = [k for k in keys if k not in f.files]
+            if missing:
+                raise DataError(f"{path}: missing array {', '.join(map(repr, missing))}; "
+                                "expected the Keras mnist.npz with x_train, y_train, x_test, "
+                                "y_test.")
+            arrays = [np.asarray(f[k]) for k in keys]
+    except (OSError, ValueError, zlib.error, EOFError) as exc:
+        raise DataError(f"{path}: not a readable .npz file ({exc}); it is truncated or "
+                        "corrupt. Replace it with an intact copy.") from exc
+    xtr, ytr, xte, yte = arrays
+    for name, x in (("x_train", xtr), ("x_test", xte)):
+        if x.dtype != np.uint8 or x.ndim != 3 or x.shape[1:] != (28, 28):
+            raise DataError(f"{path}: {name} is {x.dtype}{x.shape}, expected uint8 (n, 28, 28).")
+    _check_pair(xtr, ytr, f"{path} (train)")
+    _check_pair(xte, yte, f"{path} (test)")
+    return xtr, ytr, xte, yte
+
+
+def _read_pkl(path: Path) -> tuple[np.ndarray, ...]:
+    """The tutorial's ``((train_x, train_y), (valid_x, valid_y), (test_x, test_y))``.
+
+    Its pixels are stored as float32 ``k / 256``; they are turned back into the bytes ``k`` so
+    that every source is scaled the same way, and train + valid are rejoined in their order.
+    """
+    try:
+        opener = gzip.open if path.name.endswith(".gz") else open
+        with opener(path, "rb") as fh:
+            parts = pickle.load(fh, encoding="latin1")
+    except (EOFError, gzip.BadGzipFile, zlib.error, pickle.UnpicklingError) as exc:
+        raise DataError(f"{path}: not a readable gzipped pickle ({exc}); it is truncated or "
+                        "corrupt. Replace it with an intact copy.") from exc
+    try:
+        (trx, tr_y), (vax, va_y), (tex, te_y) = parts
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{path}: expected ((train_x, train_y), (valid_x, valid_y), (test_x, "
+                        "test_y)), the tutorial's mnist.pkl.gz layout.") from exc
+    out = []
+    for name, x, y in (("train", trx, tr_y), ("valid", vax, va_y), ("test", tex, te_y)):
+        x = np.asarray(x)
+        if x.ndim != 2 or x.shape[1] != N_PIXELS:
+            raise DataError(f"{path}: {name}_x has shape {x.shape}, expected (n, 784).")
+        k = np.rint(x.astype(np.float64) * 256.0)
+        if not np.allclose(k, x * 256.0, atol=1e-3) or k.min() < 0 or k.max() > 255:
+            raise DataError(f"{path}: {name}_x pixels are not k/256 for bytes k; this is not "
+                            "the tutorial's mnist.pkl.gz.")
+        y = np.asarray(y)
+        _check_pair(x, y, f"{path} ({name})")
+        out.append((k.astype(np.uint8).reshape(-1, 28, 28), y))
+    (trx, tr_y), (vax, va_y), (tex, te_y) = out
+    return np.concatenate([trx, vax]), np.concatenate([tr_y, va_y]), tex, te_y
+
+
+# --------------------------------------------------------------------------- splitting
+
+
+def _split(images: np.ndarray, labels: np.ndarray, scale: float) -> Split:
+    x = images.reshape(len(images), N_PIXELS).astype(np.float32)
+    x /= np.float32(scale)
+    y = labels.astype(np.int64)
+    x.flags.writeable = False
+    y.flags.writeable = False
+    return Split(x, y)
+
+
+@lru_cache(maxsize=8)
+def _load_cached(kind: str, location: str, pixel_scale: float, n_valid: int,
+                 verify: bool) -> MNIST:
+    loc = Path(location)
+    if kind == "idx":
+        xtr, ytr, xte, yte = _read_idx_folder(loc, verify)
+    elif kind == "npz":
+        xtr, ytr, xte, yte = _read_npz(loc)
+    else:
+        xtr, ytr, xte, yte = _read_pkl(loc)
+    n_train = len(ytr) - n_valid
+    if n_train < 1:
+        raise DataError(f"{location}: {len(ytr)} training images cannot leave {n_valid} for "
+                        "validation; the file is truncated or n_valid is too large.")
+    return MNIST(
+        train=_split(xtr[:n_train], ytr[:n_train], pixel_scale),
+        valid=_split(xtr[n_train:], ytr[n_train:], pixel_scale),
+        test=_split(xte, yte, pixel_scale),
+        source=f"{kind}:{location}",
+        pixel_scale=pixel_scale,
+    )
+
+
+def load_mnist(
+    path: str | os.PathLike | None = None,
+    *,
+    pixel_scale: float = 255.0,
+    n_valid: int = 10_000,
+    verify: bool = True,
+    download_missing: bool = True,
+) -> MNIST:
+    """Load MNIST as the classic 50,000 / 10,000 / 10,000 train / validation / test split.
+
+    Parameters
+    ----------
+    path : folder or file, optional
+        Where the data is; default: ``$GDBENCH_DATA_DIR``, then the cache, then a download.
+    pixel_scale : float
+        Pixels become ``byte / pixel_scale``: 255 (default) maps to [0, 1]; 256 is the
+        tutorial's ``mnist.pkl.gz`` scaling, under which its published numbers reproduce.
+    n_valid : int
+        How many of the last training images form the validation set.
+    verify : bool
+        Check each IDX file's SHA-256 against the published digest (on by default).
+    download_missing : bool
+        Download into the cache when no local copy is found.
+
+    Loaded once per process: repeated calls with the same arguments return the same object.
+    """
+    if not (isinstance(pixel_scale, (int, float)) and pixel_scale > 0):
+        raise DataError(f"pixel_scale must be a positive number (255 or 256). Got {pixel_scale!r}.")
+    if not (isinstance(n_valid, int) and n_valid >= 1):
+        raise DataError(f"n_valid must be a positive int. Got {n_valid!r}.")
+    kind, location = _resolve(path, download_missing)
+    return _load_cached(kind, str(location.resolve()), float(pixel_scale), n_valid, verify)

@@ -1,0 +1,80 @@
+"""Benchmark profiles: how much of the grid to run and with what budget.
+
+Chosen by ``pytest --gdbench-profile NAME`` or ``GDBENCH_PROFILE=NAME``; ``standard`` by default.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+__all__ = ["ENV_PROFILE", "PROFILES", "Profile", "get_profile"]
+
+ENV_PROFILE = "GDBENCH_PROFILE"
+FULL_GRID = (1, 10, 20, 50, 100, 200, 600, 1000, 5000, 50_000)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Budgets and grids of one benchmark profile.
+
+    ``epochs`` / ``max_steps``: the fixed budget of each epoch benchmark (fresh init each round).
+    ``ttt_*``: time-to-target runs (train until the validation error <= target).
+    ``lr_grid``: learning rates tried per batch size in time-to-target runs (best kept).
+    """
+
+    name: str
+    batch_sizes: tuple[int, ...]
+    epochs: int
+    max_steps: int | None
+    rounds: int
+    warmup_rounds: int
+    step_batch_sizes: tuple[int, ...]
+    step_rounds: int
+    ttt_batch_sizes: tuple[int, ...]
+    ttt_max_epochs: int
+    ttt_max_steps: int
+    target_error: float = 0.08
+    learning_rate: float = 0.13
+    lr_grid: tuple[float, ...] = (0.13,)
+    gpu_batch_sizes: tuple[int, ...] = (1, 20, 600, 5000, 50_000)
+    transfer_batch_sizes: tuple[int, ...] = (1, 20, 600, 5000, 50_000)
+    progress: bool = True
+
+
+PROFILES = {
+    "quick": Profile(
+        name="quick", batch_sizes=(1, 20, 600, 50_000), epochs=1, max_steps=300, rounds=2,
+        warmup_rounds=1, step_batch_sizes=(1, 600), step_rounds=5, ttt_batch_sizes=(600,),
+        ttt_max_epochs=2, ttt_max_steps=200, gpu_batch_sizes=(1, 600, 50_000),
+        transfer_batch_sizes=(1, 600, 50_000), progress=False,
+    ),
+    "standard": Profile(
+        name="standard", batch_sizes=FULL_GRID, epochs=2, max_steps=None, rounds=3,
+        warmup_rounds=1, step_batch_sizes=(1, 20, 600, 50_000), step_rounds=20,
+        ttt_batch_sizes=(10, 20, 100, 600, 5000, 50_000), ttt_max_epochs=40,
+        ttt_max_steps=100_000,
+    ),
+    # The GPU machine's check: every variant and placement at five batch sizes, short budgets.
+    "gpu": Profile(
+        name="gpu", batch_sizes=(1, 20, 600, 5000, 50_000), epochs=1, max_steps=5000,
+        rounds=3, warmup_rounds=1, step_batch_sizes=(1, 20, 600, 50_000), step_rounds=10,
+        ttt_batch_sizes=(20, 600), ttt_max_epochs=20, ttt_max_steps=50_000,
+        lr_grid=(0.01, 0.13), progress=False,
+    ),
+    "full": Profile(
+        name="full", batch_sizes=FULL_GRID, epochs=5, max_steps=None, rounds=5,
+        warmup_rounds=1, step_batch_sizes=FULL_GRID, step_rounds=50,
+        ttt_batch_sizes=FULL_GRID, ttt_max_epochs=200, ttt_max_steps=500_000,
+        lr_grid=(0.03, 0.13, 0.5, 2.0),
+    ),
+}
+
+
+def get_profile(name: str | None = None) -> Profile:
+    """The named profile, else ``$GDBENCH_PROFILE``, else ``standard``."""
+    name = name or os.environ.get(ENV_PROFILE) or "standard"
+    if name not in PROFILES:
+        raise ValueError(f"Unknown benchmark profile {name!r}; choose one of "
+                         f"{', '.join(PROFILES)} (--gdbench-profile or ${ENV_PROFILE}).")
+    return PROFILES[name]

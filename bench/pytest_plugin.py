@@ -1,0 +1,136 @@
+"""gdbench's pytest plugin: the profile option, shared fixtures, machine info and progress.
+
+Registered by the project's root ``conftest.py``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from bench.profiles import ENV_PROFILE, Profile, get_profile
+
+__all__ = ["Case"]
+
+
+@dataclass(frozen=True)
+class Case:
+    """One benchmark point: where it runs, the batch size and the data placement."""
+
+    backend: str
+    device: str
+    batch_size: int
+    placement: str = "resident"
+    pinned: bool = False
+
+    @property
+    def id(self) -> str:
+        where = ""
+        if self.device != "cpu":
+            where = f"-{self.placement}" + ("-pinned" if self.pinned else "")
+        return f"{self.backend}-{self.device}-B{self.batch_size}{where}"
+
+    @property
+    def variant(self) -> str:
+        return "sgd" if self.batch_size == 1 else "minibatch"
+
+    def skip_reason(self) -> str | None:
+        from impls.registry import unavailable_reason
+
+        return unavailable_reason(self.backend, self.device)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("gdbench")
+    group.addoption("--gdbench-profile", default=None, choices=["quick", "standard", "gpu", "full"],
+                    help=f"benchmark profile (default: ${ENV_PROFILE}, else 'standard')")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    config._gdbench_profile = get_profile(config.getoption("--gdbench-profile"))
+    if config._gdbench_profile.name == "quick" and not config.getoption("benchmark_save"):
+        # A smoke run: not autosaved into results/, so reports keep showing real runs.
+        config.option.benchmark_autosave = False
+    if config._gdbench_profile.progress:
+        config.pluginmanager.register(_Progress(config), "gdbench-progress")
+
+
+@pytest.fixture(scope="session")
+def profile(request: pytest.FixtureRequest) -> Profile:
+    """The benchmark profile of this session."""
+    return request.config._gdbench_profile
+
+
+def _placements(device: str) -> list[tuple[str, bool]]:
+    if device == "cpu":
+        return [("resident", False)]  # placement is a no-op on the CPU
+    return [("resident", False), ("streamed", False), ("streamed", True)]
+
+
+def cases(profile: Profile, batch_sizes: str = "batch_sizes") -> list[Case]:
+    """Every (backend, device, B, placement) point of the profile, usable or not."""
+    from impls.registry import BACKENDS
+
+    out = []
+    for backend, (_, devices) in BACKENDS.items():
+        for device in devices:
+            sizes = getattr(profile, batch_sizes)
+            if device != "cpu" and batch_sizes == "batch_sizes":
+                sizes = profile.gpu_batch_sizes
+            for B in sizes:
+                for placement, pinned in _placements(device):
+                    out.append(Case(backend, device, B, placement, pinned))
+    return out
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    prof = metafunc.config._gdbench_profile
+    for fixture, sizes, all_placements in (("epoch_case", "batch_sizes", True),
+                                           ("step_case", "step_batch_sizes", False),
+                                           ("ttt_case", "ttt_batch_sizes", False)):
+        if fixture in metafunc.fixturenames:
+            found = [c for c in cases(prof, sizes) if all_placements or (not c.pinned
+                     and c.placement == "resident")]
+            metafunc.parametrize(fixture, found, ids=[c.id for c in found])
+    if "transfer_case" in metafunc.fixturenames:
+        found = []
+        for c in cases(prof, "transfer_batch_sizes"):
+            if c.device == "cpu":
+                if c.batch_size == prof.transfer_batch_sizes[0]:
+                    found.append((c, "n/a"))
+            elif c.placement == "resident":
+                found += [(c, kind) for kind in ("pageable", "pinned", "d2d")]
+        metafunc.parametrize("transfer_case", found, ids=[
+            f"{c.backend}-{c.device}" if k == "n/a" else f"{c.backend}-{c.device}-{k}-"
+            f"rows{c.batch_size}" for c, k in found])
+
+
+def pytest_benchmark_update_machine_info(config: pytest.Config,
+                                         machine_info: dict[str, Any]) -> None:
+    from bench.machine import describe_machine
+
+    machine_info["gdbench"] = describe_machine()
+    machine_info["gdbench_profile"] = config._gdbench_profile.name
+
+
+class _Progress:
+    """A progress line after each benchmark of the long profiles (count, elapsed minutes)."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.start = time.perf_counter()
+        self.done = 0
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when != "call" or "/benchmarks/" not in report.fspath.replace("\\", "/"):
+            return
+        self.done += 1
+        tr = self.config.pluginmanager.get_plugin("terminalreporter")
+        if tr is not None:
+            tr.write_line(f"[gdbench {self.config._gdbench_profile.name}] {self.done} "
+                          f"benchmarks done, {(time.perf_counter() - self.start) / 60:.1f} min "
+                          f"elapsed: {report.nodeid.split('::')[-1]}")

@@ -1,0 +1,86 @@
+"""Backends by name, imported lazily: a CPU-only install imports cleanly, and an unusable
+backend gives a reason instead of an ImportError. A new backend is one module + one line here.
+"""
+
+from __future__ import annotations
+
+import importlib
+from functools import cache
+
+from impls.base import Trainer
+
+__all__ = [
+    "BACKENDS",
+    "BackendError",
+    "make_trainer",
+    "targets",
+    "trainer_class",
+    "unavailable_reason",
+]
+
+#: backend name -> "module:class", and the devices it runs on (first = default).
+BACKENDS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "numpy": ("impls.numpy_backend:NumpyTrainer", ("cpu",)),
+    "torch": ("impls.torch_backend:TorchTrainer", ("cpu", "cuda")),
+    "cupy": ("impls.cupy_backend:CupyTrainer", ("cuda",)),
+}
+
+_INSTALL = {
+    "torch": "pip install 'gdbench[torch]'",
+    "cupy": "pip install 'gdbench[cupy]' on a machine with an NVIDIA GPU and driver",
+}
+
+
+class BackendError(ValueError):
+    """An unknown backend or device, or one that cannot run on this machine."""
+
+
+def _check_name(backend: str, device: str | None) -> str:
+    if backend not in BACKENDS:
+        raise BackendError(f"Unknown backend {backend!r}; choose one of "
+                           f"{', '.join(BACKENDS)} (check the spelling).")
+    devices = BACKENDS[backend][1]
+    device = devices[0] if device is None else device
+    if device not in devices:
+        raise BackendError(f"Backend {backend!r} does not run on device {device!r}; "
+                           f"choose one of {', '.join(devices)}.")
+    return device
+
+
+@cache
+def _import(backend: str) -> type[Trainer] | str:
+    target = BACKENDS[backend][0]
+    module, _, name = target.partition(":")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except ImportError as exc:
+        return f"{backend}: not installed ({exc.name or exc}); {_INSTALL.get(backend, '')}".strip()
+
+
+def unavailable_reason(backend: str, device: str | None = None) -> str | None:
+    """Why (backend, device) cannot run here, or None when it can."""
+    device = _check_name(backend, device)
+    cls = _import(backend)
+    if isinstance(cls, str):
+        return cls
+    return cls.unavailable_reason(device)
+
+
+def trainer_class(backend: str, device: str | None = None) -> type[Trainer]:
+    """The Trainer class of a usable backend; a BackendError with the reason otherwise."""
+    reason = unavailable_reason(backend, device)
+    if reason:
+        raise BackendError(f"Backend {backend!r} on {device or 'its default device'} is not "
+                           f"usable here: {reason}")
+    return _import(backend)
+
+
+def make_trainer(backend: str, device: str | None = None, **kwargs) -> Trainer:
+    """A fresh trainer for (backend, device); kwargs: dtype, placement, pinned."""
+    device = _check_name(backend, device)
+    return trainer_class(backend, device)(device=device, **kwargs)
+
+
+def targets() -> list[tuple[str, str, str | None]]:
+    """Every (backend, device, reason-or-None) pair, usable or not."""
+    return [(b, d, unavailable_reason(b, d)) for b, (_, devs) in BACKENDS.items() for d in devs]
