@@ -181,6 +181,23 @@ def train(trainer: Trainer, config: RunConfig, upload_s: float | None = None) ->
         t.h2d_s += h2d
         return h2d
 
+    def validate(epoch: int, iteration: int, cost: float) -> bool:
+        """Score validation (and test at a new best); True when the target is reached."""
+        t0 = clock()
+        valid_error = score("valid")
+        if stopper.update(iteration, valid_error):
+            stopper.record_test(score("test"))
+            result.best_epoch = epoch
+        t.eval_s += clock() - t0
+        result.curve.append(CurvePoint(epoch, result.steps, cost, valid_error,
+                                       clock() - t_start))
+        if config.target_error is not None and valid_error <= config.target_error:
+            result.target_reached = True
+            result.time_to_target_s = clock() - t_start
+            result.steps_to_target = result.steps
+            return True
+        return False
+
     try:
         done = False
         for epoch in range(1, config.max_epochs + 1):
@@ -214,23 +231,15 @@ def train(trainer: Trainer, config: RunConfig, upload_s: float | None = None) ->
                     done = True
                     break
                 if stopper.should_validate(last):
-                    t0 = clock()
-                    valid_error = score("valid")
-                    if stopper.update(last, valid_error):
-                        stopper.record_test(score("test"))
-                        result.best_epoch = epoch
-                    t.eval_s += clock() - t0
-                    result.curve.append(CurvePoint(epoch, result.steps, cost, valid_error,
-                                                   clock() - t_start))
-                    if config.target_error is not None and valid_error <= config.target_error:
-                        result.target_reached = True
-                        result.time_to_target_s = clock() - t_start
-                        result.steps_to_target = result.steps
-                        done = True
+                    done = validate(epoch, last, cost)
                 if stopper.should_stop(last) or result.steps >= max_steps:
                     done = True
             if done:
                 break
+        cut_short = result.steps >= max_steps and (not result.curve
+                                                   or result.curve[-1].steps != result.steps)
+        if result.status == "ok" and cut_short:
+            validate(result.epochs, last, cost)  # the step budget ended between validations
     except Exception as exc:
         if not _is_oom(exc):
             raise

@@ -53,7 +53,7 @@ PROFILES = {
         name="standard", batch_sizes=FULL_GRID, epochs=2, max_steps=None, rounds=3,
         warmup_rounds=1, step_batch_sizes=(1, 20, 600, 50_000), step_rounds=20,
         ttt_batch_sizes=(10, 20, 100, 600, 5000, 50_000), ttt_max_epochs=40,
-        ttt_max_steps=100_000,
+        ttt_max_steps=100_000, lr_grid=(0.01, 0.13),
     ),
     # The GPU machine's check: every variant and placement at five batch sizes, short budgets.
     "gpu": Profile(

@@ -72,7 +72,8 @@ def test_benchmarks_end_to_end(tmp_path, real_mnist):
     out = tmp_path / "run.json"
     cmd = [sys.executable, "-m", "pytest", "bench/benchmarks", "--benchmark-only",
            "--gdbench-profile", "quick", "-k", "numpy or transfer", "-p", "no:cacheprovider",
-           f"--benchmark-storage={tmp_path / 'storage'}", f"--benchmark-json={out}", "-q"]
+           f"--benchmark-storage={tmp_path / 'storage'}", "--benchmark-save=e2e",
+           f"--benchmark-json={out}", "-q"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
