@@ -94,6 +94,11 @@ class RunResult:
         return self.status == "diverged"
 
     @property
+    def epoch_equivalents(self) -> float:
+        """Optimizer steps run, in epochs (fractional when a step budget cut an epoch)."""
+        return self.steps / self.batches_per_epoch
+
+    @property
     def examples_per_second(self) -> float:
         """Training examples processed per second of compute (steps only)."""
         return self.examples / self.times.compute_s if self.times.compute_s > 0 else math.nan
@@ -107,6 +112,7 @@ class RunResult:
             out[k] = None if isinstance(v, float) and math.isnan(v) else v
         out["diverged"] = self.diverged
         out["examples_per_second"] = self.examples_per_second
+        out["epoch_equivalents"] = self.epoch_equivalents
         out.update(asdict(self.times))
         out["curve_epoch"] = [p.epoch for p in self.curve]
         out["curve_steps"] = [p.steps for p in self.curve]

@@ -24,8 +24,10 @@ def _record(benchmark, case, profile, kind: str, results: list[RunResult]) -> Ru
     info.update(kind=kind, profile=profile.name, backend=case.backend, device=case.device,
                 placement=case.placement if case.device != "cpu" else "n/a",
                 pinned=case.pinned, variant=last.config.variant)
-    per_epoch = [r.times.total_s / max(r.epochs, 1) for r in results]
-    info["seconds_per_epoch"] = float(np.median(per_epoch))
+    # per 50,000 examples' worth of steps: exact for whole epochs, pro rata when a step
+    # budget cut the epoch short
+    per_epoch = [r.times.total_s / r.epoch_equivalents for r in results if r.steps]
+    info["seconds_per_epoch"] = float(np.median(per_epoch)) if per_epoch else None
     info["seconds_per_step"] = float(np.median([r.times.compute_s / max(r.steps, 1)
                                                 for r in results]))
     return last
@@ -71,6 +73,8 @@ def test_step(benchmark, step_case, profile, trainer_pool):
                        iterations=iterations)
     benchmark.extra_info.update(kind="step", profile=profile.name, backend=step_case.backend,
                                 device=step_case.device, batch_size=step_case.batch_size,
+                                placement=step_case.placement if step_case.device != "cpu"
+                                else "n/a", pinned=step_case.pinned,
                                 variant=config.variant, cfg_dtype=config.dtype,
                                 steps_per_round=iterations)
     assert math.isfinite(trainer.read_cost())

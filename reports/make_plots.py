@@ -1,0 +1,89 @@
+"""Turn benchmark results into seaborn figures and a markdown report.
+
+    python reports/make_plots.py                      # newest result of each machine in results/
+    python reports/make_plots.py FILE [FILE ...]      # these result files
+    python reports/make_plots.py --compare OLD.json   # plus a table of speed-ups vs a baseline
+    python reports/make_plots.py --out DIR            # write elsewhere (default: reports/)
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script from anywhere
+    sys.path.insert(0, str(ROOT))
+
+from bench.results import find_result_files, load_results, newest_result_file  # noqa: E402
+from reports import figures, markdown  # noqa: E402
+
+REPORT_NAME = "report.md"
+
+
+class ReportError(RuntimeError):
+    """Nothing to report on; the message says how to produce results."""
+
+
+def default_files(results: Path) -> list[Path]:
+    """The newest result file of each machine folder under ``results``."""
+    folders = sorted({p.parent for p in find_result_files(results)})
+    return [f for f in (newest_result_file(d) for d in folders) if f is not None]
+
+
+def build(files: list[Path], out: Path, compare: list[Path] | None = None,
+          command: str = "python reports/make_plots.py") -> Path:
+    """Write the figures and the report into ``out``; return the report's path."""
+    df = load_results(files)
+    if df.empty or "kind" not in df:
+        raise ReportError(
+            "No gdbench benchmark results found in " + ", ".join(map(str, files)) + ". Run "
+            "`pytest --benchmark-only` first (it saves into results/), or name result files.")
+    out.mkdir(parents=True, exist_ok=True)
+    colors = figures.palette(df)
+    drawn = []
+    for title, make in figures.FIGURES:
+        path = make(df, out, colors)
+        drawn.append((title, path.name if path is not None else None))
+    baseline = load_results(compare) if compare else None
+    rel = [str(Path(f).resolve().relative_to(ROOT)) if Path(f).resolve().is_relative_to(ROOT)
+           else str(f) for f in files]
+    report = out / REPORT_NAME
+    report.write_text(markdown.render(df, drawn, command, rel, baseline))
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("files", nargs="*", type=Path, help="result JSON files (default: the "
+                        "newest of each machine under --results)")
+    parser.add_argument("--results", type=Path, default=ROOT / "results",
+                        help="folder searched when no files are named (default: results/)")
+    parser.add_argument("--compare", nargs="+", type=Path, help="baseline result files")
+    parser.add_argument("--out", type=Path, default=ROOT / "reports",
+                        help="output folder (default: reports/)")
+    args = parser.parse_args(argv)
+    files = args.files or default_files(args.results)
+    if not files:
+        print(f"make_plots: no result files under {args.results}. Run `pytest --benchmark-only` "
+              "first (it saves into results/), or name result files.", file=sys.stderr)
+        return 2
+    missing = [f for f in files if not f.is_file()]
+    if missing:
+        print(f"make_plots: no such file: {', '.join(map(str, missing))}", file=sys.stderr)
+        return 2
+    command = "python reports/make_plots.py" + (" " + shlex.join(argv) if argv else "")
+    try:
+        report = build(files, args.out, args.compare, command)
+    except ReportError as exc:
+        print(f"make_plots: {exc}", file=sys.stderr)
+        return 2
+    print(f"make_plots: wrote {report} and its figures in {report.parent}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,64 @@
+"""From the results DataFrame to the views the figures and tables use (no plotting here)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["epochs", "label", "steps", "time_to_target", "transfers"]
+
+
+def label(df: pd.DataFrame) -> pd.Series:
+    """'backend-device' plus the placement on a GPU: the series name used in every figure."""
+    where = df["device"].astype(str)
+    lab = df["backend"].astype(str) + "-" + where
+    gpu = where != "cpu"
+    if "placement" in df:
+        pinned = df.get("pinned", pd.Series(False, index=df.index)).fillna(False).astype(bool)
+        lab = lab.where(~gpu, lab + " " + df["placement"].fillna("resident").astype(str)
+                        + np.where(pinned, "+pinned", ""))
+    if "machine_gpu" in df and df["machine_gpu"].notna().any():
+        # results from several machines: keep them apart
+        machine = df["machine_gpu"].fillna(df.get("machine_cpu", "cpu")).astype(str)
+        if machine.nunique() > 1:
+            lab = lab + " @" + machine.str.replace("NVIDIA ", "", regex=False)
+    return lab
+
+
+def _kind(df: pd.DataFrame, kind: str) -> pd.DataFrame:
+    if "kind" not in df:
+        return df.iloc[0:0]
+    out = df[df["kind"] == kind].copy()
+    if len(out):
+        out["series"] = label(out)
+    return out
+
+
+def epochs(df: pd.DataFrame) -> pd.DataFrame:
+    """Fixed-budget epoch runs, one row per benchmark.
+
+    ``seconds_per_epoch`` is derived here for every file alike: the median run time over the
+    epochs' worth of steps it ran (``steps / batches_per_epoch``; fractional when a step budget
+    cut the epoch short).
+    """
+    out = _kind(df, "epoch")
+    if len(out) and {"median_total_s", "steps", "batches_per_epoch"} <= set(out):
+        fraction = out["steps"].astype(float) / out["batches_per_epoch"].astype(float)
+        out["seconds_per_epoch"] = out["median_total_s"].astype(float) / fraction
+    return out
+
+
+def steps(df: pd.DataFrame) -> pd.DataFrame:
+    """Single-step micro-benchmarks; ``seconds_per_step`` is pytest-benchmark's median."""
+    out = _kind(df, "step")
+    if len(out):
+        out["seconds_per_step"] = out["stat_median"]
+    return out
+
+
+def time_to_target(df: pd.DataFrame) -> pd.DataFrame:
+    return _kind(df, "time_to_target")
+
+
+def transfers(df: pd.DataFrame) -> pd.DataFrame:
+    return _kind(df, "transfer")

@@ -1,0 +1,133 @@
+"""make_plots.py end to end on small result files made here, and its error cases."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.config import RunConfig
+from bench.harness import run
+from bench.results import load_results
+from reports import make_plots
+from tests.conftest import random_mnist
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = random_mnist()
+
+
+def _bench(name, group, median, extra):
+    return {"name": name, "fullname": f"bench/benchmarks/x.py::{name}", "group": group,
+            "stats": {"median": median, "min": median, "max": median, "mean": median,
+                      "rounds": 3, "iterations": 1}, "extra_info": extra}
+
+
+def _epoch_entry(backend, B, epochs=2, target=None):
+    variant = "sgd" if B == 1 else "full" if len(DATA.train) == B else "minibatch"
+    cfg = RunConfig(backend=backend, variant=variant, batch_size=B if variant == "minibatch"
+                    else None, max_epochs=epochs, target_error=target)
+    r = run(cfg, DATA)
+    info = r.to_dict()
+    info.update({f"median_{k}": v for k, v in r.times.__dict__.items()})
+    kind = "time_to_target" if target else "epoch"
+    info.update(kind=kind, backend=backend, device="cpu", placement="n/a", pinned=False,
+                variant=variant, seconds_per_epoch=r.times.total_s / r.epoch_equivalents)
+    return _bench(f"test_{kind}[{backend}-cpu-B{B}]", f"{kind} B={B}", r.times.total_s, info)
+
+
+def write_result(path: Path, backends=("numpy",), with_ttt=True) -> Path:
+    benches = []
+    for backend in backends:
+        for B in (1, 16, len(DATA.train)):
+            benches.append(_epoch_entry(backend, B))
+            if with_ttt:
+                benches.append(_epoch_entry(backend, B, epochs=5, target=0.5))
+            benches.append(_bench(f"test_step[{backend}-cpu-B{B}]", f"step B={B}", 1e-5 * B,
+                                  {"kind": "step", "backend": backend, "device": "cpu",
+                                   "batch_size": B, "placement": "n/a", "pinned": False}))
+    doc = {"machine_info": {"node": "testbox", "python_version": "3.11",
+                            "gdbench": {"cpu_model": "Test CPU", "cpu_count": 2,
+                                        "numpy": "2.x"}, "gdbench_profile": "test"},
+           "commit_info": {"id": "0123456789abcdef"}, "datetime": "2026-11-27T00:00:00",
+           "version": "5.2.3", "benchmarks": benches}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc))
+    return path
+
+
+@pytest.fixture(scope="module")
+def result_file(tmp_path_factory):
+    return write_result(tmp_path_factory.mktemp("res") / "m1" / "0001_x.json",
+                        backends=("numpy", "torch"))
+
+
+def test_report_with_every_figure_and_numbers_that_match(result_file, tmp_path):
+    out = tmp_path / "out"
+    assert make_plots.main([str(result_file), "--out", str(out)]) == 0
+    report = (out / "report.md").read_text()
+    for n in range(1, 7):
+        assert list(out.glob(f"fig{n}_*.png")), f"figure {n} missing"
+        assert re.search(rf"!\[[^\]]+\]\(fig{n}_\w+\.png\)", report)
+    assert "Test CPU" in report and "0123456789" in report
+    assert "## Findings" in report and "fastest epoch is" in report
+    assert "Fastest to 50 % validation error" in report
+    # a sample of table numbers against the DataFrame
+    df = load_results(result_file)
+    ep = df[df["kind"] == "epoch"]
+    for _, row in ep.sample(3, random_state=0).iterrows():
+        for value in (round(row["seconds_per_epoch"], 5),
+                      round(100 * row["final_valid_error"], 2)):
+            assert re.search(rf"\|\s+{re.escape(f'{value:g}')}\s+\|", report), value
+    assert "host→device (s)" in report and "n/a" in report  # CPU: not applicable
+
+
+def test_missing_measurements_leave_a_note(tmp_path):
+    f = write_result(tmp_path / "m" / "0001.json", with_ttt=False)
+    assert make_plots.main([str(f), "--out", str(tmp_path / "o")]) == 0
+    report = (tmp_path / "o" / "report.md").read_text()
+    assert "*Time to the target error*: not drawn" in report
+    assert (tmp_path / "o" / "fig1_epoch_time.png").is_file()
+
+
+def test_compare_two_runs(result_file, tmp_path):
+    other = write_result(tmp_path / "m2" / "0002.json", backends=("numpy",))
+    assert make_plots.main([str(result_file), "--compare", str(other), "--out",
+                            str(tmp_path / "o")]) == 0
+    report = (tmp_path / "o" / "report.md").read_text()
+    assert "## Comparison with the baseline run" in report
+    assert "speed-up (baseline / this)" in report
+    assert "test_epoch[numpy-cpu-B16]" in report.split("## Comparison")[1]
+
+
+def test_default_reads_newest_file_per_machine(tmp_path):
+    old = write_result(tmp_path / "results" / "m1" / "0001.json")
+    new = write_result(tmp_path / "results" / "m1" / "0002.json")
+    doc = json.loads(new.read_text())
+    doc["datetime"] = "2026-11-28T00:00:00"
+    new.write_text(json.dumps(doc))
+    assert make_plots.default_files(tmp_path / "results") == [new]
+    assert old.exists()
+
+
+def test_errors(tmp_path, capsys):
+    assert make_plots.main(["--results", str(tmp_path / "empty"), "--out",
+                            str(tmp_path)]) == 2
+    assert "Run `pytest --benchmark-only` first" in capsys.readouterr().err
+    bad = tmp_path / "bad.json"
+    bad.write_text("{oops")
+    with pytest.warns(UserWarning, match="bad.json: skipped"):
+        assert make_plots.main([str(bad), "--out", str(tmp_path / "o")]) == 2
+    assert "No gdbench benchmark results found" in capsys.readouterr().err
+    assert make_plots.main([str(tmp_path / "nope.json")]) == 2
+
+
+def test_runs_as_a_script(result_file, tmp_path):
+    proc = subprocess.run([sys.executable, "reports/make_plots.py", str(result_file), "--out",
+                           str(tmp_path / "s")], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "wrote" in proc.stdout and (tmp_path / "s" / "report.md").is_file()
