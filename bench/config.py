@@ -35,7 +35,8 @@ class RunConfig:
     Budget: at most ``max_epochs`` epochs and, if set, ``max_steps`` optimizer steps; with
     ``early_stopping`` the tutorial's patience rule (in minibatch iterations) may stop sooner;
     with ``target_error`` the run stops once the validation error is at or below it.
-    Without early stopping the validation error is scored once per epoch.
+    The validation error is scored ``validations_per_epoch`` times per epoch (at most every
+    ``patience // 2`` steps with early stopping, the tutorial's rule).
     """
 
     backend: str = "numpy"
@@ -59,6 +60,7 @@ class RunConfig:
     patience_increase: int = 2
     improvement_threshold: float = 0.995
     target_error: float | None = None
+    validations_per_epoch: int = 1
     eval_batch_size: int = 10_000
     eval_drop_last: bool = False
     pixel_scale: float = 255.0
@@ -92,7 +94,8 @@ class RunConfig:
             raise _bad("placement", f"one of {PLACEMENTS}", self.placement)
         if self.pinned and self.placement != "streamed":
             raise _bad("pinned", "False unless placement='streamed'", self.pinned)
-        for name in ("max_epochs", "eval_batch_size", "patience", "patience_increase"):
+        for name in ("max_epochs", "eval_batch_size", "patience", "patience_increase",
+                     "validations_per_epoch"):
             v = getattr(self, name)
             if not (isinstance(v, int) and v >= 1):
                 raise _bad(name, "an int >= 1", v)

@@ -25,19 +25,22 @@ class EarlyStopping:
     patience_increase : wait this much longer (a factor) when a new best is found (2).
     improvement_threshold : a relative improvement below ``1 - threshold`` is not significant
         enough to extend the patience (0.995).
+    validations_per_epoch : look this many times per epoch (1, the tutorial's rule).
     """
 
     n_train_batches: int
     patience: int = 5000
     patience_increase: int = 2
     improvement_threshold: float = 0.995
+    validations_per_epoch: int = 1
     best_valid_error: float = math.inf
     best_iteration: int | None = None
     test_error_at_best: float | None = None
     history: list[tuple[int, float]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        for name in ("n_train_batches", "patience", "patience_increase"):
+        for name in ("n_train_batches", "patience", "patience_increase",
+                     "validations_per_epoch"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"The '{name}' parameter of EarlyStopping must be an int >= 1. "
@@ -48,8 +51,9 @@ class EarlyStopping:
 
     @property
     def validation_frequency(self) -> int:
-        """``min(n_train_batches, patience // 2)``: validate at least once per epoch."""
-        return max(1, min(self.n_train_batches, self.patience // 2))
+        """``min(n_train_batches // validations_per_epoch, patience // 2)``, at least 1."""
+        return max(1, min(self.n_train_batches // self.validations_per_epoch,
+                          self.patience // 2))
 
     def should_validate(self, iteration: int) -> bool:
         """Whether the validation error is due after (0-based) ``iteration``."""

@@ -49,6 +49,10 @@ class TimeSplit:
     other_s: float = 0.0
     total_s: float = 0.0
 
+    def training_s(self) -> float:
+        """Time spent training so far: everything but evaluation and bookkeeping."""
+        return self.compute_s + (self.h2d_s or 0.0) + self.d2h_s + self.data_move_s
+
     def parts(self) -> dict[str, float]:
         return {k: v for k, v in asdict(self).items() if k != "total_s" and v is not None}
 
@@ -83,7 +87,8 @@ class RunResult:
     test_error_at_best: float = math.nan
     best_epoch: int | None = None
     target_reached: bool | None = None
-    time_to_target_s: float | None = None
+    time_to_target_s: float | None = None      # training time: evaluation excluded
+    time_to_target_wall_s: float | None = None  # everything, evaluation included
     steps_to_target: int | None = None
     upload_s: float | None = None
     times: TimeSplit = field(default_factory=TimeSplit)
@@ -170,6 +175,7 @@ def train(trainer: Trainer, config: RunConfig, upload_s: float | None = None) ->
         patience=config.patience if config.early_stopping else _NEVER,
         patience_increase=config.patience_increase,
         improvement_threshold=config.improvement_threshold,
+        validations_per_epoch=config.validations_per_epoch,
     )
     t = result.times
     t.h2d_s = 0.0 if trainer.is_gpu else None
@@ -199,7 +205,8 @@ def train(trainer: Trainer, config: RunConfig, upload_s: float | None = None) ->
                                        clock() - t_start))
         if config.target_error is not None and valid_error <= config.target_error:
             result.target_reached = True
-            result.time_to_target_s = clock() - t_start
+            result.time_to_target_s = t.training_s()
+            result.time_to_target_wall_s = clock() - t_start
             result.steps_to_target = result.steps
             return True
         return False

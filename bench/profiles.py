@@ -19,7 +19,8 @@ class Profile:
     """Budgets and grids of one benchmark profile.
 
     ``epochs`` / ``max_steps``: the fixed budget of each epoch benchmark (fresh init each round).
-    ``ttt_*``: time-to-target runs (train until the validation error <= target).
+    ``ttt_*``: time-to-target runs (train until the validation error <= target), scored
+    ``ttt_validations_per_epoch`` times per epoch so steps-to-target is not rounded to epochs.
     ``lr_grid``: learning rates tried per batch size in time-to-target runs (best kept).
     """
 
@@ -34,6 +35,7 @@ class Profile:
     ttt_batch_sizes: tuple[int, ...]
     ttt_max_epochs: int
     ttt_max_steps: int
+    ttt_validations_per_epoch: int = 10
     target_error: float = 0.08
     learning_rate: float = 0.13
     lr_grid: tuple[float, ...] = (0.13,)

@@ -174,7 +174,9 @@ def to_target(df: pd.DataFrame, out: Path, colors) -> Path | None:
     axes[0].legend(fontsize=8)
     sns.lineplot(data=reached, x="batch_size", y="time_to_target_s", hue="series",
                  palette=colors, marker="o", ax=axes[1], errorbar=None)
-    for ax, ylab in zip(axes, ("optimizer steps to target (log)", "wall time to target (s, log)"),
+    axes[1].get_legend().remove()  # same colours as the left panel
+    for ax, ylab in zip(axes, ("optimizer steps to target (log)",
+                               "training time to target (s, evaluation excluded, log)"),
                         strict=True):
         ax.set_xscale("log")
         ax.set_yscale("log")

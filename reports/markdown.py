@@ -98,8 +98,8 @@ def _findings(df: pd.DataFrame) -> list[str]:
             best = reached.loc[reached["time_to_target_s"].idxmin()]
             out.append(f"Fastest to {target:.0f} % validation error: **{best['series']} at "
                        f"B = {int(best['batch_size'])}** (lr {best['cfg_learning_rate']}), "
-                       f"{_fmt_s(best['time_to_target_s'])} and {int(best['steps_to_target'])} "
-                       "steps.")
+                       f"{_fmt_s(best['time_to_target_s'])} of training (evaluation excluded) "
+                       f"and {int(best['steps_to_target'])} steps.")
             for series, g in reached.groupby("series"):
                 g = g.sort_values("batch_size")
                 b, s = g["batch_size"].to_numpy(float), g["steps_to_target"].to_numpy(float)
@@ -151,7 +151,7 @@ def tables(df: pd.DataFrame) -> dict[str, str]:
         out["Time to target"] = pd.DataFrame({
             "series": t["series"], "B": t["batch_size"].astype(int),
             "lr": t["cfg_learning_rate"], "reached": t["target_reached"],
-            "time to target (s)": t["time_to_target_s"].astype(float).round(3),
+            "training time to target (s)": t["time_to_target_s"].astype(float).round(3),
             "steps to target": t["steps_to_target"],
             "best valid error (%)": (100 * t["best_valid_error"].astype(float)).round(2),
             "epochs run": t["epochs"]}).to_markdown(index=False)

@@ -34,3 +34,8 @@ def test_invalid_parameters_say_which():
         EarlyStopping(10, patience=0)
     with pytest.raises(ValueError, match=r"improvement_threshold"):
         EarlyStopping(10, improvement_threshold=1.5)
+
+
+def test_several_validations_per_epoch():
+    assert EarlyStopping(5000, patience=2**40, validations_per_epoch=10).validation_frequency == 500
+    assert EarlyStopping(3, validations_per_epoch=10).validation_frequency == 1

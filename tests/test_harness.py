@@ -122,3 +122,12 @@ def test_sweep_goes_on_after_divergence():
 def test_bad_batch_size_for_the_data():
     with pytest.raises(ValueError, match=r"'batch_size' parameter of RunConfig must be an int in"):
         run(replace(RunConfig(batch_size=10_000)), DATA)
+
+
+def test_validations_per_epoch_and_training_time_to_target():
+    r = run(RunConfig(batch_size=16, max_epochs=2, validations_per_epoch=4), DATA)
+    assert [p.steps for p in r.curve] == [4, 8, 12, 16, 20, 24, 28, 32]
+    t = run(RunConfig(batch_size=4, max_epochs=3, validations_per_epoch=8, target_error=0.5),
+            DATA)
+    assert t.target_reached and t.steps_to_target % 8 == 0
+    assert 0 < t.time_to_target_s < t.time_to_target_wall_s   # evaluation excluded

@@ -84,7 +84,8 @@ def test_time_to_target(benchmark, ttt_case, profile, trainer_pool):
     """Train (lr from ``profile.lr_grid``, best kept) until validation error <= the target."""
     skip_unusable(ttt_case)
     base = case_config(ttt_case, max_epochs=profile.ttt_max_epochs,
-                       max_steps=profile.ttt_max_steps, target_error=profile.target_error)
+                       max_steps=profile.ttt_max_steps, target_error=profile.target_error,
+                       validations_per_epoch=profile.ttt_validations_per_epoch)
     grid = {}
     if len(profile.lr_grid) > 1:
         for lr in profile.lr_grid:
