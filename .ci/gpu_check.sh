@@ -17,9 +17,16 @@ import sys
 from bench.results import load_results
 df = load_results(sys.argv[1])
 ep = df[df["kind"] == "epoch"]
-cols = ["backend", "device", "placement", "pinned", "batch_size", "seconds_per_epoch",
+ep = ep.assign(s_per_epoch=ep["median_total_s"] * ep["batches_per_epoch"] / ep["steps"])
+cols = ["backend", "device", "placement", "pinned", "kernel", "batch_size", "s_per_epoch",
         "median_compute_s", "median_h2d_s", "median_data_move_s", "final_valid_error"]
 print(ep[cols].sort_values(["batch_size", "backend", "device"]).to_string(index=False))
+res = ep[(ep["device"] == "cuda") & (ep["placement"] == "resident")]
+for (backend, B), g in res.groupby(["backend", "batch_size"]):
+    eager, fast = g[g["kernel"] == "eager"], g[g["kernel"] != "eager"]
+    if len(eager) and len(fast):
+        print(f"speed-up {backend} {fast['kernel'].iloc[0]} B={B}: "
+              f"{eager['s_per_epoch'].iloc[0] / fast['s_per_epoch'].iloc[0]:.1f}x")
 tr = df[df["kind"] == "transfer"]
 if len(tr):
     print(tr[["backend", "copy", "rows", "gb_per_s"]].to_string(index=False))

@@ -13,6 +13,7 @@ __all__ = ["DTYPES", "PLACEMENTS", "VARIANTS", "ConfigError", "RunConfig"]
 VARIANTS = ("full", "sgd", "minibatch")
 DTYPES = ("float32", "float64")
 PLACEMENTS = ("resident", "streamed")
+KERNELS = ("eager", "cuda-graph", "fused")
 INITS = ("zeros", "random")
 
 
@@ -53,6 +54,7 @@ class RunConfig:
     drop_last: bool = True
     placement: str = "resident"
     pinned: bool = False
+    kernel: str = "eager"              # GPU fast paths: torch "cuda-graph", cupy "fused"
     max_epochs: int = 1
     max_steps: int | None = None
     early_stopping: bool = False
@@ -92,6 +94,8 @@ class RunConfig:
             raise _bad("order", f"one of {ORDERS}", self.order)
         if self.placement not in PLACEMENTS:
             raise _bad("placement", f"one of {PLACEMENTS}", self.placement)
+        if self.kernel not in KERNELS:
+            raise _bad("kernel", f"one of {KERNELS}", self.kernel)
         if self.pinned and self.placement != "streamed":
             raise _bad("pinned", "False unless placement='streamed'", self.pinned)
         for name in ("max_epochs", "eval_batch_size", "patience", "patience_increase",

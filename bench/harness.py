@@ -139,7 +139,8 @@ def prepare(config: RunConfig, data: MNIST | None = None) -> tuple[Trainer, floa
     if data is None:
         data = load_mnist(pixel_scale=config.pixel_scale)
     trainer = make_trainer(config.backend, config.device, dtype=config.dtype,
-                           placement=config.placement, pinned=config.pinned)
+                           placement=config.placement, pinned=config.pinned,
+                           kernel=config.kernel)
     upload_s = trainer.load(data)
     reset(trainer, config)
     return trainer, upload_s

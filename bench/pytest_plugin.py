@@ -25,13 +25,15 @@ class Case:
     batch_size: int
     placement: str = "resident"
     pinned: bool = False
+    kernel: str = "eager"
 
     @property
     def id(self) -> str:
         where = ""
         if self.device != "cpu":
             where = f"-{self.placement}" + ("-pinned" if self.pinned else "")
-        return f"{self.backend}-{self.device}-B{self.batch_size}{where}"
+        fast = "" if self.kernel == "eager" else f"-{self.kernel}"
+        return f"{self.backend}-{self.device}-B{self.batch_size}{where}{fast}"
 
     @property
     def variant(self) -> str:
@@ -71,6 +73,10 @@ def _placements(device: str) -> list[tuple[str, bool]]:
     return [("resident", False), ("streamed", False), ("streamed", True)]
 
 
+#: GPU fast paths by backend, and the largest B each supports.
+FAST_KERNELS = {"torch": ("cuda-graph", 50_000), "cupy": ("fused", 32)}
+
+
 def cases(profile: Profile, batch_sizes: str = "batch_sizes") -> list[Case]:
     """Every (backend, device, B, placement) point of the profile, usable or not."""
     from impls.registry import BACKENDS
@@ -84,6 +90,9 @@ def cases(profile: Profile, batch_sizes: str = "batch_sizes") -> list[Case]:
             for B in sizes:
                 for placement, pinned in _placements(device):
                     out.append(Case(backend, device, B, placement, pinned))
+                kernel, max_batch = FAST_KERNELS.get(backend, (None, 0))
+                if device != "cpu" and kernel and B <= max_batch:
+                    out.append(Case(backend, device, B, "resident", False, kernel))
     return out
 
 
@@ -102,7 +111,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             if c.device == "cpu":
                 if c.batch_size == prof.transfer_batch_sizes[0]:
                     found.append((c, "n/a"))
-            elif c.placement == "resident":
+            elif c.placement == "resident" and c.kernel == "eager":
                 found += [(c, kind) for kind in ("pageable", "pinned", "d2d")]
         metafunc.parametrize("transfer_case", found, ids=[
             f"{c.backend}-{c.device}" if k == "n/a" else f"{c.backend}-{c.device}-{k}-"

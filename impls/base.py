@@ -37,13 +37,22 @@ class Trainer(ABC):
 
     backend: ClassVar[str]
     devices: ClassVar[tuple[str, ...]]
+    #: Ways to run the steps: "eager" everywhere; backends add their fast paths.
+    kernels: ClassVar[tuple[str, ...]] = ("eager",)
 
     def __init__(self, *, device: str, dtype: str = "float32", placement: str = "resident",
-                 pinned: bool = False) -> None:
+                 pinned: bool = False, kernel: str = "eager") -> None:
+        if kernel not in self.kernels:
+            raise ValueError(f"Backend {self.backend!r} has no kernel {kernel!r}; choose one "
+                             f"of {', '.join(self.kernels)}.")
+        if kernel != "eager" and (device == "cpu" or placement != "resident"):
+            raise ValueError(f"kernel={kernel!r} runs only on a GPU with placement='resident' "
+                             f"(got device={device!r}, placement={placement!r}).")
         self.device = device
         self.dtype = dtype
         self.placement = placement
         self.pinned = pinned
+        self.kernel = kernel
         self._data: dict[str, tuple[Any, Any]] = {}
         self._epoch: tuple[Any, Any] | None = None
         self._shuffled: tuple[Any, Any] | None = None
@@ -75,7 +84,8 @@ class Trainer(ABC):
         return {"numpy": np.__version__}
 
     def __repr__(self) -> str:
-        where = f", placement={self.placement!r}, pinned={self.pinned}" if self.is_gpu else ""
+        where = (f", placement={self.placement!r}, pinned={self.pinned}, "
+                 f"kernel={self.kernel!r}") if self.is_gpu else ""
         return (f"{type(self).__name__}(device={self.device!r}, dtype={self.dtype!r}, "
                 f"B={self.batch_size}, lr={self.learning_rate}{where})")
 

@@ -1,4 +1,12 @@
-"""CuPy on a CUDA GPU: the shared array code with ``xp = cupy``, plus placement and events."""
+"""CuPy on a CUDA GPU: the shared array code with ``xp = cupy``, plus placement and events.
+
+``kernel="fused"`` (resident float32 data, B <= 32): one CUDA kernel of one thread block runs
+a whole range of SGD steps, so a step costs no kernel launch at all. Per-sample and small-batch
+SGD are sequential (each step reads the W the previous one wrote), so one block, looping,
+is the natural shape; it cannot help large B, where the eager matrix products fill the GPU.
+Inside, per step: logits (one warp per output, lanes split the 784 pixels), softmax and
+``G = P - Y`` (one thread per row), then the W and b updates (threads split W's entries).
+"""
 
 from __future__ import annotations
 
@@ -10,17 +18,101 @@ import numpy as np
 
 from impls.array_backend import ArrayTrainer
 
-__all__ = ["CupyTrainer"]
+__all__ = ["FUSED_MAX_BATCH", "CupyTrainer"]
+
+FUSED_MAX_BATCH = 32
+_FUSED_SOURCE = r"""
+#define D 784
+#define K 10
+#define MAXB 32
+extern "C" __global__ void sgd_steps(
+        const float* __restrict__ X, const long long* __restrict__ y, float* W, float* b,
+        double* cost, const long long first_row, const int n_steps, const int B,
+        const float lr, const float l1, const float l2) {
+    __shared__ float z[MAXB * K];
+    __shared__ float g[MAXB * K];
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, n_warps = blockDim.x >> 5;
+    const float scale = lr / B;
+    for (int s = 0; s < n_steps; ++s) {
+        const float* x = X + (first_row + (long long)s * B) * D;
+        const long long* ys = y + first_row + (long long)s * B;
+        for (int o = warp; o < B * K; o += n_warps) {          // z = x W + b
+            const int r = o / K, k = o % K;
+            float acc = 0.f;
+            for (int d = lane; d < D; d += 32) acc += x[r * D + d] * W[d * K + k];
+            for (int off = 16; off > 0; off >>= 1) acc += __shfl_down_sync(0xffffffffu, acc, off);
+            if (lane == 0) z[o] = acc + b[k];
+        }
+        __syncthreads();
+        if (tid < B) {                                          // G = softmax(z) - onehot(y)
+            const float* zr = z + tid * K;
+            float* gr = g + tid * K;
+            float m = zr[0];
+            for (int k = 1; k < K; ++k) m = fmaxf(m, zr[k]);
+            float sum = 0.f;
+            for (int k = 0; k < K; ++k) { gr[k] = expf(zr[k] - m); sum += gr[k]; }
+            const int yi = (int)ys[tid];
+            atomicAdd(cost, (double)((logf(sum) - (zr[yi] - m)) / B));
+            const float inv = 1.f / sum;
+            for (int k = 0; k < K; ++k) gr[k] = gr[k] * inv - (k == yi ? 1.f : 0.f);
+        }
+        __syncthreads();
+        for (int i = tid; i < D * K; i += blockDim.x) {         // W -= lr dcost/dW
+            const int d = i / K, k = i % K;
+            float acc = 0.f;
+            for (int r = 0; r < B; ++r) acc += x[r * D + d] * g[r * K + k];
+            const float w = W[i];
+            const float sgn = (float)((w > 0.f) - (w < 0.f));
+            W[i] = w - scale * acc - lr * (l1 * sgn + 2.f * l2 * w);
+        }
+        if (tid < K) {                                          // b -= lr dcost/db
+            float acc = 0.f;
+            for (int r = 0; r < B; ++r) acc += g[r * K + tid];
+            b[tid] -= scale * acc;
+        }
+        __syncthreads();
+    }
+}
+"""
 
 
 class CupyTrainer(ArrayTrainer):
     backend = "cupy"
     devices = ("cuda",)
+    kernels = ("eager", "fused")
     xp = cupy
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._marks: list[tuple[Any, Any]] = []
+        if self.kernel == "fused":
+            if self.dtype != "float32":
+                raise ValueError("kernel='fused' computes in float32; got dtype="
+                                 f"{self.dtype!r}. Use dtype='float32' or kernel='eager'.")
+            self._fused = cupy.RawKernel(_FUSED_SOURCE, "sgd_steps")
+
+    def configure(self, **kwargs: Any) -> None:
+        super().configure(**kwargs)
+        if self.kernel == "fused" and self.batch_size > FUSED_MAX_BATCH:
+            raise ValueError(f"kernel='fused' runs batches of at most {FUSED_MAX_BATCH} "
+                             f"examples; got batch_size={self.batch_size}. Use kernel='eager'.")
+
+    def train_batches(self, start: int, stop: int) -> None:
+        if self.kernel != "fused":
+            return super().train_batches(start, stop)
+        B = self.batch_size
+        full = min(stop, self._n_train // B)  # a partial last batch runs eagerly
+        if full > start:
+            X, y = self._epoch
+            self._fused((1,), (256,), (X, y, self.W, self.b, self._cost, np.int64(start * B),
+                                       np.int32(full - start), np.int32(B),
+                                       np.float32(self.learning_rate), np.float32(self.l1),
+                                       np.float32(self.l2)))
+            self._n_cost += full - start
+        if max(full, start) < stop:
+            super().train_batches(max(full, start), stop)
+        self.synchronize()
+        return None
 
     @classmethod
     def unavailable_reason(cls, device: str) -> str | None:

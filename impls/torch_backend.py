@@ -1,5 +1,11 @@
 """PyTorch on the CPU or a CUDA GPU, with hand-written gradients (no autograd on the hot path).
 
+``kernel="cuda-graph"`` (CUDA, resident data): each requested range of steps is captured once
+as a CUDA graph (in pieces of at most ``GRAPH_STEPS`` steps) and replayed in later epochs, so
+the per-step cost is the kernels' own, not Python's and the launch queue's. A graph records
+addresses, so parameters, the cost accumulator and the epoch buffers are updated in place and
+never reallocated; a graph is keyed by its epoch buffer, first step, length and hyperparameters.
+
 The step is the one of ``bench.loss_spec`` in fused, in-place torch calls::
 
     log P = log_softmax(addmm(b, X, W))     cost = -(1/B) sum_i log P[i, y_i]
@@ -20,14 +26,21 @@ from impls.base import Trainer
 __all__ = ["TorchTrainer"]
 
 
+GRAPH_STEPS = 1000
+
+
 class TorchTrainer(Trainer):
     backend = "torch"
     devices = ("cpu", "cuda")
+    kernels = ("eager", "cuda-graph")
 
     def __init__(self, **kwargs: Any) -> None:
         self._dev = torch.device(kwargs.get("device", "cpu"))
         self._tdtype = getattr(torch, kwargs.get("dtype", "float32"))
         self._marks: list[tuple[Any, Any]] = []
+        self._minus_ones: dict[int, torch.Tensor] = {}
+        self._graphs: dict[tuple, torch.cuda.CUDAGraph] = {}
+        self._pool = None
         super().__init__(**kwargs)
 
     @classmethod
@@ -43,19 +56,29 @@ class TorchTrainer(Trainer):
                 "torch_threads": str(torch.get_num_threads())}
 
     def set_params(self, W: np.ndarray, b: np.ndarray) -> None:
-        self.W = torch.tensor(W, dtype=self._tdtype, device=self._dev)
-        self.b = torch.tensor(b, dtype=self._tdtype, device=self._dev)
+        W = torch.as_tensor(W, dtype=self._tdtype).to(self._dev)
+        b = torch.as_tensor(b, dtype=self._tdtype).to(self._dev)
+        if getattr(self, "W", None) is not None and self.W.shape == W.shape:
+            self.W.copy_(W)  # in place: captured graphs hold these addresses
+            self.b.copy_(b)
+        else:
+            self.W, self.b = W.clone(), b.clone()
 
     def get_params(self) -> tuple[np.ndarray, np.ndarray]:
         return (self.W.detach().cpu().double().numpy(), self.b.detach().cpu().double().numpy())
 
     def configure(self, **kwargs: Any) -> None:
         super().configure(**kwargs)
-        self._minus_one = torch.full((self.batch_size, 1), -1.0, dtype=self._tdtype,
-                                     device=self._dev)
+        B = self.batch_size
+        if B not in self._minus_ones:
+            self._minus_ones[B] = torch.full((B, 1), -1.0, dtype=self._tdtype, device=self._dev)
+        self._minus_one = self._minus_ones[B]
 
     def _reset_cost(self) -> None:
-        self._cost = torch.zeros((), dtype=torch.float64, device=self._dev)
+        if getattr(self, "_cost", None) is None:
+            self._cost = torch.zeros((), dtype=torch.float64, device=self._dev)
+        else:
+            self._cost.zero_()
 
     def _cost_sum(self) -> float:
         return float(self._cost)
@@ -129,3 +152,50 @@ class TorchTrainer(Trainer):
         ms = sum(a.elapsed_time(b) for a, b in self._marks)
         self._marks.clear()
         return ms / 1e3
+
+    # ------------------------------------------------------------------ CUDA graphs
+    def train_batches(self, start: int, stop: int) -> None:
+        if self.kernel != "cuda-graph":
+            return super().train_batches(start, stop)
+        B = self.batch_size
+        full = min(stop, self._n_train // B)  # a partial last batch runs eagerly
+        k = start
+        while k < full:
+            length = min(GRAPH_STEPS, full - k)
+            self._graph(k, length).replay()
+            k += length
+        self._n_cost += k - start
+        if k < stop:
+            super().train_batches(k, stop)
+        self.synchronize()
+        return None
+
+    def _graph(self, first: int, length: int) -> torch.cuda.CUDAGraph:
+        X, y = self._epoch
+        key = (X.data_ptr(), first, length, self.batch_size, self.learning_rate, self.l1,
+               self.l2)
+        graph = self._graphs.get(key)
+        if graph is None:
+            if self._pool is None:
+                self._warm_up(X, y)
+                self._pool = torch.cuda.graph_pool_handle()
+            graph = torch.cuda.CUDAGraph()
+            B = self.batch_size
+            with torch.cuda.graph(graph, pool=self._pool):
+                for k in range(first, first + length):
+                    self._step(X[k * B : (k + 1) * B], y[k * B : (k + 1) * B])
+            self._graphs[key] = graph
+        return graph
+
+    def _warm_up(self, X: torch.Tensor, y: torch.Tensor) -> None:
+        """Run a few steps on a side stream before the first capture (library handles,
+        workspaces), then restore the parameters and the cost."""
+        saved = [t.clone() for t in (self.W, self.b, self._cost)]
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                self._step(X[: self.batch_size], y[: self.batch_size])
+        torch.cuda.current_stream().wait_stream(side)
+        for t, s in zip((self.W, self.b, self._cost), saved, strict=True):
+            t.copy_(s)

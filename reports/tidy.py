@@ -17,6 +17,9 @@ def label(df: pd.DataFrame) -> pd.Series:
         pinned = df.get("pinned", pd.Series(False, index=df.index)).fillna(False).astype(bool)
         lab = lab.where(~gpu, lab + " " + df["placement"].fillna("resident").astype(str)
                         + np.where(pinned, "+pinned", ""))
+    if "kernel" in df:
+        kernel = df["kernel"].fillna("eager").astype(str)
+        lab = lab.where(kernel == "eager", lab + " " + kernel)
     if "machine_gpu" in df and df["machine_gpu"].notna().any():
         # results from several machines: keep them apart
         machine = df["machine_gpu"].fillna(df.get("machine_cpu", "cpu")).astype(str)

@@ -149,3 +149,57 @@ def test_gpu_placements_give_identical_results(backend):
     numpy_run = run(replace(cfg, backend="numpy", device=None, dtype="float64"), DATA)
     gpu64 = run(replace(cfg, dtype="float64"), DATA)
     assert [p.valid_error for p in gpu64.curve] == [p.valid_error for p in numpy_run.curve]
+
+
+FAST_PATHS = [pytest.param("torch", "cuda-graph", marks=pytest.mark.gpu, id="torch-cuda-graph"),
+              pytest.param("cupy", "fused", marks=pytest.mark.gpu, id="cupy-fused")]
+
+
+@pytest.mark.parametrize("backend, kernel", FAST_PATHS)
+@pytest.mark.parametrize("batch_size", [1, 20])
+def test_gpu_fast_paths_match_the_reference_and_eager(backend, kernel, batch_size):
+    reason = unavailable_reason(backend, "cuda")
+    if reason:
+        pytest.skip(reason)
+    if kernel == "fused":
+        with pytest.raises(ValueError, match="computes in float32"):
+            make_trainer(backend, "cuda", kernel=kernel, dtype="float64")
+        with pytest.raises(ValueError, match="batches of at most 32"):
+            make_trainer(backend, "cuda", kernel=kernel).configure(batch_size=64,
+                                                                   learning_rate=0.1)
+    lr, l1, l2 = 0.05, 1e-4, 2e-4
+    W0, b0 = L.init_params("random", seed=5)
+    trainer = make_trainer(backend, "cuda", kernel=kernel)
+    trainer.configure(batch_size=batch_size, learning_rate=lr, l1=l1, l2=l2)
+    trainer.load(DATA)
+    trainer.set_params(W0, b0)
+    trainer.begin_epoch(None)
+    trainer.train_batches(0, 1)
+    W1, b1 = trainer.get_params()
+    x, y = DATA.train.x[:batch_size], DATA.train.y[:batch_size]
+    Wr, br = L.reference_step(x, y, W0, b0, lr, l1, l2)
+    assert _rel(W1 - W0, Wr - W0) < 1e-4 and _rel(b1 - b0, br - b0) < 1e-4
+    assert trainer.read_cost() == pytest.approx(L.cost(x, y, W0, b0), rel=1e-4)
+    # whole runs: the same trajectory as the eager path (lr small enough to be stable)
+    cfg = _config(backend=backend, device="cuda", batch_size=batch_size, learning_rate=0.01,
+                  max_epochs=3, drop_last=False, validations_per_epoch=2)
+    eager = run(cfg, DATA)
+    fast = run(replace(cfg, kernel=kernel), DATA)
+    assert fast.steps == eager.steps
+    e1 = np.array([p.valid_error for p in eager.curve])
+    e2 = np.array([p.valid_error for p in fast.curve])
+    if kernel == "cuda-graph":   # the same kernels replayed: bit for bit
+        assert e1.tolist() == e2.tolist()
+        assert [p.train_cost for p in eager.curve] == [p.train_cost for p in fast.curve]
+    else:                        # another summation order: float32 rounding only
+        assert np.abs(e1 - e2).max() <= 2 / len(DATA.valid)
+        np.testing.assert_allclose([p.train_cost for p in eager.curve],
+                                   [p.train_cost for p in fast.curve], rtol=1e-4)
+
+
+def test_fast_paths_are_refused_where_they_cannot_run():
+    with pytest.raises(ValueError, match="no kernel 'fused'; choose one of eager"):
+        make_trainer("numpy", "cpu", kernel="fused")
+    if not unavailable_reason("torch", "cpu"):
+        with pytest.raises(ValueError, match="runs only on a GPU with placement='resident'"):
+            make_trainer("torch", "cpu", kernel="cuda-graph")

@@ -23,7 +23,7 @@ def _record(benchmark, case, profile, kind: str, results: list[RunResult]) -> Ru
     info.update(summarize_rounds(results))
     info.update(kind=kind, profile=profile.name, backend=case.backend, device=case.device,
                 placement=case.placement if case.device != "cpu" else "n/a",
-                pinned=case.pinned, variant=last.config.variant)
+                pinned=case.pinned, kernel=case.kernel, variant=last.config.variant)
     # per 50,000 examples' worth of steps: exact for whole epochs, pro rata when a step
     # budget cut the epoch short
     per_epoch = [r.times.total_s / r.epoch_equivalents for r in results if r.steps]

@@ -32,7 +32,8 @@ class TrainerPool:
         self.upload_s: float | None = None
 
     def get(self, config: RunConfig):
-        key = (config.backend, config.device, config.dtype, config.placement, config.pinned)
+        key = (config.backend, config.device, config.dtype, config.placement, config.pinned,
+               config.kernel)
         if key != self.key:
             self.trainer = None
             self.trainer, self.upload_s = prepare(config, self.data)
@@ -51,7 +52,7 @@ def case_config(case: Case, **overrides: Any) -> RunConfig:
     variant = "full" if case.batch_size >= 50_000 else case.variant
     base = RunConfig(backend=case.backend, device=case.device, variant=variant,
                      batch_size=case.batch_size if variant == "minibatch" else None,
-                     placement=case.placement, pinned=case.pinned)
+                     placement=case.placement, pinned=case.pinned, kernel=case.kernel)
     return replace(base, **overrides)
 
 
