@@ -102,8 +102,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                                            ("step_case", "step_batch_sizes", False),
                                            ("ttt_case", "ttt_batch_sizes", False)):
         if fixture in metafunc.fixturenames:
-            found = [c for c in cases(prof, sizes) if all_placements or (not c.pinned
-                     and c.placement == "resident")]
+            found = [c for c in cases(prof, sizes) if all_placements or (
+                c.placement == "resident" and c.kernel == "eager")]
             metafunc.parametrize(fixture, found, ids=[c.id for c in found])
     if "transfer_case" in metafunc.fixturenames:
         found = []
