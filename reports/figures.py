@@ -25,9 +25,10 @@ TIME_PARTS = {"median_compute_s": "compute", "median_h2d_s": "host→device",
 
 
 def palette(df: pd.DataFrame) -> dict[str, tuple]:
-    """One colour per series, the same in every figure."""
-    names = sorted(set(tidy.label(df[df["kind"].isin(["epoch", "step", "time_to_target"])]))) \
-        if "kind" in df else []
+    """One colour per backend-device, the same in every figure (line styles tell placements,
+    kernels and machines apart)."""
+    names = sorted(set(df["backend"].dropna().astype(str) + "-" + df["device"].dropna()
+                       .astype(str))) if {"backend", "device"} <= set(df) else []
     return dict(zip(names, sns.color_palette("tab10", max(len(names), 1)), strict=False))
 
 
@@ -42,9 +43,9 @@ def _lines(data: pd.DataFrame, y: str, ylabel: str, title: str, path: Path, colo
            logy: bool = True) -> Path | None:
     if data.empty or data[y].dropna().empty:
         return None
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    sns.lineplot(data=data.sort_values("batch_size"), x="batch_size", y=y, hue="series",
-                 palette=colors, marker="o", ax=ax, errorbar=None)
+    fig, ax = plt.subplots(figsize=(8.5, 5.2))
+    sns.lineplot(data=data.sort_values("batch_size"), x="batch_size", y=y, hue=tidy.HUE,
+                 style=tidy.STYLE, palette=colors, markers=True, ax=ax, errorbar=None)
     ax.set_xscale("log")
     if logy:
         ax.set_yscale("log")
@@ -52,7 +53,7 @@ def _lines(data: pd.DataFrame, y: str, ylabel: str, title: str, path: Path, colo
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(title=None, fontsize=8)
+    ax.legend(title=None, fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return _save(fig, path)
 
 
@@ -92,6 +93,8 @@ def error_vs_time(df: pd.DataFrame, out: Path, colors) -> Path | None:
     if runs.empty or "curve_wall_s" not in runs:
         return None
     runs = runs[runs["curve_wall_s"].map(lambda c: isinstance(c, list) and len(c) > 0)]
+    # streamed runs follow the resident ones' error curve, only slower: leave them out here
+    runs = runs[~runs["series"].str.contains("streamed")]
     if runs.empty:
         return None
     runs = runs.assign(points=runs["curve_wall_s"].map(len))
@@ -166,14 +169,14 @@ def to_target(df: pd.DataFrame, out: Path, colors) -> Path | None:
         return None
     target = 100 * float(reached["cfg_target_error"].iloc[0])
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
-    sns.lineplot(data=reached, x="batch_size", y="steps_to_target", hue="series",
-                 palette=colors, marker="o", ax=axes[0], errorbar=None)
+    sns.lineplot(data=reached, x="batch_size", y="steps_to_target", hue=tidy.HUE, style=tidy.STYLE,
+                 palette=colors, markers=True, ax=axes[0], errorbar=None)
     b = np.array(sorted(reached["batch_size"].unique()), dtype=float)
     s0 = reached.loc[reached["batch_size"] == b[0], "steps_to_target"].min()
     axes[0].plot(b, s0 * b[0] / b, "k--", lw=1, label="perfect scaling (slope −1)")
     axes[0].legend(fontsize=8)
-    sns.lineplot(data=reached, x="batch_size", y="time_to_target_s", hue="series",
-                 palette=colors, marker="o", ax=axes[1], errorbar=None)
+    sns.lineplot(data=reached, x="batch_size", y="time_to_target_s", hue=tidy.HUE, style=tidy.STYLE,
+                 palette=colors, markers=True, ax=axes[1], errorbar=None)
     axes[1].get_legend().remove()  # same colours as the left panel
     for ax, ylab in zip(axes, ("optimizer steps to target (log)",
                                "training time to target (s, evaluation excluded, log)"),

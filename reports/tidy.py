@@ -5,7 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["epochs", "label", "steps", "time_to_target", "transfers"]
+__all__ = ["HUE", "STYLE", "epochs", "label", "steps", "time_to_target", "transfers"]
+
+# column names, shown as legend titles
+HUE = "backend-device"
+STYLE = "placement / kernel / machine"
 
 
 def label(df: pd.DataFrame) -> pd.Series:
@@ -29,11 +33,16 @@ def label(df: pd.DataFrame) -> pd.Series:
 
 
 def _kind(df: pd.DataFrame, kind: str) -> pd.DataFrame:
+    """Rows of one benchmark kind, with ``series`` (the full label), ``HUE`` (backend-device:
+    one colour each) and ``STYLE`` (the rest of the label: placement, kernel, machine)."""
     if "kind" not in df:
         return df.iloc[0:0]
     out = df[df["kind"] == kind].copy()
     if len(out):
         out["series"] = label(out)
+        out[HUE] = out["backend"].astype(str) + "-" + out["device"].astype(str)
+        out[STYLE] = [s[len(h):].strip() or "—"
+                      for s, h in zip(out["series"], out[HUE], strict=True)]
     return out
 
 
