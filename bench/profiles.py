@@ -41,6 +41,7 @@ class Profile:
     lr_grid: tuple[float, ...] = (0.13,)
     gpu_batch_sizes: tuple[int, ...] = (1, 20, 600, 5000, 50_000)
     transfer_batch_sizes: tuple[int, ...] = (1, 20, 600, 5000, 50_000)
+    peer_batch_sizes: tuple[int, ...] = (1, 20, 600)
     progress: bool = True
 
 
@@ -49,7 +50,7 @@ PROFILES = {
         name="quick", batch_sizes=(1, 20, 600, 50_000), epochs=1, max_steps=300, rounds=2,
         warmup_rounds=1, step_batch_sizes=(1, 600), step_rounds=5, ttt_batch_sizes=(600,),
         ttt_max_epochs=2, ttt_max_steps=200, gpu_batch_sizes=(1, 600, 50_000),
-        transfer_batch_sizes=(1, 600, 50_000), progress=False,
+        transfer_batch_sizes=(1, 600, 50_000), peer_batch_sizes=(20,), progress=False,
     ),
     "standard": Profile(
         name="standard", batch_sizes=FULL_GRID, epochs=2, max_steps=None, rounds=3,

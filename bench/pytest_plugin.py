@@ -26,6 +26,7 @@ class Case:
     placement: str = "resident"
     pinned: bool = False
     kernel: str = "eager"
+    order: str = "shuffle"
 
     @property
     def id(self) -> str:
@@ -33,7 +34,8 @@ class Case:
         if self.device != "cpu":
             where = f"-{self.placement}" + ("-pinned" if self.pinned else "")
         fast = "" if self.kernel == "eager" else f"-{self.kernel}"
-        return f"{self.backend}-{self.device}-B{self.batch_size}{where}{fast}"
+        order = "" if self.order == "shuffle" else f"-{self.order}"
+        return f"{self.backend}-{self.device}-B{self.batch_size}{where}{fast}{order}"
 
     @property
     def variant(self) -> str:
@@ -75,6 +77,9 @@ def _placements(device: str) -> list[tuple[str, bool]]:
 
 #: GPU fast paths by backend, and the largest B each supports.
 FAST_KERNELS = {"torch": ("cuda-graph", 50_000), "cupy": ("fused", 32)}
+#: From this B on, CPU epochs are also run in order: the reference for the products-only
+#: floor and for the reshuffle's cost.
+IN_ORDER_FROM_BATCH = 600
 
 
 def cases(profile: Profile, batch_sizes: str = "batch_sizes") -> list[Case]:
@@ -90,6 +95,8 @@ def cases(profile: Profile, batch_sizes: str = "batch_sizes") -> list[Case]:
             for B in sizes:
                 for placement, pinned in _placements(device):
                     out.append(Case(backend, device, B, placement, pinned))
+                if device == "cpu" and B >= IN_ORDER_FROM_BATCH:
+                    out.append(Case(backend, device, B, order="in-order"))
                 kernel, max_batch = FAST_KERNELS.get(backend, (None, 0))
                 if device != "cpu" and kernel and B <= max_batch:
                     out.append(Case(backend, device, B, "resident", False, kernel))
@@ -103,8 +110,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                                            ("ttt_case", "ttt_batch_sizes", False)):
         if fixture in metafunc.fixturenames:
             found = [c for c in cases(prof, sizes) if all_placements or (
-                c.placement == "resident" and c.kernel == "eager")]
+                c.placement == "resident" and c.kernel == "eager" and c.order == "shuffle")]
             metafunc.parametrize(fixture, found, ids=[c.id for c in found])
+    if "peer_batch" in metafunc.fixturenames:
+        metafunc.parametrize("peer_batch", prof.peer_batch_sizes,
+                             ids=[f"B{b}" for b in prof.peer_batch_sizes])
+    if "floor_batch" in metafunc.fixturenames:
+        metafunc.parametrize("floor_batch", prof.batch_sizes,
+                             ids=[f"B{b}" for b in prof.batch_sizes])
     if "transfer_case" in metafunc.fixturenames:
         found = []
         for c in cases(prof, "transfer_batch_sizes"):
@@ -143,3 +156,22 @@ class _Progress:
             tr.write_line(f"[gdbench {self.config._gdbench_profile.name}] {self.done} "
                           f"benchmarks done, {(time.perf_counter() - self.start) / 60:.1f} min "
                           f"elapsed: {report.nodeid.split('::')[-1]}")
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    """The performance targets of this run, when it measured what they compare."""
+    session = getattr(config, "_benchmarksession", None)
+    if session is None or not session.benchmarks:
+        return
+    from bench.results import rows_from_benchmarks
+    from bench.targets import evaluate
+
+    table = evaluate(rows_from_benchmarks(
+        [b.as_dict(include_data=False) for b in session.benchmarks]))
+    if table.empty:
+        return
+    terminalreporter.write_sep("-", "gdbench performance targets (ratios from this run)")
+    for r in table.itertuples():
+        verdict = "holds" if r.holds else "MISSED"
+        terminalreporter.write_line(f"{verdict:7} {r.ratio:7.2f} (limit {r.limit:g})  "
+                                    f"{r.subject}: {r.target}")

@@ -17,7 +17,8 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["find_result_files", "load_results", "newest_result_file"]
+__all__ = ["epoch_seconds", "find_result_files", "load_results", "newest_result_file",
+           "rows_from_benchmarks"]
 
 _STATS = ("min", "max", "mean", "stddev", "median", "iqr", "rounds", "iterations", "ops")
 
@@ -84,16 +85,46 @@ def load_results(paths: Iterable[str | os.PathLike] | str | os.PathLike) -> pd.D
         context = {"file": str(path), "datetime": doc.get("datetime"),
                    "commit": (doc.get("commit_info") or {}).get("id"),
                    **_machine_columns(doc["machine_info"])}
-        for bench in doc["benchmarks"]:
-            if not isinstance(bench, dict) or "stats" not in bench:
-                warnings.warn(f"{path}: a benchmark entry without 'stats' was skipped.",
-                              stacklevel=2)
-                continue
-            row = dict(context)
-            row.update(name=bench.get("name"), fullname=bench.get("fullname"),
-                       group=bench.get("group"))
-            stats = bench.get("stats") or {}
-            row.update({f"stat_{k}": stats.get(k) for k in _STATS})
-            row.update(bench.get("extra_info") or {})
-            rows.append(row)
+        rows += _rows(doc["benchmarks"], context, str(path))
     return pd.DataFrame(rows)
+
+
+def _rows(benchmarks: list, context: dict[str, Any], where: str) -> list[dict[str, Any]]:
+    rows = []
+    for bench in benchmarks:
+        if not isinstance(bench, dict) or "stats" not in bench:
+            warnings.warn(f"{where}: a benchmark entry without 'stats' was skipped.",
+                          stacklevel=3)
+            continue
+        row = dict(context)
+        row.update(name=bench.get("name"), fullname=bench.get("fullname"),
+                   group=bench.get("group"))
+        stats = bench.get("stats") or {}
+        row.update({f"stat_{k}": stats.get(k) for k in _STATS})
+        row.update(bench.get("extra_info") or {})
+        rows.append(row)
+    return rows
+
+
+def rows_from_benchmarks(benchmarks: list[dict[str, Any]]) -> pd.DataFrame:
+    """The same tidy rows from benchmark dicts of a live session (no file)."""
+    return pd.DataFrame(_rows(benchmarks, {"file": "(this session)"}, "this session"))
+
+
+def epoch_seconds(rows: pd.DataFrame, evaluation: bool = True) -> pd.Series:
+    """Seconds per epoch of epoch-benchmark rows (medians over rounds).
+
+    Per-step parts scale with the share of the epoch's steps that ran (a step budget may cut
+    an epoch short); the epoch's data movement (the reshuffle gather) happens once per epoch.
+    ``evaluation=False`` leaves out the validation scoring: the training time per epoch.
+    """
+    def col(name: str) -> pd.Series:
+        return rows[name].astype(float).fillna(0.0) if name in rows else 0.0
+
+    per_step = col("median_compute_s") + col("median_h2d_s") + col("median_d2h_s")
+    once = col("median_data_move_s")
+    if evaluation:
+        once = once + col("median_eval_s") + col("median_other_s")
+    fraction = rows["steps"].astype(float) / rows["batches_per_epoch"].astype(float)
+    epochs = rows["epochs"].astype(float).clip(lower=1.0)
+    return per_step / fraction + once / epochs

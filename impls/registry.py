@@ -23,11 +23,13 @@ BACKENDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "numpy": ("impls.numpy_backend:NumpyTrainer", ("cpu",)),
     "torch": ("impls.torch_backend:TorchTrainer", ("cpu", "cuda")),
     "cupy": ("impls.cupy_backend:CupyTrainer", ("cuda",)),
+    "numba": ("impls.numba_backend:NumbaTrainer", ("cpu",)),
 }
 
 _INSTALL = {
     "torch": "pip install 'gdbench[torch]'",
     "cupy": "pip install 'gdbench[cupy]' on a machine with an NVIDIA GPU and driver",
+    "numba": "pip install 'gdbench[peers]'",
 }
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from bench.results import epoch_seconds
+
 __all__ = ["HUE", "STYLE", "epochs", "label", "steps", "time_to_target", "transfers"]
 
 # column names, shown as legend titles
@@ -47,16 +49,11 @@ def _kind(df: pd.DataFrame, kind: str) -> pd.DataFrame:
 
 
 def epochs(df: pd.DataFrame) -> pd.DataFrame:
-    """Fixed-budget epoch runs, one row per benchmark.
-
-    ``seconds_per_epoch`` is derived here for every file alike: the median run time over the
-    epochs' worth of steps it ran (``steps / batches_per_epoch``; fractional when a step budget
-    cut the epoch short).
-    """
+    """Fixed-budget epoch runs, one row per benchmark, with ``seconds_per_epoch`` derived the
+    same way for every file (``bench.results.epoch_seconds``)."""
     out = _kind(df, "epoch")
-    if len(out) and {"median_total_s", "steps", "batches_per_epoch"} <= set(out):
-        fraction = out["steps"].astype(float) / out["batches_per_epoch"].astype(float)
-        out["seconds_per_epoch"] = out["median_total_s"].astype(float) / fraction
+    if len(out) and {"steps", "batches_per_epoch", "epochs"} <= set(out):
+        out["seconds_per_epoch"] = epoch_seconds(out)
     return out
 
 

@@ -40,7 +40,7 @@ def test_effective_batch_size():
 
 def test_registry_errors_list_the_choices():
     with pytest.raises(BackendError, match=r"Unknown backend 'tensorflow'; choose one of numpy, "
-                                           "torch, cupy"):
+                                           "torch, cupy, numba"):
         unavailable_reason("tensorflow")
     with pytest.raises(BackendError, match=r"does not run on device 'cuda'; choose one of cpu"):
         make_trainer("numpy", "cuda")
@@ -49,7 +49,7 @@ def test_registry_errors_list_the_choices():
 def test_every_target_is_listed_with_a_reason_or_usable():
     found = {(b, d): r for b, d, r in targets()}
     assert set(found) == {("numpy", "cpu"), ("torch", "cpu"), ("torch", "cuda"),
-                          ("cupy", "cuda")}
+                          ("cupy", "cuda"), ("numba", "cpu")}
     assert found[("numpy", "cpu")] is None
     for key, reason in found.items():
         if reason is not None:

@@ -52,7 +52,8 @@ def case_config(case: Case, **overrides: Any) -> RunConfig:
     variant = "full" if case.batch_size >= 50_000 else case.variant
     base = RunConfig(backend=case.backend, device=case.device, variant=variant,
                      batch_size=case.batch_size if variant == "minibatch" else None,
-                     placement=case.placement, pinned=case.pinned, kernel=case.kernel)
+                     placement=case.placement, pinned=case.pinned, kernel=case.kernel,
+                     order=case.order)
     return replace(base, **overrides)
 
 

@@ -1,0 +1,82 @@
+"""The machine's floors, measured by the suite itself (NumPy's BLAS, float32).
+
+* peak matrix-product rate: a large square product (2 n^3 FLOP);
+* the epoch's own products at each B: (B x 784) @ (784 x 10) forward and (784 x B) @ (B x 10)
+  weight gradient, over in-order slices of the real training set: the "matrix-products-only"
+  epoch, which the implementations' epochs are compared with;
+* memory bandwidth: a streaming read of the 157 MB training set, and a copy of it.
+
+From them the report derives the FLOP floor (1.57 GFLOP per epoch / peak rate) and the
+bandwidth floor (one read of the training set / read rate) of an epoch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bench.loss_spec import N_OUT
+
+EPOCH_FLOP = 2 * 2 * 50_000 * 784 * N_OUT  # forward + weight gradient, 2 FLOP per multiply-add
+
+
+def _info(benchmark, profile, **kw):
+    benchmark.extra_info.update(kind="floor", profile=profile.name, backend="numpy",
+                                device="cpu", **kw)
+
+
+def test_floor_peak_matmul(benchmark, profile):
+    n = 2048
+    rng = np.random.default_rng(0)
+    a, b = rng.random((n, n), np.float32), rng.random((n, n), np.float32)
+    out = np.empty((n, n), np.float32)
+    benchmark.group = "floor"
+    benchmark.pedantic(np.matmul, args=(a, b), kwargs={"out": out}, rounds=7, warmup_rounds=2)
+    flops = 2 * n**3
+    _info(benchmark, profile, floor="peak_matmul", flop=flops,
+          gflop_per_s=flops / benchmark.stats.stats.median / 1e9,
+          epoch_flop=EPOCH_FLOP,
+          flop_floor_epoch_s=EPOCH_FLOP / (flops / benchmark.stats.stats.median))
+
+
+def test_floor_read_bandwidth(benchmark, profile, mnist):
+    X = np.ascontiguousarray(mnist.train.x)
+    benchmark.group = "floor"
+    benchmark.pedantic(np.add.reduce, args=(X,), kwargs={"axis": 0}, rounds=7,
+                       warmup_rounds=2)
+    median = benchmark.stats.stats.median
+    _info(benchmark, profile, floor="read_bandwidth", bytes=X.nbytes,
+          gb_per_s=X.nbytes / median / 1e9, bandwidth_floor_epoch_s=median)
+
+
+def test_floor_copy_bandwidth(benchmark, profile, mnist):
+    X = np.ascontiguousarray(mnist.train.x)
+    out = np.empty_like(X)
+    out[...] = 0
+    benchmark.group = "floor"
+    benchmark.pedantic(np.copyto, args=(out, X), rounds=7, warmup_rounds=2)
+    _info(benchmark, profile, floor="copy_bandwidth", bytes=2 * X.nbytes,
+          gb_per_s=2 * X.nbytes / benchmark.stats.stats.median / 1e9)
+
+
+def test_floor_matmul_epoch(benchmark, profile, mnist, floor_batch):
+    """Only the two products of every step of an in-order epoch at batch size B."""
+    X = np.ascontiguousarray(mnist.train.x)
+    B = floor_batch
+    W = np.random.default_rng(0).random((784, N_OUT), np.float32)
+    G = np.random.default_rng(1).random((B, N_OUT), np.float32)
+    Z = np.empty((B, N_OUT), np.float32)
+    gW = np.empty((784, N_OUT), np.float32)
+    n_batches = len(X) // B
+
+    def epoch():
+        for k in range(n_batches):
+            Xb = X[k * B : (k + 1) * B]
+            np.matmul(Xb, W, out=Z)
+            np.matmul(Xb.T, G, out=gW)
+
+    benchmark.group = "floor mm-epoch"
+    rounds = 3 if B < 20 else 5
+    benchmark.pedantic(epoch, rounds=rounds, warmup_rounds=1)
+    median = benchmark.stats.stats.median
+    _info(benchmark, profile, floor="matmul_epoch", batch_size=B, batches=n_batches,
+          mm_epoch_s=median, gflop_per_s=2 * 2 * n_batches * B * 784 * N_OUT / median / 1e9)

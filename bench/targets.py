@@ -1,0 +1,91 @@
+"""The performance targets, evaluated from one run's results (ratios measured side by side).
+
+Every target compares two numbers from the same result file; "epoch time" is the training
+time per epoch (compute, data movement, transfers, read-backs; evaluation excluded). The
+matrix-products target compares in-order epochs with the in-order products-only epoch; the
+cost of reshuffling is its own target.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from bench.results import epoch_seconds
+
+__all__ = ["TARGETS", "evaluate"]
+
+#: name -> (limit, direction): the ratio must be <= limit ("le") or >= limit ("ge").
+T_MATMUL = "epoch <= 1.5x matrix-products-only epoch (B >= 600, full GD)"
+T_SKLEARN = "NumPy per-sample SGD epoch <= scikit-learn SGDClassifier epoch"
+T_DATALOADER = "PyTorch-CPU B=20 >= 5x faster than the idiomatic DataLoader loop"
+T_NUMBA = "Numba per-sample SGD epoch <= 20x the FLOP floor"
+T_SHUFFLE = "reshuffling costs <= 25 % over the in-order sweep (B=600)"
+TARGETS = {T_MATMUL: (1.5, "le"), T_SKLEARN: (1.0, "le"), T_DATALOADER: (5.0, "ge"),
+           T_NUMBA: (20.0, "le"), T_SHUFFLE: (1.25, "le")}
+
+
+def evaluate(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (target, subject): measured and reference seconds, ratio, limit, holds."""
+    cols = ["target", "subject", "measured_s", "reference_s", "ratio", "limit", "holds"]
+    if df.empty or "kind" not in df:
+        return pd.DataFrame(columns=cols)
+    rows = []
+
+    def add(target, subject, measured, reference, ratio=None):
+        limit, direction = TARGETS[target]
+        ratio = measured / reference if ratio is None else ratio
+        holds = ratio <= limit if direction == "le" else ratio >= limit
+        rows.append([target, subject, measured, reference, ratio, limit, bool(holds)])
+
+    ep = df[(df["kind"] == "epoch") & (df["device"] == "cpu")].copy()
+    if len(ep):
+        ep["train_epoch_s"] = epoch_seconds(ep, evaluation=False)
+        order = ep["cfg_order"] if "cfg_order" in ep else pd.Series("shuffle", ep.index)
+        ep["order"] = order.fillna("shuffle")
+    floors = df[df["kind"] == "floor"] if "floor" in set(df["kind"]) else df.iloc[0:0]
+    peers = df[df["kind"] == "peer"] if "peer" in set(df["kind"]) else df.iloc[0:0]
+    shuffled = ep[ep["order"] == "shuffle"] if len(ep) else ep
+
+    mm = floors[floors.get("floor", pd.Series(dtype=str)) == "matmul_epoch"] if len(floors) \
+        else floors
+    in_order = ep[ep["order"] == "in-order"] if len(ep) else ep
+    for _, r in in_order[in_order["backend"].isin(["numpy", "torch"])
+                         & (in_order["batch_size"] >= 600)].iterrows() if len(mm) else []:
+        ref = mm[mm["batch_size"] == r["batch_size"]]
+        if len(ref):
+            add(T_MATMUL, f"{r['backend']}-cpu B={int(r['batch_size'])}",
+                r["train_epoch_s"], float(ref["mm_epoch_s"].iloc[0]))
+
+    sk = peers[peers.get("peer", pd.Series(dtype=str)) == "sklearn-sgdclassifier"] \
+        if len(peers) else peers
+    ours = shuffled[(shuffled["backend"] == "numpy") & (shuffled["batch_size"] == 1)] \
+        if len(shuffled) else shuffled
+    if len(sk) and len(ours):
+        add(T_SKLEARN, "numpy-cpu B=1 vs sklearn", float(ours["train_epoch_s"].iloc[0]),
+            float(sk["seconds_per_epoch"].iloc[0]))
+
+    dl = peers[(peers.get("peer", pd.Series(dtype=str)) == "torch-dataloader")
+               & (peers.get("batch_size", pd.Series(dtype=float)) == 20)] if len(peers) \
+        else peers
+    ours = shuffled[(shuffled["backend"] == "torch") & (shuffled["batch_size"] == 20)] \
+        if len(shuffled) else shuffled
+    if len(dl) and len(ours):
+        m, ref = float(ours["train_epoch_s"].iloc[0]), float(dl["seconds_per_epoch"].iloc[0])
+        add(T_DATALOADER, "torch-cpu B=20 vs DataLoader", m, ref, ratio=ref / m)
+
+    peak = floors[floors.get("floor", pd.Series(dtype=str)) == "peak_matmul"] if len(floors) \
+        else floors
+    ours = shuffled[(shuffled["backend"] == "numba") & (shuffled["batch_size"] == 1)] \
+        if len(shuffled) else shuffled
+    if len(peak) and len(ours):
+        add(T_NUMBA, "numba-cpu B=1", float(ours["train_epoch_s"].iloc[0]),
+            float(peak["flop_floor_epoch_s"].iloc[0]))
+
+    if len(ep):
+        at600 = ep[ep["batch_size"] == 600]
+        for backend, g in at600.groupby("backend"):
+            s, o = g[g["order"] == "shuffle"], g[g["order"] == "in-order"]
+            if len(s) and len(o):
+                add(T_SHUFFLE, f"{backend}-cpu B=600", float(s["train_epoch_s"].iloc[0]),
+                    float(o["train_epoch_s"].iloc[0]))
+    return pd.DataFrame(rows, columns=cols)
