@@ -47,12 +47,13 @@ def _sgd_steps(X, y, W, b, first_row, n_steps, B, lr, l1, l2):  # pragma: no cov
             m = z[r, 0]
             for k in range(1, K):
                 m = max(m, z[r, k])
+            yr = y[r0 + r]
+            zy = z[r, yr] - m
             total = 0.0
             for k in range(K):
                 z[r, k] = math.exp(z[r, k] - m)
                 total += z[r, k]
-            yr = y[r0 + r]
-            cost += (math.log(total) - math.log(z[r, yr])) / nb
+            cost += (math.log(total) - zy) / nb          # stable: no log of an underflow
             for k in range(K):
                 z[r, k] = z[r, k] / total
             z[r, yr] -= 1.0

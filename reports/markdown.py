@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.results import epoch_seconds
+from bench.targets import evaluate
 from reports import tidy
 
 __all__ = ["comparison_table", "findings", "machine_table", "render", "tables"]
@@ -139,15 +141,39 @@ def _findings(df: pd.DataFrame) -> list[str]:
     return out
 
 
+def _floor_ratios(ep: pd.DataFrame, df: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """Training time per epoch over the same file's products-only epoch at that B, and over
+    its FLOP floor (NaN where the file has no floor measurements)."""
+    train = epoch_seconds(ep, evaluation=False)
+    floors = df[df["kind"] == "floor"] if "floor" in set(df.get("kind", [])) else None
+    mm_ratio = pd.Series(float("nan"), index=ep.index)
+    flop_ratio = pd.Series(float("nan"), index=ep.index)
+    if floors is None or floors.empty:
+        return mm_ratio, flop_ratio
+    for i, row in ep.iterrows():
+        f = floors[floors["file"] == row["file"]]
+        mm = f[(f["floor"] == "matmul_epoch") & (f["batch_size"] == row["batch_size"])]
+        if len(mm):
+            mm_ratio[i] = train[i] / float(mm["mm_epoch_s"].iloc[0])
+        peak = f[f["floor"] == "peak_matmul"]
+        if len(peak):
+            flop_ratio[i] = train[i] / float(peak["flop_floor_epoch_s"].iloc[0])
+    return mm_ratio, flop_ratio
+
+
 def tables(df: pd.DataFrame) -> dict[str, str]:
     out = {}
     ep = tidy.epochs(df)
     if len(ep):
         t = ep.sort_values(["batch_size", "series"])
+        mm_ratio, flop_ratio = _floor_ratios(t, df)
         t = pd.DataFrame({
             "series": t["series"], "B": t["batch_size"].astype(int),
+            "order": t.get("cfg_order", pd.Series("shuffle", t.index)),
             "steps": t["steps"].astype(int),
             "time per epoch (s)": t["seconds_per_epoch"].round(5),
+            "training ÷ products-only epoch": mm_ratio.round(2),
+            "training ÷ FLOP floor": flop_ratio.round(1),
             "compute (s)": t["median_compute_s"].round(5),
             "host→device (s)": t["median_h2d_s"].round(5).astype(object).where(
                 t["median_h2d_s"].notna(), "n/a"),
@@ -173,6 +199,48 @@ def tables(df: pd.DataFrame) -> dict[str, str]:
             "steps to target": t["steps_to_target"],
             "best valid error (%)": (100 * t["best_valid_error"].astype(float)).round(2),
             "epochs run": t["epochs"]}).to_markdown(index=False)
+    if "kind" in df and "floor" in set(df["kind"]):
+        f = df[df["kind"] == "floor"]
+        rows = []
+        for file, g in f.groupby("file", sort=False):
+            def pick(name, col, g=g):
+                sel = g[g["floor"] == name]
+                return float(sel[col].iloc[0]) if len(sel) else float("nan")
+            rows.append({"result file": Path(str(file)).name,
+                         "peak float32 matmul (GFLOP/s)": round(pick("peak_matmul",
+                                                                     "gflop_per_s"), 1),
+                         "read (GB/s)": round(pick("read_bandwidth", "gb_per_s"), 2),
+                         "copy, read + write (GB/s)": round(pick("copy_bandwidth", "gb_per_s"),
+                                                           2),
+                         "FLOP floor of an epoch (ms)": round(
+                             1e3 * pick("peak_matmul", "flop_floor_epoch_s"), 2),
+                         "bandwidth floor of an epoch (ms)": round(
+                             1e3 * pick("read_bandwidth", "bandwidth_floor_epoch_s"), 2)})
+        out["The machine's floors (measured by the suite, NumPy float32)"] = pd.DataFrame(
+            rows).to_markdown(index=False)
+        mm = f[f["floor"] == "matmul_epoch"].sort_values("batch_size")
+        if len(mm):
+            out["Matrix-products-only epoch (forward + weight gradient, in order)"] = \
+                pd.DataFrame({"B": mm["batch_size"].astype(int),
+                              "time (s)": mm["mm_epoch_s"].round(5),
+                              "GFLOP/s": mm["gflop_per_s"].round(1)}).to_markdown(index=False)
+    if "kind" in df and "peer" in set(df["kind"]):
+        p = df[df["kind"] == "peer"].sort_values(["peer", "batch_size"])
+        out["Peers (what users would pick instead; one epoch)"] = pd.DataFrame({
+            "peer": p["peer"], "B": p["batch_size"].astype(int),
+            "time per epoch (s)": p["seconds_per_epoch"].round(4),
+            "valid error (%)": (100 * p["final_valid_error"].astype(float)).round(2),
+            "note": p.get("note", pd.Series("", p.index)).fillna("")}).to_markdown(index=False)
+    targets = [evaluate(g).assign(file=Path(str(file)).name)
+               for file, g in df.groupby("file", sort=False)] if "file" in df else []
+    targets = [t for t in targets if len(t)]
+    if targets:
+        t = pd.concat(targets, ignore_index=True)
+        out["Performance targets (ratios measured in one run)"] = pd.DataFrame({
+            "result file": t["file"], "target": t["target"], "subject": t["subject"],
+            "measured (s)": t["measured_s"].round(4), "reference (s)": t["reference_s"].round(4),
+            "ratio": t["ratio"].round(2), "limit": t["limit"],
+            "holds": t["holds"].map({True: "yes", False: "**no**"})}).to_markdown(index=False)
     tr = tidy.transfers(df)
     if len(tr):
         t = tr.sort_values(["copy", "rows", "series"])

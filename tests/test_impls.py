@@ -20,14 +20,10 @@ def _rel(a, b):
     return float(np.linalg.norm(a - b) / np.linalg.norm(b))
 
 
-@pytest.mark.parametrize("backend, device", target_params())
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("batch_size", [1, 7, 256], ids=["sgd", "minibatch", "full"])
-def test_one_step_matches_the_reference(backend, device, dtype, batch_size):
-    lr, l1, l2 = 0.2, 1e-3, 2e-3
-    W0, b0 = L.init_params("random", seed=5)
+def _check_one_step(trainer, batch_size, lr, l1, l2, tol):
+    """One step from random (W, b) against ``reference_step``: the update, not just W."""
+    W0, _ = L.init_params("random", seed=5)
     b0 = np.random.default_rng(6).normal(0, 0.01, 10)
-    trainer = make_trainer(backend, device, dtype=dtype)
     trainer.configure(batch_size=batch_size, learning_rate=lr, l1=l1, l2=l2)
     trainer.load(DATA)
     trainer.set_params(W0, b0)
@@ -36,10 +32,17 @@ def test_one_step_matches_the_reference(backend, device, dtype, batch_size):
     W1, b1 = trainer.get_params()
     x, y = DATA.train.x[:batch_size], DATA.train.y[:batch_size]
     Wr, br = L.reference_step(x, y, W0, b0, lr, l1, l2)
-    tol = 1e-4 if dtype == "float32" else 1e-10
-    assert _rel(W1 - W0, Wr - W0) < tol           # the update itself, not just W
+    assert _rel(W1 - W0, Wr - W0) < tol
     assert _rel(b1 - b0, br - b0) < tol
     assert trainer.read_cost() == pytest.approx(L.cost(x, y, W0, b0), rel=tol * 10)
+
+
+@pytest.mark.parametrize("backend, device", target_params())
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("batch_size", [1, 7, 256], ids=["sgd", "minibatch", "full"])
+def test_one_step_matches_the_reference(backend, device, dtype, batch_size):
+    _check_one_step(make_trainer(backend, device, dtype=dtype), batch_size, 0.2, 1e-3, 2e-3,
+                    tol=1e-4 if dtype == "float32" else 1e-10)
 
 
 @pytest.mark.parametrize("backend, device", target_params())
@@ -167,19 +170,8 @@ def test_gpu_fast_paths_match_the_reference_and_eager(backend, kernel, batch_siz
         with pytest.raises(ValueError, match="batches of at most 32"):
             make_trainer(backend, "cuda", kernel=kernel).configure(batch_size=64,
                                                                    learning_rate=0.1)
-    lr, l1, l2 = 0.05, 1e-4, 2e-4
-    W0, b0 = L.init_params("random", seed=5)
-    trainer = make_trainer(backend, "cuda", kernel=kernel)
-    trainer.configure(batch_size=batch_size, learning_rate=lr, l1=l1, l2=l2)
-    trainer.load(DATA)
-    trainer.set_params(W0, b0)
-    trainer.begin_epoch(None)
-    trainer.train_batches(0, 1)
-    W1, b1 = trainer.get_params()
-    x, y = DATA.train.x[:batch_size], DATA.train.y[:batch_size]
-    Wr, br = L.reference_step(x, y, W0, b0, lr, l1, l2)
-    assert _rel(W1 - W0, Wr - W0) < 1e-4 and _rel(b1 - b0, br - b0) < 1e-4
-    assert trainer.read_cost() == pytest.approx(L.cost(x, y, W0, b0), rel=1e-4)
+    _check_one_step(make_trainer(backend, "cuda", kernel=kernel), batch_size, 0.05, 1e-4, 2e-4,
+                    tol=1e-4)
     # whole runs: the same trajectory as the eager path (lr small enough to be stable)
     cfg = _config(backend=backend, device="cuda", batch_size=batch_size, learning_rate=0.01,
                   max_epochs=3, drop_last=False, validations_per_epoch=2)
