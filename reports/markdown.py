@@ -237,7 +237,8 @@ def tables(df: pd.DataFrame) -> dict[str, str]:
     if targets:
         t = pd.concat(targets, ignore_index=True)
         out["Performance targets (ratios measured in one run)"] = pd.DataFrame({
-            "result file": t["file"], "target": t["target"], "subject": t["subject"],
+            "result file": t["file"].str.slice(0, 13), "target": t["target"],
+            "subject": t["subject"],
             "measured (s)": t["measured_s"].round(4), "reference (s)": t["reference_s"].round(4),
             "ratio": t["ratio"].round(2), "limit": t["limit"],
             "holds": t["holds"].map({True: "yes", False: "**no**"})}).to_markdown(index=False)
@@ -254,6 +255,12 @@ def tables(df: pd.DataFrame) -> dict[str, str]:
 def comparison_table(new: pd.DataFrame, old: pd.DataFrame) -> str | None:
     """Ratios old / new of the median benchmark time, for benchmarks present in both."""
     if new.empty or old.empty:
+        return None
+    # compare like with like: only results of the baseline's machine(s)
+    key = ["machine_cpu", "machine_gpu"]
+    machines = {tuple(r) for r in old[key].astype(str).itertuples(index=False)}
+    new = new[[tuple(r) in machines for r in new[key].astype(str).itertuples(index=False)]]
+    if new.empty:
         return None
     a = new.groupby("name")["stat_median"].median()
     b = old.groupby("name")["stat_median"].median()
