@@ -2,6 +2,7 @@
 # The device check, run on a lent GPU machine from the repository root (see README):
 # the whole test suite (CUDA tests must pass, not skip) and the `gpu` benchmark profile.
 # Needs the MNIST files in .data/mnist (carried) and writes logs and results under $OUT.
+# The device copy has no git metadata: run it as GDBENCH_COMMIT=<sha> bash .ci/gpu_check.sh.
 set -u
 export GDBENCH_DATA_DIR="$PWD/.data/mnist" PYTHONPATH="$PWD" PYTHONUNBUFFERED=1
 OUT="${OUT:-/tmp/gdbench-gpu}"

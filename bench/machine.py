@@ -19,6 +19,20 @@ def _blas() -> list[dict[str, Any]]:
             for info in threadpool_info()]
 
 
+def _versions() -> dict[str, str | None]:
+    """Installed versions of the libraries a result can depend on (None: not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: dict[str, str | None] = {}
+    for name in ("numpy", "scipy", "pandas", "torch", "cupy-cuda12x", "cupy-cuda13x", "numba",
+                 "scikit-learn", "pytest-benchmark"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
 def _nvidia_smi() -> dict[str, str]:
     try:
         out = subprocess.run(
@@ -30,12 +44,27 @@ def _nvidia_smi() -> dict[str, str]:
     return {"gpu_name": name, "gpu_driver": driver, "gpu_memory": memory}
 
 
+def _commit() -> str | None:
+    """The source commit: ``$GDBENCH_COMMIT`` (for copies without git metadata), else git's."""
+    if os.environ.get("GDBENCH_COMMIT"):
+        return os.environ["GDBENCH_COMMIT"]
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
 def describe_machine() -> dict[str, Any]:
-    """A flat description: CPU model and count, GPU, driver, CUDA, library versions, threads."""
+    """A flat description: CPU model and count, GPU, driver, CUDA, library versions, threads,
+    and the source commit."""
     info: dict[str, Any] = {
+        "commit": _commit(),
         "cpu_model": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
         "numpy": np.__version__,
+        "versions": _versions(),
         "blas": _blas(),
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
     }

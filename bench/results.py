@@ -82,8 +82,10 @@ def load_results(paths: Iterable[str | os.PathLike] | str | os.PathLike) -> pd.D
         doc = _read(Path(path))
         if doc is None:
             continue
-        context = {"file": str(path), "datetime": doc.get("datetime"),
-                   "commit": (doc.get("commit_info") or {}).get("id"),
+        commit = (doc.get("commit_info") or {}).get("id")
+        if commit in (None, "unknown"):  # e.g. a copy without git metadata (GDBENCH_COMMIT)
+            commit = (doc["machine_info"].get("gdbench") or {}).get("commit") or commit
+        context = {"file": str(path), "datetime": doc.get("datetime"), "commit": commit,
                    **_machine_columns(doc["machine_info"])}
         rows += _rows(doc["benchmarks"], context, str(path))
     return pd.DataFrame(rows)

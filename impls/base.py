@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from bench.data_order import n_batches
 from bench.mnist import MNIST
 
 __all__ = ["Trainer"]
@@ -78,10 +79,6 @@ class Trainer(ABC):
         """Why this backend cannot run on ``device`` here, or None when it can."""
         return None
 
-    @classmethod
-    def framework_versions(cls) -> dict[str, str]:
-        """Versions that matter for a result of this backend."""
-        return {"numpy": np.__version__}
 
     def __repr__(self) -> str:
         where = (f", placement={self.placement!r}, pinned={self.pinned}, "
@@ -211,8 +208,6 @@ class Trainer(ABC):
         return self._n_train
 
     def n_batches(self) -> int:
-        from bench.data_order import n_batches
-
         return n_batches(self._n_train, self.batch_size, self.drop_last)
 
     def begin_epoch(self, permutation: np.ndarray | None) -> None:

@@ -122,10 +122,6 @@ class CupyTrainer(ArrayTrainer):
             return f"cupy: no CUDA device ({type(exc).__name__}: {exc})"
         return None if n > 0 else "cupy: no CUDA device"
 
-    @classmethod
-    def framework_versions(cls) -> dict[str, str]:
-        return {**super().framework_versions(), "cupy": cupy.__version__,
-                "cuda_runtime": str(cupy.cuda.runtime.runtimeGetVersion())}
 
     def get_params(self) -> tuple[np.ndarray, np.ndarray]:
         return cupy.asnumpy(self.W).astype(np.float64), cupy.asnumpy(self.b).astype(np.float64)

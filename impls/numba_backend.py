@@ -79,9 +79,6 @@ class NumbaTrainer(NumpyTrainer):
     backend = "numba"
     devices = ("cpu",)
 
-    @classmethod
-    def framework_versions(cls) -> dict[str, str]:
-        return {**super().framework_versions(), "numba": numba.__version__}
 
     def train_batches(self, start: int, stop: int) -> None:
         X, y = self._epoch

@@ -54,11 +54,6 @@ class TorchTrainer(Trainer):
             return "torch: no CUDA device (torch.cuda.is_available() is False)"
         return None
 
-    @classmethod
-    def framework_versions(cls) -> dict[str, str]:
-        return {**super().framework_versions(), "torch": torch.__version__,
-                "torch_cuda": str(torch.version.cuda),
-                "torch_threads": str(torch.get_num_threads())}
 
     def set_params(self, W: np.ndarray, b: np.ndarray) -> None:
         Wt = torch.as_tensor(W, dtype=self._tdtype).T.contiguous().to(self._dev)

@@ -133,3 +133,13 @@ def test_validations_per_epoch_and_training_time_to_target():
             DATA)
     assert t.target_reached and t.steps_to_target % 8 == 0
     assert 0 < t.time_to_target_s < t.time_to_target_wall_s   # evaluation excluded
+
+
+def test_machine_description_records_the_context(monkeypatch):
+    from bench.machine import describe_machine
+
+    monkeypatch.setenv("GDBENCH_COMMIT", "abc123")
+    info = describe_machine()
+    assert info["commit"] == "abc123"
+    assert info["cpu_count"] >= 1 and info["numpy"] and info["versions"]["numpy"]
+    assert "blas" in info and "torch" in info and "cupy" in info
