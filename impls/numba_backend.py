@@ -1,12 +1,17 @@
 """Numba on the CPU: the same steps as compiled loops, a reference for what the algorithm costs
-without Python's per-step overhead (the data and memory handling are NumPy's).
+without Python's per-step overhead.
 
-One compiled call runs a whole range of steps. Per step, for the B rows of the minibatch::
+The training images are kept once as a sparse row list (CSR: MNIST pixels are ~80 % zero), and
+an epoch's order is followed through its permutation instead of gathering the data: a step
+reads its rows where they lie. One compiled call runs a whole range of steps; per step, for the
+B rows of the minibatch::
 
-    z_r = b + sum_d x_rd W_d          (pixels that are 0 are skipped: exact for finite W;
-                                       the nonzero ones are listed for the update below)
-    g_r = softmax(z_r) - onehot(y_r); cost += log sum exp(z_r) - z_r[y_r]
+    z_r = b + sum_{d: x_rd != 0} x_rd W_d
+    g_r = softmax(z_r) - onehot(y_r);  cost += log sum exp(z_r) - z_r[y_r]
     W <- (1 - 2 lr l2) W - lr l1 sign(W) - (lr / B) sum_r x_r g_r^T;  b <- b - (lr / B) sum_r g_r
+
+Skipping zero pixels is exact for finite W; the sums run in another order than BLAS's, so
+results agree with the other backends to float32 rounding.
 """
 
 from __future__ import annotations
@@ -16,38 +21,35 @@ import math
 import numba
 import numpy as np
 
+from bench.mnist import MNIST
 from impls.numpy_backend import NumpyTrainer
 
 __all__ = ["NumbaTrainer"]
 
 
 @numba.njit(cache=True, nogil=True)
-def _sgd_steps(X, y, W, b, first_row, n_steps, B, lr, l1, l2):  # pragma: no cover (compiled)
-    n_rows, D = X.shape
-    K = W.shape[1]
+def _sgd_steps(indptr, indices, values, y, order, W, b, first_row, n_steps, B, lr, l1,
+               l2):  # pragma: no cover (compiled)
+    n_rows = order.shape[0]
+    D, K = W.shape
     z = np.empty((B, K), dtype=W.dtype)
-    nz = np.empty((B, D), dtype=np.int64)     # each row's nonzero pixels, found once per step
-    n_nz = np.empty(B, dtype=np.int64)
     cost = 0.0
     for s in range(n_steps):
         r0 = first_row + s * B
         nb = min(B, n_rows - r0)
         for r in range(nb):
+            row = order[r0 + r]
             for k in range(K):
                 z[r, k] = b[k]
-            c = 0
-            for d in range(D):
-                xv = X[r0 + r, d]
-                if xv != 0:
-                    nz[r, c] = d
-                    c += 1
-                    for k in range(K):
-                        z[r, k] += xv * W[d, k]
-            n_nz[r] = c
+            for j in range(indptr[row], indptr[row + 1]):
+                d = indices[j]
+                xv = values[j]
+                for k in range(K):
+                    z[r, k] += xv * W[d, k]
             m = z[r, 0]
             for k in range(1, K):
                 m = max(m, z[r, k])
-            yr = y[r0 + r]
+            yr = y[row]
             zy = z[r, yr] - m
             total = 0.0
             for k in range(K):
@@ -65,9 +67,10 @@ def _sgd_steps(X, y, W, b, first_row, n_steps, B, lr, l1, l2):  # pragma: no cov
                     W[d, k] = w * shrink - lr * l1 * ((w > 0) - (w < 0))
         step = lr / nb
         for r in range(nb):
-            for j in range(n_nz[r]):
-                d = nz[r, j]
-                a = step * X[r0 + r, d]
+            row = order[r0 + r]
+            for j in range(indptr[row], indptr[row + 1]):
+                d = indices[j]
+                a = step * values[j]
                 for k in range(K):
                     W[d, k] -= a * z[r, k]
             for k in range(K):
@@ -80,10 +83,28 @@ class NumbaTrainer(NumpyTrainer):
     devices = ("cpu",)
 
 
+    def load(self, data: MNIST) -> float | None:
+        out = super().load(data)
+        X = self._data["train"][0]
+        nonzero = X != 0
+        self._indptr = np.concatenate([[0], np.cumsum(nonzero.sum(axis=1))]).astype(np.int64)
+        self._indices = np.nonzero(nonzero)[1].astype(np.int32)
+        self._values = np.ascontiguousarray(X[nonzero])
+        self._identity = np.arange(len(X), dtype=np.int64)
+        self._order = self._identity
+        return out
+
+    def begin_epoch(self, permutation: np.ndarray | None) -> None:
+        """No gather: the steps follow the permutation through the sparse rows."""
+        self._epoch = self._data["train"]
+        self._order = self._identity if permutation is None else permutation
+
     def train_batches(self, start: int, stop: int) -> None:
-        X, y = self._epoch
         B = self.batch_size
-        self._cost += _sgd_steps(X, y, self.W, self.b, start * B, stop - start, B,
-                                 self.learning_rate, self.l1, self.l2)
+        self._cost += _sgd_steps(self._indptr, self._indices, self._values,
+                                 self._data["train"][1], self._order, self.W, self.b,
+                                 start * B, stop - start, B, self.learning_rate, self.l1,
+                                 self.l2)
         self._n_cost += stop - start
         return None
+

@@ -2,7 +2,8 @@
 
 Per-sample SGD (B = 1) has its own loop: the step is dominated by fixed per-call costs, so it
 works on 1-d vectors in preallocated buffers and updates W with one in-place rank-1 BLAS call
-(``ger``: ``W^T <- W^T - lr g x^T``) instead of forming the 784 x 10 outer product.
+(``ger``: ``W^T <- W^T - lr g x^T``) instead of forming the 784 x 10 outer product. It reads
+each example where it lies, through the epoch's permutation, so it needs no gather.
 """
 
 from __future__ import annotations
@@ -49,10 +50,18 @@ class NumpyTrainer(ArrayTrainer):
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             super()._step(X, y)
 
+    def begin_epoch(self, permutation: np.ndarray | None) -> None:
+        self._order = permutation
+        if self.batch_size != 1:
+            return super().begin_epoch(permutation)
+        self._epoch = self._data["train"]
+        return None
+
     def train_batches(self, start: int, stop: int) -> None:
         if self.batch_size != 1:
             return super().train_batches(start, stop)
         X, y = self._epoch
+        order = self._order
         W, b = self.W, self.b
         WT = W.T                                   # Fortran-ordered view: ger updates it in place
         ger = get_blas_funcs("ger", (WT,))
@@ -61,7 +70,8 @@ class NumpyTrainer(ArrayTrainer):
         cost = 0.0
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             for k in range(start, stop):
-                x, yk = X[k], y[k]
+                i = k if order is None else order[k]
+                x, yk = X[i], y[i]
                 np.dot(x, W, out=z)                # z = x W + b, shifted by its max
                 z += b
                 z -= z.max()
