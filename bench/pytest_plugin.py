@@ -5,8 +5,12 @@ Registered by the project's root ``conftest.py``.
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -61,6 +65,8 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.benchmark_autosave = False
     if config._gdbench_profile.progress:
         config.pluginmanager.register(_Progress(config), "gdbench-progress")
+    if config.getoption("benchmark_autosave") or config.getoption("benchmark_save"):
+        config.pluginmanager.register(_Journal(config), "gdbench-journal")
 
 
 @pytest.fixture(scope="session")
@@ -137,6 +143,50 @@ def pytest_benchmark_update_machine_info(config: pytest.Config,
 
     machine_info["gdbench"] = describe_machine()
     machine_info["gdbench_profile"] = config._gdbench_profile.name
+
+
+class _Journal:
+    """Keeps a killed session's finished benchmarks: after each one, everything finished so
+    far is written atomically (temporary file + rename) to ``<storage>/partial/``. When the
+    session ends normally pytest-benchmark has saved the whole run, and the journal is removed.
+    """
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.path: Path | None = None
+        self.context: dict[str, Any] | None = None
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        bs = getattr(self.config, "_benchmarksession", None)
+        if (report.when != "call" or not report.passed or bs is None or not bs.benchmarks
+                or not hasattr(bs.storage, "path")):
+            return
+        if self.context is None:
+            import pytest_benchmark
+
+            started = datetime.now(timezone.utc)
+            self.context = {
+                "machine_info": bs.get_machine_info(),
+                "commit_info": self.config.hook.pytest_benchmark_generate_commit_info(
+                    config=self.config),
+                "datetime": started.isoformat(), "version": pytest_benchmark.__version__,
+                "gdbench_partial": True}
+            folder = Path(bs.storage.path) / "partial"  # file storage (the default)
+            folder.mkdir(parents=True, exist_ok=True)
+            self.path = folder / f"{started:%Y%m%d_%H%M%S}_{os.getpid()}_unfinished.json"
+        doc = {**self.context, "benchmarks": [b.as_dict(include_data=False)
+                                              for b in bs.benchmarks]}
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(doc, default=str))
+        os.replace(tmp, self.path)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        # pytest-benchmark's own sessionfinish (a wrapper) has saved the run by now
+        if self.path is not None and self.path.exists():
+            self.path.unlink()
+            if not any(self.path.parent.iterdir()):
+                self.path.parent.rmdir()
 
 
 class _Progress:

@@ -143,3 +143,42 @@ def test_machine_description_records_the_context(monkeypatch):
     assert info["commit"] == "abc123"
     assert info["cpu_count"] >= 1 and info["numpy"] and info["versions"]["numpy"]
     assert "blas" in info and "torch" in info and "cupy" in info
+
+
+@pytest.mark.realdata
+def test_a_killed_session_keeps_its_finished_benchmarks(tmp_path, real_mnist):
+    """SIGKILL in the middle of a sweep: the benchmarks that finished stay on disk, readable."""
+    import signal
+    import time
+
+    storage = tmp_path / "storage"
+    cmd = [sys.executable, "-m", "pytest", "bench/benchmarks/bench_training.py",
+           "--benchmark-only", "--gdbench-profile", "quick", "-k", "numpy", "-p",
+           "no:cacheprovider", f"--benchmark-storage={storage}", "--benchmark-save=killed", "-q"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and not list((storage / "partial").glob("*.json")):
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    partial = list((storage / "partial").glob("*.json"))
+    assert len(partial) == 1, "no journal was written before the kill"
+    df = load_results(partial[0])
+    assert len(df) >= 1 and (df["stat_median"] > 0).all()
+    assert not list(storage.rglob("*.tmp"))  # written atomically: no torn file left
+
+
+def test_a_finished_session_removes_its_journal(tmp_path):
+    storage = tmp_path / "storage"
+    cmd = [sys.executable, "-m", "pytest", "bench/benchmarks/bench_floors.py",
+           "--benchmark-only", "--gdbench-profile", "quick", "-k", "peak_matmul",
+           "-p", "no:cacheprovider", f"--benchmark-storage={storage}", "--benchmark-save=done",
+           "-q"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    assert len(list(storage.rglob("*done.json"))) == 1
+    assert not (storage / "partial").exists()
