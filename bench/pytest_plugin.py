@@ -220,7 +220,10 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
         [b.as_dict(include_data=False) for b in session.benchmarks]))
     if table.empty:
         return
-    terminalreporter.write_sep("-", "gdbench performance targets (ratios from this run)")
+    title = "gdbench performance targets (ratios from this run)"
+    if config._gdbench_profile.name == "quick":
+        title += " -- quick profile: smoke values, not numbers to quote"
+    terminalreporter.write_sep("-", title)
     for r in table.itertuples():
         verdict = "holds" if r.holds else "MISSED"
         terminalreporter.write_line(f"{verdict:7} {r.ratio:7.2f} (limit {r.limit:g})  "
