@@ -82,7 +82,6 @@ class NumbaTrainer(NumpyTrainer):
     backend = "numba"
     devices = ("cpu",)
 
-
     def load(self, data: MNIST) -> float | None:
         out = super().load(data)
         X = self._data["train"][0]
