@@ -16,7 +16,8 @@ kept transposed, ``Wt = W^T`` (10 x 784)::
 
 Why transposed: with the CPU build's MKL on this project's CI machines (AMD EPYC, AVX2 path),
 ``Wt.addmm_(G^T, X)`` ran 4x faster than ``W.addmm_(X^T, G)`` at B = 600 and 50,000, and the
-forward product 2x faster (measured side by side; cuBLAS is indifferent).
+forward product 2x faster (measured side by side; cuBLAS is indifferent). On the CPU, up to
+``COLUMNS_MAX_B`` the same step runs in the classes x examples layout (``_cpu_batches``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ __all__ = ["TorchTrainer"]
 
 
 GRAPH_STEPS = 1000
+#: Largest B for the CPU's columns-layout loop; above it the rows layout's forward product
+#: is the faster one with MKL here (B = 5,000: 24 vs 34 ms per epoch; B = 600: 31 vs 26 ms).
+COLUMNS_MAX_B = 1000
 
 
 class TorchTrainer(Trainer):
@@ -109,7 +113,7 @@ class TorchTrainer(Trainer):
 
     def _step(self, X: torch.Tensor, y: torch.Tensor) -> None:
         # No autograd context needed: no tensor here requires a gradient. Per-call costs
-        # dominate small B on the CPU, so views of the parameters are made once (set_params).
+        # dominate small B, so views of the parameters are made once (set_params).
         B = y.shape[0]
         lr = self.learning_rate
         logp = torch.log_softmax(torch.addmm(self.b, X, self._W), dim=1)
@@ -117,15 +121,55 @@ class TorchTrainer(Trainer):
         self._cost.sub_(logp.gather(1, yi).sum(), alpha=1.0 / B)
         G = logp.exp_()
         G.scatter_add_(1, yi, self._minus_one if B == self.batch_size else self._minus_one[:B])
-        Wt = self.Wt
+        self._penalize()
+        self.Wt.addmm_(G.t(), X, alpha=-lr / B)
+        self.b.add_(G.sum(0), alpha=-lr / B)
+
+    def _penalize(self) -> None:
+        """``Wt <- (1 - 2 lr l2) Wt - lr l1 sign(Wt)`` (the gradient's share comes after)."""
+        Wt, lr = self.Wt, self.learning_rate
         if self.l1:
             sign = Wt.sign()
         if self.l2:
             Wt.mul_(1.0 - 2.0 * lr * self.l2)
         if self.l1:
             Wt.add_(sign, alpha=-lr * self.l1)
-        Wt.addmm_(G.t(), X, alpha=-lr / B)
-        self.b.add_(G.sum(0), alpha=-lr / B)
+
+    def _cpu_batches(self, start: int, stop: int) -> None:
+        """The CPU loop up to ``COLUMNS_MAX_B``, in the classes x examples layout
+        ``Z^T = Wt X^T + b`` (10 x B).
+
+        At small B the per-call costs are the step's cost: the range's minibatches (and their
+        transposes and label rows) are cut in one ``split`` each, the logits reuse one
+        buffer and the full batches' costs are summed unscaled, so no transpose, slice or
+        scaled add runs per step. Measured side by side at B = 20 on the 2-core CI machine:
+        about 20 % faster per epoch than the rows layout with the same buffers.
+        """
+        X, y = self._epoch
+        B = self.batch_size
+        lo, hi = start * B, min(stop * B, self._n_train)
+        X, y = X[lo:hi], y[lo:hi]
+        Wt, b, lr = self.Wt, self.b, self.learning_rate
+        b_col = b.view(-1, 1)
+        Z = torch.empty(Wt.shape[0], B, dtype=self._tdtype)
+        minus_one = self._minus_one.view(1, B)
+        total = torch.zeros((), dtype=self._tdtype)  # sum of log p(y | x), full batches
+        for Xb, XbT, yb in zip(X.split(B), X.t().split(B, dim=1),
+                               y.view(1, -1).split(B, dim=1), strict=True):
+            m = yb.shape[1]
+            logp = torch.log_softmax(torch.addmm(b_col, Wt, XbT, out=Z if m == B else None),
+                                     dim=0)
+            if m == B:
+                total.add_(logp.gather(0, yb).sum())
+            else:
+                self._cost.sub_(logp.gather(0, yb).sum(), alpha=1.0 / m)
+            G = logp.exp_()
+            G.scatter_add_(0, yb, minus_one[:, :m])
+            self._penalize()
+            Wt.addmm_(G, Xb, alpha=-lr / m)
+            b.add_(G.sum(1), alpha=-lr / m)
+        self._cost.sub_(total, alpha=1.0 / B)
+        self._n_cost += stop - start
 
     @torch.no_grad()
     def _count_errors(self, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -158,6 +202,8 @@ class TorchTrainer(Trainer):
 
     # ------------------------------------------------------------------ CUDA graphs
     def train_batches(self, start: int, stop: int) -> None:
+        if not self.is_gpu and self.batch_size <= COLUMNS_MAX_B:
+            return self._cpu_batches(start, stop)
         if self.kernel != "cuda-graph":
             return super().train_batches(start, stop)
         B = self.batch_size

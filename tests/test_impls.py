@@ -20,9 +20,10 @@ def _rel(a, b):
     return float(np.linalg.norm(a - b) / np.linalg.norm(b))
 
 
-def _check_one_step(trainer, batch_size, lr, l1, l2, tol):
+def _check_one_step(trainer, batch_size, lr, l1, l2, tol, scale=1.0):
     """One step from random (W, b) against ``reference_step``: the update, not just W."""
     W0, _ = L.init_params("random", seed=5)
+    W0 = W0 * scale
     b0 = np.random.default_rng(6).normal(0, 0.01, 10)
     trainer.configure(batch_size=batch_size, learning_rate=lr, l1=l1, l2=l2)
     trainer.load(DATA)
@@ -43,6 +44,14 @@ def _check_one_step(trainer, batch_size, lr, l1, l2, tol):
 def test_one_step_matches_the_reference(backend, device, dtype, batch_size):
     _check_one_step(make_trainer(backend, device, dtype=dtype), batch_size, 0.2, 1e-3, 2e-3,
                     tol=1e-4 if dtype == "float32" else 1e-10)
+
+
+@pytest.mark.parametrize("backend, device", target_params())
+@pytest.mark.parametrize("batch_size", [1, 7], ids=["sgd", "minibatch"])
+def test_one_step_with_huge_logits_matches_the_reference(backend, device, batch_size):
+    """Logits of about +-1e3 (exp overflows float32 past 88): the stable paths must take over."""
+    _check_one_step(make_trainer(backend, device), batch_size, 0.2, 0.0, 0.0, tol=1e-4,
+                    scale=2e3)
 
 
 @pytest.mark.parametrize("backend, device", target_params())
