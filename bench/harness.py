@@ -32,7 +32,8 @@ from bench.mnist import MNIST, load_mnist
 from impls.base import Trainer
 from impls.registry import make_trainer
 
-__all__ = ["CurvePoint", "RunResult", "TimeSplit", "prepare", "reset", "run", "train"]
+__all__ = ["CurvePoint", "RunResult", "TimeSplit", "per_epoch_seconds", "prepare", "reset", "run",
+           "train"]
 
 _NEVER = 2**62  # patience that never runs out: a fixed budget, validation once per epoch
 
@@ -55,6 +56,14 @@ class TimeSplit:
 
     def parts(self) -> dict[str, float]:
         return {k: v for k, v in asdict(self).items() if k != "total_s" and v is not None}
+
+
+def per_epoch_seconds(per_step_s: Any, once_s: Any, epoch_equivalents: Any, epochs: Any) -> Any:
+    """Seconds per epoch: the step-proportional time (compute, copies, read-backs) over the
+    epochs' worth of steps run, plus the once-per-epoch time (the reshuffle) over the epochs
+    begun. Exact for whole epochs, pro rata when a step budget cut one short; floats or
+    pandas Series alike."""
+    return per_step_s / epoch_equivalents + once_s / np.maximum(epochs, 1)
 
 
 @dataclass
@@ -102,6 +111,13 @@ class RunResult:
     def epoch_equivalents(self) -> float:
         """Optimizer steps run, in epochs (fractional when a step budget cut an epoch)."""
         return self.steps / self.batches_per_epoch
+
+    @property
+    def train_epoch_s(self) -> float:
+        """Training seconds per epoch, evaluation excluded (see ``per_epoch_seconds``)."""
+        t = self.times
+        return per_epoch_seconds(t.compute_s + (t.h2d_s or 0.0) + t.d2h_s, t.data_move_s,
+                                 self.epoch_equivalents, self.epochs)
 
     @property
     def examples_per_second(self) -> float:

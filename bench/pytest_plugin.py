@@ -224,7 +224,10 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     if config._gdbench_profile.name == "quick":
         title += " -- quick profile: smoke values, not numbers to quote"
     terminalreporter.write_sep("-", title)
+    terminalreporter.write_line("(paired: the median of per-round ratios, the reference timed "
+                                "right before each round)")
     for r in table.itertuples():
         verdict = "holds" if r.holds else "MISSED"
-        terminalreporter.write_line(f"{verdict:7} {r.ratio:7.2f} (limit {r.limit:g})  "
+        how = "paired" if r.paired else "      "
+        terminalreporter.write_line(f"{verdict:7} {r.ratio:7.2f} (limit {r.limit:g}) {how}  "
                                     f"{r.subject}: {r.target}")

@@ -17,6 +17,8 @@ from typing import Any
 
 import pandas as pd
 
+from bench.harness import per_epoch_seconds
+
 __all__ = ["epoch_seconds", "find_result_files", "load_results", "newest_result_file",
            "rows_from_benchmarks"]
 
@@ -128,5 +130,4 @@ def epoch_seconds(rows: pd.DataFrame, evaluation: bool = True) -> pd.Series:
     if evaluation:
         once = once + col("median_eval_s") + col("median_other_s")
     fraction = rows["steps"].astype(float) / rows["batches_per_epoch"].astype(float)
-    epochs = rows["epochs"].astype(float).clip(lower=1.0)
-    return per_step / fraction + once / epochs
+    return per_epoch_seconds(per_step, once, fraction, rows["epochs"].astype(float))

@@ -47,10 +47,10 @@ class ArrayTrainer(Trainer):
         lr = self.learning_rate
         Z = X @ self.W
         Z += self.b
-        Z -= Z.max(axis=1, keepdims=True)
+        Z -= self._row_max(Z)
         zy = Z[rows, y]
         xp.exp(Z, out=Z)
-        s = Z.sum(axis=1, keepdims=True)
+        s = self._row_sum(Z)
         self._cost += (xp.log(s[:, 0]) - zy).sum() / B
         Z /= s                                   # P
         Z[rows, y] -= 1                          # G = P - Y
@@ -62,7 +62,19 @@ class ArrayTrainer(Trainer):
         if self.l1:
             W -= (lr * self.l1) * sign
         W -= (lr / B) * (X.T @ Z)
-        self.b -= (lr / B) * Z.sum(axis=0)
+        self.b -= (lr / B) * self._column_sum(Z)
+
+    def _row_max(self, Z: Any) -> Any:
+        """``max_k Z[i, k]`` as a (B, 1) column."""
+        return Z.max(axis=1, keepdims=True)
+
+    def _row_sum(self, Z: Any) -> Any:
+        """``sum_k Z[i, k]`` as a (B, 1) column."""
+        return Z.sum(axis=1, keepdims=True)
+
+    def _column_sum(self, Z: Any) -> Any:
+        """``sum_i Z[i, k]``, shape (10,)."""
+        return Z.sum(axis=0)
 
     def _count_errors(self, X: Any, y: Any) -> Any:
         return (self.xp.argmax(X @ self.W + self.b, axis=1) != y).sum()

@@ -110,6 +110,7 @@ def _findings(df: pd.DataFrame) -> list[str]:
             if losses:
                 out.append("The best CPU epoch beats the best GPU epoch at " + ", ".join(losses)
                            + " (ratio = CPU time / GPU time).")
+    out += _reshuffle_findings(df)
     ttt = tidy.time_to_target(df)
     if len(ttt):
         reached = ttt[ttt["target_reached"].astype(bool)]
@@ -139,6 +140,32 @@ def _findings(df: pd.DataFrame) -> list[str]:
             out.append("Not reached within budget: " + ", ".join(
                 f"{r.series} B = {int(r.batch_size)}" for r in missed.itertuples()) + ".")
     return out
+
+
+def _reshuffle_findings(df: pd.DataFrame, batch_size: int = 600) -> list[str]:
+    """What the reshuffle costs on the CPU at ``batch_size``, against the machine's read floor."""
+    if "kind" not in df or "cfg_order" not in df:
+        return []
+    floors = df[(df["kind"] == "floor") & (df.get("floor") == "read_bandwidth")]
+    ep = df[(df["kind"] == "epoch") & (df["device"] == "cpu") & (df["batch_size"] == batch_size)]
+    if floors.empty or ep.empty:
+        return []
+    read_s = float(floors["bandwidth_floor_epoch_s"].iloc[0])
+    parts = []
+    for backend, g in ep.groupby("backend"):
+        s, o = g[g["cfg_order"] == "shuffle"], g[g["cfg_order"] == "in-order"]
+        if s.empty or o.empty:
+            continue
+        move = float(s["median_data_move_s"].iloc[0]) / max(float(s["epochs"].iloc[0]), 1.0)
+        in_order = float(epoch_seconds(o, evaluation=False).iloc[0])
+        how = (f"the gather takes {_fmt_s(move)} ({move / read_s:.1f}× the read floor)"
+               if move > 1e-4 else "no gather: it reads the examples through the permutation")
+        parts.append(f"{backend}: {how}, in-order epoch {_fmt_s(in_order)}, so one read of "
+                     f"the set at the floor alone would add {100 * read_s / in_order:.0f} %")
+    if not parts:
+        return []
+    return [f"Reshuffling at B = {batch_size} (CPU) against one streaming read of the training "
+            f"set ({_fmt_s(read_s)}, the measured read floor): " + "; ".join(parts) + "."]
 
 
 def _floor_ratios(ep: pd.DataFrame, df: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
@@ -241,7 +268,9 @@ def tables(df: pd.DataFrame) -> dict[str, str]:
             "subject": t["subject"],
             "measured (s)": t["measured_s"].round(4), "reference (s)": t["reference_s"].round(4),
             "ratio": t["ratio"].round(2), "limit": t["limit"],
-            "holds": t["holds"].map({True: "yes", False: "**no**"})}).to_markdown(index=False)
+            "holds": t["holds"].map({True: "yes", False: "**no**"}),
+            "timed": t["paired"].map({True: "paired rounds", False: "separate benchmarks"}),
+        }).to_markdown(index=False)
     tr = tidy.transfers(df)
     if len(tr):
         t = tr.sort_values(["copy", "rows", "series"])

@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from bench.floors import EPOCH_FLOP, products_only_epoch
 from bench.loss_spec import N_OUT
-
-EPOCH_FLOP = 2 * 2 * 50_000 * 784 * N_OUT  # forward + weight gradient, 2 FLOP per multiply-add
 
 
 def _info(benchmark, profile, **kw):
@@ -62,20 +61,9 @@ def test_floor_copy_bandwidth(benchmark, profile, mnist):
 
 def test_floor_matmul_epoch(benchmark, profile, mnist, floor_batch):
     """Only the two products of every step of an in-order epoch at batch size B."""
-    X = np.ascontiguousarray(mnist.train.x)
     B = floor_batch
-    W = np.random.default_rng(0).random((784, N_OUT), np.float32)
-    G = np.random.default_rng(1).random((B, N_OUT), np.float32)
-    Z = np.empty((B, N_OUT), np.float32)
-    gW = np.empty((784, N_OUT), np.float32)
-    n_batches = len(X) // B
-
-    def epoch():
-        for k in range(n_batches):
-            Xb = X[k * B : (k + 1) * B]
-            np.matmul(Xb, W, out=Z)
-            np.matmul(Xb.T, G, out=gW)
-
+    epoch = products_only_epoch(mnist.train.x, B)
+    n_batches = len(mnist.train.x) // B
     benchmark.group = "floor mm-epoch"
     rounds = 3 if B < 20 else 5
     benchmark.pedantic(epoch, rounds=rounds, warmup_rounds=1)

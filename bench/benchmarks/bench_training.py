@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import itertools
 import math
+import time
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
 
 from bench.benchmarks.conftest import case_config, skip_unusable
+from bench.floors import products_only_epoch
 from bench.harness import RunResult, reset, summarize_rounds, train
+from bench.targets import paired_ratio, side_reference
 
 
 def _record(benchmark, case, profile, kind: str, results: list[RunResult]) -> RunResult:
@@ -33,15 +37,55 @@ def _record(benchmark, case, profile, kind: str, results: list[RunResult]) -> Ru
     return last
 
 
-def test_epoch(benchmark, epoch_case, profile, trainer_pool):
-    """A fixed budget of epochs (``profile.epochs``, at most ``profile.max_steps`` steps)."""
+#: Pause after the NumPy products reference: OpenBLAS's workers spin ~0.1 s after a call and,
+#: on 2 cores, slowed the PyTorch epoch that followed 2.5x (measured; after a 0.1 s pause, not).
+BLAS_SETTLE_S = 0.25
+
+
+def _side_reference(kind: str | None, case, trainer, config, upload_s,
+                    mnist) -> Callable | None:
+    """A function timing one epoch of the reference a target compares this benchmark with
+    (``bench.targets.side_reference``), in seconds; None when there is none."""
+    if kind == "products":
+        epoch = products_only_epoch(mnist.train.x, case.batch_size)
+
+        def products() -> float:
+            t0 = time.perf_counter()
+            epoch()
+            seconds = time.perf_counter() - t0
+            if trainer.backend != "numpy":  # another library's threads run the round
+                time.sleep(BLAS_SETTLE_S)
+            return seconds
+        return products
+    if kind == "in-order":
+        unshuffled = replace(config, order="in-order")
+
+        def in_order() -> float:
+            reset(trainer, unshuffled)
+            return train(trainer, unshuffled, upload_s).train_epoch_s
+        return in_order
+    return None
+
+
+def test_epoch(benchmark, epoch_case, profile, trainer_pool, mnist):
+    """A fixed budget of epochs (``profile.epochs``, at most ``profile.max_steps`` steps).
+
+    Where a target compares this epoch with a reference, the reference is timed in the untimed
+    set-up right before each round, so the two are measured side by side.
+    """
     skip_unusable(epoch_case)
     config = case_config(epoch_case, max_epochs=profile.epochs, max_steps=profile.max_steps,
                          learning_rate=profile.learning_rate)
     trainer, upload_s = trainer_pool.get(config)
     results: list[RunResult] = []
+    kind = side_reference(epoch_case.backend, epoch_case.device, epoch_case.batch_size,
+                          epoch_case.order)
+    reference = _side_reference(kind, epoch_case, trainer, config, upload_s, mnist)
+    reference_s: list[float] = []
 
     def setup():
+        if reference is not None:
+            reference_s.append(reference())
         reset(trainer, config)
 
     def target():
@@ -50,9 +94,16 @@ def test_epoch(benchmark, epoch_case, profile, trainer_pool):
     benchmark.group = f"epoch B={epoch_case.batch_size}"
     benchmark.pedantic(target, setup=setup, rounds=profile.rounds,
                        warmup_rounds=profile.warmup_rounds, iterations=1)
-    last = _record(benchmark, epoch_case, profile, "epoch", results[profile.warmup_rounds:])
+    measured = results[profile.warmup_rounds:]
+    last = _record(benchmark, epoch_case, profile, "epoch", measured)
     assert last.status in ("ok", "diverged", "oom")
     assert last.steps >= 1
+    if reference is not None and last.status == "ok":
+        assert len(reference_s) == len(results)  # one per round, warm-up rounds included
+        paired = reference_s[profile.warmup_rounds:]
+        benchmark.extra_info.update(
+            side_reference=kind, side_reference_s=float(np.median(paired)),
+            side_ratio=paired_ratio([r.train_epoch_s for r in measured], paired))
 
 
 def test_step(benchmark, step_case, profile, trainer_pool):

@@ -1,0 +1,71 @@
+"""The performance targets: which references are timed side by side, and how ratios are made."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from bench.config import RunConfig
+from bench.harness import run, summarize_rounds
+from bench.results import epoch_seconds
+from bench.targets import T_MATMUL, T_SHUFFLE, evaluate, paired_ratio, side_reference
+from tests.conftest import random_mnist
+
+
+def test_side_reference_covers_exactly_what_the_targets_compare():
+    assert side_reference("numpy", "cpu", 600, "in-order") == "products"
+    assert side_reference("torch", "cpu", 50_000, "in-order") == "products"
+    assert side_reference("numba", "cpu", 600, "in-order") is None    # no products target
+    assert side_reference("torch", "cpu", 200, "in-order") is None
+    for backend in ("numpy", "torch", "numba"):
+        assert side_reference(backend, "cpu", 600, "shuffle") == "in-order"
+    assert side_reference("numpy", "cpu", 1000, "shuffle") is None
+    assert side_reference("torch", "cuda", 600, "shuffle") is None
+
+
+def test_paired_ratio_is_the_median_of_per_round_ratios():
+    # drift: the machine got 2x slower between rounds; each round's pair still says 1.5
+    assert paired_ratio([0.15, 0.30, 0.60], [0.10, 0.20, 0.40]) == pytest.approx(1.5)
+    assert paired_ratio([3.0, 1.0, 2.0], [1.0, 1.0, 1.0]) == 2.0
+    with pytest.raises(ValueError, match="one reference per round: 2 measured, 3 reference"):
+        paired_ratio([1.0, 1.0], [1.0, 1.0, 1.0])
+
+
+def _epoch_row(order, batch_size=600, backend="numpy", **side):
+    return {"kind": "epoch", "device": "cpu", "backend": backend, "batch_size": batch_size,
+            "cfg_order": order, "median_compute_s": 0.04, "median_h2d_s": None,
+            "median_d2h_s": 0.0, "median_data_move_s": 0.02 if order == "shuffle" else 0.0,
+            "median_eval_s": 0.01, "median_other_s": 0.0, "steps": 83,
+            "batches_per_epoch": 83, "epochs": 1, **side}
+
+
+def test_targets_use_the_side_by_side_references_when_a_file_has_them():
+    floor = {"kind": "floor", "floor": "matmul_epoch", "batch_size": 600, "mm_epoch_s": 0.02,
+             "device": "cpu", "backend": "numpy"}
+    separate = pd.DataFrame([_epoch_row("in-order"), _epoch_row("shuffle"), floor])
+    t = evaluate(separate).set_index("target")
+    assert t.loc[T_MATMUL, "ratio"] == pytest.approx(0.04 / 0.02)      # vs the floor benchmark
+    assert t.loc[T_SHUFFLE, "ratio"] == pytest.approx(0.06 / 0.04)     # vs the in-order one
+    assert not t["paired"].any()
+
+    paired = pd.DataFrame([
+        _epoch_row("in-order", side_reference="products", side_reference_s=0.03,
+                   side_ratio=1.3),
+        _epoch_row("shuffle", side_reference="in-order", side_reference_s=0.05,
+                   side_ratio=1.1),
+        floor])
+    t = evaluate(paired).set_index("target")
+    assert t.loc[T_MATMUL, "ratio"] == 1.3 and t.loc[T_MATMUL, "reference_s"] == 0.03
+    assert t.loc[T_SHUFFLE, "ratio"] == 1.1 and bool(t.loc[T_SHUFFLE, "holds"])
+    assert t["paired"].all()
+
+
+def test_run_result_epoch_time_agrees_with_the_result_table():
+    """RunResult.train_epoch_s (per round, for paired ratios) and epoch_seconds (from the
+    stored medians) are one formula."""
+    config = RunConfig(batch_size=32, learning_rate=0.1, max_epochs=2, max_steps=11)
+    r = run(config, random_mnist())
+    row = pd.DataFrame([{**r.to_dict(), **summarize_rounds([r])}])
+    assert float(epoch_seconds(row, evaluation=False).iloc[0]) == pytest.approx(
+        r.train_epoch_s, rel=1e-12)
+    assert r.times.data_move_s > 0          # the shuffle's gather is in it, once per epoch
