@@ -22,6 +22,9 @@ class Profile:
     ``ttt_*``: time-to-target runs (train until the validation error <= target), scored
     ``ttt_validations_per_epoch`` times per epoch so steps-to-target is not rounded to epochs.
     ``lr_grid``: learning rates tried per batch size in time-to-target runs (best kept).
+    ``paired_rounds``: rounds of the epoch benchmarks a target judges against a reference timed
+    before each round (``bench.targets.side_reference``); at least ``rounds``: the median of
+    their per-round ratios is what a target reports.
     """
 
     name: str
@@ -43,6 +46,7 @@ class Profile:
     transfer_batch_sizes: tuple[int, ...] = (1, 20, 600, 5000, 50_000)
     peer_batch_sizes: tuple[int, ...] = (1, 20, 600)
     progress: bool = True
+    paired_rounds: int = 7
 
 
 PROFILES = {
@@ -51,6 +55,7 @@ PROFILES = {
         warmup_rounds=1, step_batch_sizes=(1, 600), step_rounds=5, ttt_batch_sizes=(600,),
         ttt_max_epochs=2, ttt_max_steps=200, gpu_batch_sizes=(1, 600, 50_000),
         transfer_batch_sizes=(1, 600, 50_000), peer_batch_sizes=(20,), progress=False,
+        paired_rounds=2,
     ),
     "standard": Profile(
         name="standard", batch_sizes=FULL_GRID, epochs=2, max_steps=None, rounds=3,
@@ -63,13 +68,13 @@ PROFILES = {
         name="gpu", batch_sizes=(1, 20, 600, 5000, 50_000), epochs=1, max_steps=5000,
         rounds=3, warmup_rounds=1, step_batch_sizes=(1, 20, 600, 50_000), step_rounds=10,
         ttt_batch_sizes=(20, 600), ttt_max_epochs=20, ttt_max_steps=50_000,
-        lr_grid=(0.01, 0.13), progress=False,
+        lr_grid=(0.01, 0.13), progress=False, paired_rounds=3,
     ),
     "full": Profile(
         name="full", batch_sizes=FULL_GRID, epochs=5, max_steps=None, rounds=5,
         warmup_rounds=1, step_batch_sizes=FULL_GRID, step_rounds=50,
         ttt_batch_sizes=FULL_GRID, ttt_max_epochs=200, ttt_max_steps=500_000,
-        lr_grid=(0.03, 0.13, 0.5, 2.0),
+        lr_grid=(0.03, 0.13, 0.5, 2.0), paired_rounds=9,
     ),
 }
 

@@ -92,7 +92,8 @@ def test_epoch(benchmark, epoch_case, profile, trainer_pool, mnist):
         results.append(train(trainer, config, upload_s))
 
     benchmark.group = f"epoch B={epoch_case.batch_size}"
-    benchmark.pedantic(target, setup=setup, rounds=profile.rounds,
+    rounds = profile.paired_rounds if reference is not None else profile.rounds
+    benchmark.pedantic(target, setup=setup, rounds=rounds,
                        warmup_rounds=profile.warmup_rounds, iterations=1)
     measured = results[profile.warmup_rounds:]
     last = _record(benchmark, epoch_case, profile, "epoch", measured)
