@@ -131,3 +131,27 @@ def test_runs_as_a_script(result_file, tmp_path):
                           timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "wrote" in proc.stdout and (tmp_path / "s" / "report.md").is_file()
+
+
+def test_reshuffle_finding_weighs_the_gather_against_the_copy_floor():
+    import pandas as pd
+
+    from reports.markdown import _reshuffle_findings
+
+    def epoch(backend, order, move_s):
+        return {"kind": "epoch", "device": "cpu", "backend": backend, "batch_size": 600,
+                "cfg_order": order, "median_compute_s": 0.08, "median_h2d_s": None,
+                "median_d2h_s": 0.0, "median_data_move_s": move_s, "steps": 166,
+                "batches_per_epoch": 83, "epochs": 2}
+
+    copy = {"kind": "floor", "floor": "copy_bandwidth", "bytes": 313.6e6, "gb_per_s": 19.6,
+            "device": "cpu", "backend": "numpy"}
+    df = pd.DataFrame([copy, epoch("numpy", "shuffle", 0.06), epoch("numpy", "in-order", 0.0),
+                       epoch("numba", "shuffle", 0.002), epoch("numba", "in-order", 0.0)])
+    (text,) = _reshuffle_findings(df)
+    assert "at best in 16.0 ms (the copy floor)" in text
+    # numpy: 30 ms per epoch of gather = 1.9x the floor; 16 ms on a 40 ms epoch = 40 %
+    assert "numpy: the gather takes 30.0 ms (1.9× the copy floor) against a 40.0 ms" in text
+    assert "would still add 40 %" in text
+    assert "numba reads the examples through the permutation (data movement 1.0 ms" in text
+    assert _reshuffle_findings(df[df["kind"] == "epoch"]) == []     # no floor: no sentence
