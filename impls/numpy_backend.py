@@ -36,7 +36,7 @@ class NumpyTrainer(ArrayTrainer):
     xp = np
 
     def get_params(self) -> tuple[np.ndarray, np.ndarray]:
-        return np.ascontiguousarray(self.W, np.float64), self.b.astype(np.float64)
+        return np.array(self.W, np.float64, order="C"), self.b.astype(np.float64)
 
     def _to_device(self, host: np.ndarray) -> np.ndarray:
         return host
