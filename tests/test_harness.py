@@ -14,7 +14,7 @@ import pytest
 from bench.config import RunConfig
 from bench.harness import run
 from bench.results import load_results, newest_result_file
-from bench.targets import T_MATMUL, T_SHUFFLE, evaluate
+from bench.targets import T_MATMUL, T_SHUFFLE, T_SKLEARN, evaluate
 from tests.conftest import random_mnist, target_params
 
 DATA = random_mnist()
@@ -94,9 +94,9 @@ def test_benchmarks_end_to_end(tmp_path, real_mnist):
     side = epochs.set_index(["batch_size", "cfg_order"])["side_reference"].to_dict()
     assert side[(600, "in-order")] == side[(50_000, "in-order")] == "products"
     assert side[(600, "shuffle")] == "in-order"
+    assert side[(1, "shuffle")] == "sklearn"
     table = evaluate(df)
-    assert table[table["target"].isin([T_MATMUL, T_SHUFFLE])]["paired"].all()
-    assert set(table["target"]) >= {T_MATMUL, T_SHUFFLE}
+    assert table["paired"].all() and set(table["target"]) == {T_MATMUL, T_SHUFFLE, T_SKLEARN}
     saved = list((tmp_path / "storage").rglob("*.json"))
     assert len(saved) == 1 and newest_result_file(tmp_path / "storage") == saved[0]
 

@@ -204,3 +204,19 @@ def test_fast_paths_are_refused_where_they_cannot_run():
     if not unavailable_reason("torch", "cpu"):
         with pytest.raises(ValueError, match="runs only on a GPU with placement='resident'"):
             make_trainer("torch", "cpu", kernel="cuda-graph")
+
+
+def test_torch_cpu_small_batches_leave_the_thread_count_as_they_found_it():
+    torch = pytest.importorskip("torch", reason="torch is not installed")
+    from impls.torch_backend import ONE_THREAD_MAX_B
+
+    before = torch.get_num_threads()
+    trainer = make_trainer("torch", "cpu")
+    trainer.load(DATA)
+    W, b = L.init_params("random", seed=1)
+    for B in (ONE_THREAD_MAX_B, ONE_THREAD_MAX_B + 1):
+        trainer.configure(batch_size=B, learning_rate=0.1)
+        trainer.set_params(W, b)
+        trainer.begin_epoch(None)
+        trainer.train_batches(0, 1)
+        assert torch.get_num_threads() == before

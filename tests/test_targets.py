@@ -8,7 +8,15 @@ import pytest
 from bench.config import RunConfig
 from bench.harness import run, summarize_rounds
 from bench.results import epoch_seconds
-from bench.targets import T_MATMUL, T_SHUFFLE, evaluate, paired_ratio, side_reference
+from bench.targets import (
+    T_DATALOADER,
+    T_MATMUL,
+    T_SHUFFLE,
+    T_SKLEARN,
+    evaluate,
+    paired_ratio,
+    side_reference,
+)
 from tests.conftest import random_mnist
 
 
@@ -21,6 +29,10 @@ def test_side_reference_covers_exactly_what_the_targets_compare():
         assert side_reference(backend, "cpu", 600, "shuffle") == "in-order"
     assert side_reference("numpy", "cpu", 1000, "shuffle") is None
     assert side_reference("torch", "cuda", 600, "shuffle") is None
+    assert side_reference("numpy", "cpu", 1, "shuffle") == "sklearn"
+    assert side_reference("torch", "cpu", 20, "shuffle") == "dataloader"
+    assert side_reference("torch", "cpu", 1, "shuffle") is None
+    assert side_reference("numpy", "cpu", 20, "shuffle") is None
 
 
 def test_paired_ratio_is_the_median_of_per_round_ratios():
@@ -57,6 +69,28 @@ def test_targets_use_the_side_by_side_references_when_a_file_has_them():
     t = evaluate(paired).set_index("target")
     assert t.loc[T_MATMUL, "ratio"] == 1.3 and t.loc[T_MATMUL, "reference_s"] == 0.03
     assert t.loc[T_SHUFFLE, "ratio"] == 1.1 and bool(t.loc[T_SHUFFLE, "holds"])
+    assert t["paired"].all()
+
+
+def test_peer_targets_use_peers_timed_next_to_each_round():
+    sk = {"kind": "peer", "peer": "sklearn-sgdclassifier", "batch_size": 1,
+          "seconds_per_epoch": 2.0, "device": "cpu"}
+    dl = {"kind": "peer", "peer": "torch-dataloader", "batch_size": 20,
+          "seconds_per_epoch": 1.0, "device": "cpu"}
+    ours = [_epoch_row("shuffle", 1, "numpy"), _epoch_row("shuffle", 20, "torch")]
+    t = evaluate(pd.DataFrame([*ours, sk, dl])).set_index("target")
+    assert t.loc[T_SKLEARN, "ratio"] == pytest.approx(0.06 / 2.0)
+    assert t.loc[T_DATALOADER, "ratio"] == pytest.approx(1.0 / 0.06)   # "times faster"
+    assert not t["paired"].any()
+
+    ours = [_epoch_row("shuffle", 1, "numpy", side_reference="sklearn", side_reference_s=1.5,
+                       side_ratio=0.4),
+            _epoch_row("shuffle", 20, "torch", side_reference="dataloader",
+                       side_reference_s=1.2, side_ratio=0.25)]
+    t = evaluate(pd.DataFrame([*ours, sk, dl])).set_index("target")
+    assert t.loc[T_SKLEARN, "ratio"] == 0.4 and t.loc[T_SKLEARN, "reference_s"] == 1.5
+    assert t.loc[T_DATALOADER, "ratio"] == pytest.approx(4.0)          # 1 / median(ours/theirs)
+    assert not bool(t.loc[T_DATALOADER, "holds"])
     assert t["paired"].all()
 
 

@@ -17,6 +17,7 @@ import numpy as np
 from bench.benchmarks.conftest import case_config, skip_unusable
 from bench.floors import products_only_epoch
 from bench.harness import RunResult, reset, summarize_rounds, train
+from bench.peers import dataloader_epoch, sklearn_epoch
 from bench.targets import paired_ratio, side_reference
 
 
@@ -37,26 +38,18 @@ def _record(benchmark, case, profile, kind: str, results: list[RunResult]) -> Ru
     return last
 
 
-#: Pause after the NumPy products reference: OpenBLAS's workers spin ~0.1 s after a call and,
-#: on 2 cores, slowed the PyTorch epoch that followed 2.5x (measured; after a 0.1 s pause, not).
-BLAS_SETTLE_S = 0.25
+#: Pause after a reference run by another library than the benchmark's: OpenBLAS's workers
+#: spin ~0.1 s after a call and, on 2 cores, slowed the PyTorch epoch that followed the NumPy
+#: products 2.5x (measured; after a 0.1 s pause, not).
+SETTLE_S = 0.25
 
 
 def _side_reference(kind: str | None, case, trainer, config, upload_s,
-                    mnist) -> Callable | None:
+                    mnist) -> Callable[[], float] | None:
     """A function timing one epoch of the reference a target compares this benchmark with
-    (``bench.targets.side_reference``), in seconds; None when there is none."""
-    if kind == "products":
-        epoch = products_only_epoch(mnist.train.x, case.batch_size)
-
-        def products() -> float:
-            t0 = time.perf_counter()
-            epoch()
-            seconds = time.perf_counter() - t0
-            if trainer.backend != "numpy":  # another library's threads run the round
-                time.sleep(BLAS_SETTLE_S)
-            return seconds
-        return products
+    (``bench.targets.side_reference``), in seconds; None when there is none here."""
+    if kind is None:
+        return None
     if kind == "in-order":
         unshuffled = replace(config, order="in-order")
 
@@ -64,7 +57,23 @@ def _side_reference(kind: str | None, case, trainer, config, upload_s,
             reset(trainer, unshuffled)
             return train(trainer, unshuffled, upload_s).train_epoch_s
         return in_order
-    return None
+    try:
+        epoch, library = {
+            "products": lambda: (products_only_epoch(mnist.train.x, case.batch_size), "numpy"),
+            "sklearn": lambda: (sklearn_epoch(mnist), "numpy"),
+            "dataloader": lambda: (dataloader_epoch(mnist, case.batch_size), "torch"),
+        }[kind]()
+    except ImportError:  # the peer's package is missing: the target falls back or is left out
+        return None
+
+    def timed() -> float:
+        t0 = time.perf_counter()
+        epoch()
+        seconds = time.perf_counter() - t0
+        if library != trainer.backend:
+            time.sleep(SETTLE_S)
+        return seconds
+    return timed
 
 
 def test_epoch(benchmark, epoch_case, profile, trainer_pool, mnist):
