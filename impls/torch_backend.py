@@ -39,7 +39,7 @@ GRAPH_STEPS = 1000
 COLUMNS_MAX_B = 1000
 #: Up to this B the CPU loop runs on one intra-op thread: the steps' products are too small to
 #: split, and one thread was 7-12 % faster per epoch at B = 1 to 200 on the 2-core CI machine
-#: (12 % slower at 600 and 1,000). The thread count is restored when the range ends.
+#: (13-14 % slower at 600 and 1,000). The thread count is restored when the range ends.
 ONE_THREAD_MAX_B = 200
 
 
