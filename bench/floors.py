@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from bench.loss_spec import N_OUT
+from bench.spec.models.softmax import N_OUT
 
 __all__ = ["EPOCH_FLOP", "products_only_epoch"]
 

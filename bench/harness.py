@@ -24,11 +24,11 @@ from typing import Any
 
 import numpy as np
 
-from bench.config import RunConfig
-from bench.data_order import epoch_permutation
-from bench.early_stopping import EarlyStopping
-from bench.loss_spec import init_params
-from bench.mnist import MNIST, load_mnist
+from bench.spec.config import RunConfig
+from bench.spec.data_order import epoch_permutation
+from bench.spec.early_stopping import EarlyStopping
+from bench.spec.mnist import MNIST, load_mnist
+from bench.spec.models.softmax import init_params
 from impls.base import Trainer
 from impls.registry import make_trainer
 

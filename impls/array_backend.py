@@ -1,6 +1,6 @@
 """Softmax-regression SGD written once for NumPy and CuPy: the array module ``xp`` is handed in.
 
-The step, with Z the logits of a minibatch of B rows (see ``bench.loss_spec``)::
+The step, with Z the logits of a minibatch of B rows (see ``bench.spec.models.softmax``)::
 
     Z = X W + b;  Z -= max_k Z              shift: exp cannot overflow
     s = sum_k exp(Z)                        cost_i = log s_i - Z[i, y_i]  (the NLL, stably)

@@ -27,8 +27,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from bench.data_order import n_batches
-from bench.mnist import MNIST
+from bench.spec.data_order import n_batches
+from bench.spec.mnist import MNIST
 
 __all__ = ["Trainer"]
 

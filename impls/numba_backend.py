@@ -21,7 +21,7 @@ import math
 import numba
 import numpy as np
 
-from bench.mnist import MNIST
+from bench.spec.mnist import MNIST
 from impls.numpy_backend import NumpyTrainer
 
 __all__ = ["NumbaTrainer"]

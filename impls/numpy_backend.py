@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from scipy.linalg.blas import get_blas_funcs
 
-from bench.loss_spec import N_OUT
+from bench.spec.models.softmax import N_OUT
 from impls.array_backend import ArrayTrainer
 
 __all__ = ["NumpyTrainer"]

@@ -6,8 +6,8 @@ the per-step cost is the kernels' own, not Python's and the launch queue's. A gr
 addresses, so parameters, the cost accumulator and the epoch buffers are updated in place and
 never reallocated; a graph is keyed by its epoch buffer, first step, length and hyperparameters.
 
-The step is the one of ``bench.loss_spec`` in fused, in-place torch calls, with the weights
-kept transposed, ``Wt = W^T`` (10 x 784)::
+The step is the one of ``bench.spec.models.softmax`` in fused, in-place torch calls, with the
+weights kept transposed, ``Wt = W^T`` (10 x 784)::
 
     log P = log_softmax(addmm(b, X, Wt^T))  cost = -(1/B) sum_i log P[i, y_i]
     G = P - onehot(y)                       (exp in place, then scatter -1)

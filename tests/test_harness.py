@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.config import RunConfig
 from bench.harness import run
 from bench.results import load_results, newest_result_file
+from bench.spec.config import RunConfig
 from bench.targets import T_MATMUL, T_SHUFFLE, T_SKLEARN, evaluate
 from tests.conftest import random_mnist, target_params
 

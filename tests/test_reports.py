@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.config import RunConfig
 from bench.harness import run
 from bench.results import load_results
+from bench.spec.config import RunConfig
 from reports import make_plots
 from tests.conftest import random_mnist
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from bench.config import RunConfig
 from bench.harness import run, summarize_rounds
 from bench.results import epoch_seconds
+from bench.spec.config import RunConfig
 from bench.targets import (
     T_DATALOADER,
     T_MATMUL,

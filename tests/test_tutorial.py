@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from bench.harness import run
-from bench.mnist import load_mnist
-from bench.protocols import PUBLISHED, protocol
+from bench.spec.mnist import load_mnist
+from bench.spec.protocols import PUBLISHED, protocol
 from impls.registry import unavailable_reason
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from bench.floors import EPOCH_FLOP, products_only_epoch
-from bench.loss_spec import N_OUT
+from bench.spec.models.softmax import N_OUT
 
 
 def _info(benchmark, profile, **kw):

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from bench.config import RunConfig
 from bench.harness import prepare, reset
-from bench.mnist import MNIST, load_mnist
 from bench.pytest_plugin import Case
+from bench.spec.config import RunConfig
+from bench.spec.mnist import MNIST, load_mnist
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from bench.data_order import ORDERS
+from bench.spec.data_order import ORDERS
 
 __all__ = ["DTYPES", "PLACEMENTS", "VARIANTS", "ConfigError", "RunConfig"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from bench.config import RunConfig
+from bench.spec.config import RunConfig
 
 __all__ = ["PROTOCOLS", "PUBLISHED", "protocol"]
 
