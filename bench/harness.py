@@ -28,9 +28,8 @@ from bench.spec.config import RunConfig
 from bench.spec.data_order import epoch_permutation
 from bench.spec.early_stopping import EarlyStopping
 from bench.spec.mnist import MNIST, load_mnist
-from bench.spec.models.softmax import init_params
 from impls.base import Trainer
-from impls.registry import make_trainer
+from impls.registry import BackendError, make_trainer, unavailable_reason
 
 __all__ = ["CurvePoint", "RunResult", "TimeSplit", "per_epoch_seconds", "prepare", "reset", "run",
            "train"]
@@ -68,11 +67,13 @@ def per_epoch_seconds(per_step_s: Any, once_s: Any, epoch_equivalents: Any, epoc
 
 @dataclass
 class CurvePoint:
-    """The state after a validation: epoch (1-based), optimizer steps so far, errors, time."""
+    """The state after a validation: epoch (1-based), optimizer steps so far, the mean training
+    NLL of the minibatches since the previous validation (penalty not included), the
+    validation error, and the wall time since the run began."""
 
     epoch: int
     steps: int
-    train_cost: float
+    train_nll: float
     valid_error: float
     wall_s: float
 
@@ -138,7 +139,7 @@ class RunResult:
         out["curve_epoch"] = [p.epoch for p in self.curve]
         out["curve_steps"] = [p.steps for p in self.curve]
         out["curve_valid_error"] = [p.valid_error for p in self.curve]
-        out["curve_train_cost"] = [p.train_cost for p in self.curve]
+        out["curve_train_nll"] = [p.train_nll for p in self.curve]
         out["curve_wall_s"] = [p.wall_s for p in self.curve]
         return out
 
@@ -152,18 +153,24 @@ def prepare(config: RunConfig, data: MNIST | None = None) -> tuple[Trainer, floa
 
     Nothing here is part of a timed run: the upload is reported apart (``upload_s``).
     """
+    reason = unavailable_reason(config.backend, config.device, config.model, config.optimizer)
+    if reason:  # before any data is loaded (or downloaded)
+        raise BackendError(f"RunConfig(backend={config.backend!r}, device={config.device!r}, "
+                           f"model={config.model!r}, optimizer={config.optimizer!r}) cannot "
+                           f"run here: {reason}")
     if data is None:
         data = load_mnist(pixel_scale=config.pixel_scale)
     trainer = make_trainer(config.backend, config.device, dtype=config.dtype,
                            placement=config.placement, pinned=config.pinned,
-                           kernel=config.kernel)
+                           kernel=config.kernel, model=config.model,
+                           optimizer=config.optimizer, momentum=config.momentum)
     upload_s = trainer.load(data)
     reset(trainer, config)
     return trainer, upload_s
 
 
 def reset(trainer: Trainer, config: RunConfig) -> None:
-    """Apply the config's step hyperparameters and fresh parameters per the loss spec.
+    """Apply the config's step hyperparameters and fresh parameters per the model's spec.
 
     A loaded trainer can thus be reused for another configuration of the same backend,
     device, dtype and placement without placing the data again.
@@ -171,7 +178,7 @@ def reset(trainer: Trainer, config: RunConfig) -> None:
     trainer.configure(batch_size=config.effective_batch_size(trainer.n_train),
                       learning_rate=config.learning_rate, l1=config.l1, l2=config.l2,
                       drop_last=config.drop_last)
-    trainer.set_params(*init_params(config.init, config.seed))
+    trainer.set_params(trainer.spec.init(config.init, config.seed))
     trainer.read_cost()
     trainer.synchronize()
 
@@ -245,6 +252,7 @@ def train(trainer: Trainer, config: RunConfig, upload_s: float | None = None) ->
                            min(stopper.next_validation(first), stopper.patience)
                            - (epoch - 1) * nb + 1)
                 t0 = clock()
+                first_k = k
                 trainer.train_batches(k, stop)
                 t.compute_s += clock() - t0 - add_h2d()
                 result.steps += stop - k
@@ -257,7 +265,10 @@ def train(trainer: Trainer, config: RunConfig, upload_s: float | None = None) ->
                 if not math.isfinite(cost):
                     result.status = "diverged"
                     result.diverged_epoch = epoch
-                    result.message = f"cost became {cost} at epoch {epoch}, step {result.steps}"
+                    result.message = (f"the training cost became {cost} in epoch {epoch}: the "
+                                      f"mean NLL of steps {result.steps - (stop - first_k) + 1} to "
+                                      f"{result.steps} (read once after them) is not finite; "
+                                      "lower the learning rate")
                     done = True
                     break
                 if stopper.should_validate(last):

@@ -1,12 +1,12 @@
-"""Softmax-regression SGD written once for NumPy and CuPy: the array module ``xp`` is handed in.
+"""The NumPy / CuPy trainer body (the array module ``xp`` handed in), with one specialisation:
+softmax regression with plain SGD updates W and b in place, fused with the penalties::
 
-The step, with Z the logits of a minibatch of B rows (see ``bench.spec.models.softmax``)::
+    Z = X W + b;  Z <- P - Y  (``impls.xp.softmax.softmax_delta``)
+    W <- (1 - 2 lr l2) W - lr l1 sign(W_old) - (lr / B) X^T (P - Y)
+    b <- b - (lr / B) sum_i (P - Y)_i
 
-    Z = X W + b;  Z -= max_k Z              shift: exp cannot overflow
-    s = sum_k exp(Z)                        cost_i = log s_i - Z[i, y_i]  (the NLL, stably)
-    G = exp(Z) / s - onehot(y)              P - Y
-    W <- W - lr (X^T G / B + l1 sign(W) + 2 l2 W)
-    b <- b - lr sum_i G_i / B
+which saves the gradient buffers' extra passes of the generic step (model gradient, then
+``SGD.step``); a test shows the two equal.
 """
 
 from __future__ import annotations
@@ -16,23 +16,27 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from impls.base import Trainer
+from impls.base import Specialisation, Trainer
+from impls.xp.softmax import softmax_delta
 
-__all__ = ["ArrayTrainer"]
+__all__ = ["SOFTMAX_SGD_FUSED", "ArrayTrainer"]
+
+SOFTMAX_SGD_FUSED = Specialisation("softmax-sgd-fused", "_softmax_sgd_step")
 
 
 class ArrayTrainer(Trainer):
     """The NumPy / CuPy trainer body; subclasses name ``xp`` and the memory primitives."""
 
     xp: ClassVar[ModuleType]
+    ops_module = "impls.xp"
+    specialisations = (SOFTMAX_SGD_FUSED,)
 
-    def set_params(self, W: np.ndarray, b: np.ndarray) -> None:
-        self.W = self.xp.array(W, dtype=self.dtype)
-        self.b = self.xp.array(b, dtype=self.dtype)
+    def _param(self, host: np.ndarray) -> Any:
+        return self.xp.array(host, dtype=self.dtype)
 
     def configure(self, **kwargs: Any) -> None:
+        self._rows = self.xp.arange(int(kwargs["batch_size"]))
         super().configure(**kwargs)
-        self._rows = self.xp.arange(self.batch_size)
 
     def _reset_cost(self) -> None:
         self._cost = self.xp.zeros((), dtype=np.float64)
@@ -40,21 +44,14 @@ class ArrayTrainer(Trainer):
     def _cost_sum(self) -> float:
         return float(self._cost)
 
-    def _step(self, X: Any, y: Any) -> None:
-        xp = self.xp
+    def _softmax_sgd_step(self, X: Any, y: Any) -> None:
+        xp, params = self.xp, self.params
         B = len(y)
-        rows = self._rows[:B]
         lr = self.learning_rate
-        Z = X @ self.W
-        Z += self.b
-        Z -= self._row_max(Z)
-        zy = Z[rows, y]
-        xp.exp(Z, out=Z)
-        s = self._row_sum(Z)
-        self._cost += (xp.log(s[:, 0]) - zy).sum() / B
-        Z /= s                                   # P
-        Z[rows, y] -= 1                          # G = P - Y
-        W = self.W
+        Z = X @ params["W"]
+        Z += params["b"]
+        self._cost += softmax_delta(self, Z, y)
+        W = params["W"]
         if self.l1:
             sign = xp.sign(W)                    # of the old W
         if self.l2:
@@ -62,7 +59,7 @@ class ArrayTrainer(Trainer):
         if self.l1:
             W -= (lr * self.l1) * sign
         W -= (lr / B) * (X.T @ Z)
-        self.b -= (lr / B) * self._column_sum(Z)
+        params["b"] -= (lr / B) * self._column_sum(Z)
 
     def _row_max(self, Z: Any) -> Any:
         """``max_k Z[i, k]`` as a (B, 1) column."""
@@ -75,6 +72,3 @@ class ArrayTrainer(Trainer):
     def _column_sum(self, Z: Any) -> Any:
         """``sum_i Z[i, k]``, shape (10,)."""
         return Z.sum(axis=0)
-
-    def _count_errors(self, X: Any, y: Any) -> Any:
-        return (self.xp.argmax(X @ self.W + self.b, axis=1) != y).sum()

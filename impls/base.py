@@ -1,124 +1,173 @@
-"""The one interface every implementation satisfies, and the data movement they share.
+"""The one interface every implementation satisfies: Trainer = model x optimizer x placement.
 
-A ``Trainer`` owns the parameters and the hot loop of one framework on one device. The harness
-(``bench.harness``) drives it: ``load`` once, then per epoch ``begin_epoch`` with the epoch's
-permutation and ``train_batches`` over ranges of minibatches, reading the cost and scoring
-the validation set between ranges. A trainer knows nothing of pytest, timing policy or reports;
-it only measures, with device events, the host-to-device copies it makes, since only it can.
+* **model**: the framework family's operations for a model spec (``impls/xp/`` for NumPy and
+  CuPy, ``impls/pytorch/``): parameters in the family's layout, the gradient of the cost
+  (mean NLL + penalties) into preallocated buffers, the error count.
+* **optimizer**: a rule from ``bench.spec.optimizers``, written once for every framework.
+* **placement**: where the data lives and how minibatches reach the arithmetic
+  (``impls.placement``).
 
-Data placement (GPU backends), the question the tutorial's "shared variables" answer:
+The generic step is ``grads <- model.gradient(params, X, y)``, then ``optimizer.step(params,
+grads)``. Fast paths are ``Specialisation``s: each declares its domain (models, optimizers,
+devices, batch sizes, kernel, dtypes) and replaces the step, or a whole range of steps, where
+it applies; elsewhere the generic step runs. ``generic=True`` turns them off (tests compare the
+two on each specialisation's domain).
 
-* ``resident``: the whole training set is copied to the device once; each epoch's reshuffle is a
-  gather on the device; minibatches are slices there.
-* ``streamed``: the training set stays in host memory (pinned if ``pinned``); each minibatch is
-  copied host-to-device as it is needed, into a reused device buffer.
-
-On CPU backends the data already is where the arithmetic happens: placement is a no-op
-(``placement_applies`` is False) and there is no host-to-device time (None, not zero).
-Validation and test sets are always placed on the device once, for scoring.
-
-A framework supplies the primitives below (``_to_device``, ``_step``, ...); the rest is shared.
+The harness (``bench.harness``) drives a trainer: ``load`` once, then per epoch ``begin_epoch``
+with the epoch's permutation and ``train_batches`` over ranges of minibatches, reading the cost
+and scoring the validation set between ranges. A trainer knows nothing of pytest, timing policy
+or reports.
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+import importlib
+from abc import abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
 from typing import Any, ClassVar
 
 import numpy as np
 
-from bench.spec.data_order import n_batches
-from bench.spec.mnist import MNIST
+from bench.spec.models import Params, model_spec
+from bench.spec.optimizers import OPTIMIZERS, make_optimizer
+from bench.spec.optimizers.base import zeros_like
+from impls.placement import Placement
 
-__all__ = ["Trainer"]
+__all__ = ["Specialisation", "Trainer"]
 
 
-class Trainer(ABC):
-    """Softmax regression trained by minibatch SGD with one framework on one device."""
+@dataclass(frozen=True)
+class Specialisation:
+    """A fast path and the domain it declares.
+
+    ``method`` names the trainer method: with ``kind="step"`` it replaces one step
+    ``(X, y) -> None`` (any placement); with ``kind="batches"`` it runs a range of steps
+    ``(start, stop) -> None`` on resident data.
+    """
+
+    name: str
+    method: str
+    kind: str = "step"
+    models: tuple[str, ...] = ("softmax",)
+    optimizers: tuple[str, ...] = ("sgd",)
+    devices: tuple[str, ...] = ("cpu", "cuda")
+    min_batch: int = 1
+    max_batch: int | None = None
+    kernel: str = "eager"
+    dtypes: tuple[str, ...] = ("float32", "float64")
+
+    def covers(self, t: Trainer) -> bool:
+        """Whether this fast path runs ``t``'s configuration."""
+        return (t.model in self.models and t.optimizer_name in self.optimizers
+                and t.device in self.devices and t.kernel == self.kernel
+                and t.dtype in self.dtypes and self.min_batch <= t.batch_size
+                and (self.max_batch is None or t.batch_size <= self.max_batch)
+                and (self.kind == "step" or not t.streams))
+
+    def domain(self) -> str:
+        top = "any" if self.max_batch is None else str(self.max_batch)
+        return (f"{self.name}: model {'/'.join(self.models)}, optimizer "
+                f"{'/'.join(self.optimizers)}, device {'/'.join(self.devices)}, "
+                f"B {self.min_batch}..{top}, dtype {'/'.join(self.dtypes)}")
+
+
+class Trainer(Placement):
+    """A model trained by an optimizer with one framework on one device."""
 
     backend: ClassVar[str]
     devices: ClassVar[tuple[str, ...]]
     #: Ways to run the steps: "eager" everywhere; backends add their fast paths.
     kernels: ClassVar[tuple[str, ...]] = ("eager",)
+    #: The framework family's model operations: a module with an ``OPS`` registry.
+    ops_module: ClassVar[str]
+    #: The fast paths, tried in order; the first "step" and the first "batches" that cover the
+    #: configuration are used.
+    specialisations: ClassVar[tuple[Specialisation, ...]] = ()
+    #: Models / optimizers this backend runs (None: all its family has / all there are).
+    models: ClassVar[tuple[str, ...] | None] = None
+    optimizers: ClassVar[tuple[str, ...] | None] = None
 
     def __init__(self, *, device: str, dtype: str = "float32", placement: str = "resident",
-                 pinned: bool = False, kernel: str = "eager") -> None:
+                 pinned: bool = False, kernel: str = "eager", model: str = "softmax",
+                 optimizer: str = "sgd", momentum: float = 0.9, generic: bool = False) -> None:
+        super().__init__(device=device, dtype=dtype, placement=placement, pinned=pinned)
         if kernel not in self.kernels:
             raise ValueError(f"Backend {self.backend!r} has no kernel {kernel!r}; choose one "
                              f"of {', '.join(self.kernels)}.")
         if kernel != "eager" and (device == "cpu" or placement != "resident"):
             raise ValueError(f"kernel={kernel!r} runs only on a GPU with placement='resident' "
                              f"(got device={device!r}, placement={placement!r}).")
-        self.device = device
-        self.dtype = dtype
-        self.placement = placement
-        self.pinned = pinned
+        reason = self.unsupported_reason(model, optimizer)
+        if reason:
+            raise ValueError(reason)
         self.kernel = kernel
-        self._data: dict[str, tuple[Any, Any]] = {}
-        self._epoch: tuple[Any, Any] | None = None
-        self._shuffled: tuple[Any, Any] | None = None
-        self._n_train = 0
+        self.model = model
+        self.spec = model_spec(model)
+        self.ops = self.ops_registry()[model](self)
+        self.optimizer_name = optimizer
+        self.momentum = float(momentum)
+        self.generic = bool(generic)
+        self.params: dict[str, Any] = {}
+        self.grads: dict[str, Any] = {}
+        self.fast_path: str | None = None
         self.configure(batch_size=1, learning_rate=0.1)
 
-    # ------------------------------------------------------------------ facts
-    @property
-    def is_gpu(self) -> bool:
-        return self.device != "cpu"
-
-    @property
-    def placement_applies(self) -> bool:
-        """Whether resident / streamed differ here (only where a host-device copy exists)."""
-        return self.is_gpu
-
-    @property
-    def streams(self) -> bool:
-        return self.is_gpu and self.placement == "streamed"
+    # ------------------------------------------------------------------ what runs where
+    @classmethod
+    def ops_registry(cls) -> dict[str, Any]:
+        """Model name -> the family's operations class (imported on first use)."""
+        return _ops(cls.ops_module)
 
     @classmethod
     def unavailable_reason(cls, device: str) -> str | None:
         """Why this backend cannot run on ``device`` here, or None when it can."""
         return None
 
+    @classmethod
+    def unsupported_reason(cls, model: str, optimizer: str) -> str | None:
+        """Why this backend does not run (model, optimizer), or None when it does."""
+        family = importlib.import_module(cls.ops_module).OPS
+        if model not in family:
+            from bench.spec.models import MODELS
+
+            if model not in MODELS:
+                return (f"Unknown model {model!r}; choose one of {', '.join(MODELS)} "
+                        "(check the spelling).")
+            return f"{cls.backend}: no operations for model {model!r} in {cls.ops_module}."
+        if optimizer not in OPTIMIZERS:
+            return (f"Unknown optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZERS)} "
+                    "(check the spelling).")
+        if cls.models is not None and model not in cls.models:
+            return (f"{cls.backend}: runs model {'/'.join(cls.models)} only (a compiled "
+                    f"reference, not a general backend); got model={model!r}.")
+        if cls.optimizers is not None and optimizer not in cls.optimizers:
+            return (f"{cls.backend}: runs optimizer {'/'.join(cls.optimizers)} only (a "
+                    f"compiled reference, not a general backend); got optimizer={optimizer!r}.")
+        return None
+
+    def _choose(self, kind: str) -> Specialisation | None:
+        if self.generic and self.kernel == "eager":
+            return None
+        return next((s for s in self.specialisations if s.kind == kind and s.covers(self)),
+                    None)
 
     def __repr__(self) -> str:
         where = (f", placement={self.placement!r}, pinned={self.pinned}, "
                  f"kernel={self.kernel!r}") if self.is_gpu else ""
         return (f"{type(self).__name__}(device={self.device!r}, dtype={self.dtype!r}, "
-                f"B={self.batch_size}, lr={self.learning_rate}{where})")
+                f"model={self.model!r}, optimizer={self.optimizer!r}, B={self.batch_size}, "
+                f"fast_path={self.fast_path!r}{where})")
 
     # ------------------------------------------------------------------ framework primitives
     @abstractmethod
-    def _to_device(self, host: np.ndarray) -> Any:
-        """A device copy of a host array (the host array itself, or a view, on the CPU)."""
+    def _param(self, host: np.ndarray) -> Any:
+        """A device array of this trainer's dtype holding ``host`` (a fresh copy)."""
 
     @abstractmethod
-    def _host(self, host: np.ndarray, pinned: bool) -> Any:
-        """A host-side array of the framework holding ``host`` (a pinned copy when asked)."""
-
-    @abstractmethod
-    def _empty_like(self, a: Any) -> Any:
-        """An uninitialised array of the same shape, dtype and memory (device/host/pinned)."""
-
-    @abstractmethod
-    def _gather(self, src: Any, index: Any, out: Any) -> None:
-        """``out[i] = src[index[i]]`` along the first axis."""
-
-    @abstractmethod
-    def _index(self, permutation: np.ndarray, on_device: bool) -> Any:
-        """The permutation as an index array of the framework (on the device if asked)."""
-
-    @abstractmethod
-    def _copy_h2d(self, dst: Any, src: Any) -> None:
-        """Copy ``src`` (host, or device for a device-to-device copy) into device ``dst``,
-        asynchronously where the framework can."""
-
-    @abstractmethod
-    def _step(self, X: Any, y: Any) -> None:
-        """One SGD step on minibatch (X, y); add the minibatch's cost to the accumulator."""
-
-    @abstractmethod
-    def _count_errors(self, X: Any, y: Any) -> Any:
-        """Number of misclassified rows, left on the device."""
+    def _to_numpy(self, a: Any) -> np.ndarray:
+        """``a`` as a float64 host array."""
 
     @abstractmethod
     def _reset_cost(self) -> None:
@@ -128,136 +177,90 @@ class Trainer(ABC):
     def _cost_sum(self) -> float:
         """Read the cost accumulator back to the host (a device-to-host sync)."""
 
-    @abstractmethod
-    def set_params(self, W: np.ndarray, b: np.ndarray) -> None:
-        """Set ``W`` (784, 10) and ``b`` (10,) from host arrays, cast to this trainer's dtype."""
-
-    @abstractmethod
-    def get_params(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(W, b)`` as float64 host arrays."""
-
     def _to_float(self, scalar: Any) -> float:
         return float(scalar)
 
-    def synchronize(self) -> None:
-        """Wait for all queued device work (a no-op on the CPU)."""
-        return None
-
-    def _h2d_start(self) -> Any:
-        """Mark the start of a host-to-device copy (device events on a GPU)."""
-        return None
-
-    def _h2d_stop(self, mark: Any) -> None:
-        """Mark its end."""
-        return None
-
-    def take_h2d_seconds(self) -> float | None:
-        """Host-to-device copy time since the last call, from device events; None on the CPU."""
-        return None
-
-    # ------------------------------------------------------------------ shared logic
+    # ------------------------------------------------------------------ configuration
     def configure(self, *, batch_size: int, learning_rate: float, l1: float = 0.0,
                   l2: float = 0.0, drop_last: bool = True) -> None:
-        """Set the step's hyperparameters (outside anything timed)."""
+        """Set the step's hyperparameters and choose the fast paths (outside anything timed)."""
         self.batch_size = int(batch_size)
         self.learning_rate = float(learning_rate)
         self.l1 = float(l1)
         self.l2 = float(l2)
         self.drop_last = bool(drop_last)
+        key = (self.optimizer_name, self.learning_rate, self.momentum)
+        if getattr(self, "_optimizer_key", None) != key:  # kept otherwise: graphs hold its state
+            self.optimizer = make_optimizer(self.optimizer_name, self.learning_rate,
+                                            momentum=self.momentum)
+            self._optimizer_key = key
+        if self.params:
+            self.optimizer.init_state(self.params)
         self._reset_cost()
         self._n_cost = 0
-        if self._data:
-            self._make_batch_buffers()
-
-    def load(self, data: MNIST) -> float | None:
-        """Place the data: train per ``placement``, valid and test on the device.
-
-        Returns the seconds of host-to-device copying (device events), None on the CPU.
-        """
-        np_dtype = np.dtype(self.dtype)
-        host = {name: (np.ascontiguousarray(s.x, dtype=np_dtype), np.ascontiguousarray(s.y))
-                for name, s in (("train", data.train), ("valid", data.valid),
-                                ("test", data.test))}
-        self._host_train = tuple(self._host(a, self.pinned and self.streams)
-                                 for a in host["train"])
-        self._n_train = len(host["train"][1])
-        self.synchronize()
-        self.take_h2d_seconds()
-        mark = self._h2d_start()
-        for name, (x, y) in host.items():
-            if name == "train" and self.streams:
-                continue
-            self._data[name] = (self._to_device(x), self._to_device(y))
-        self._h2d_stop(mark)
-        if self.streams:
-            self._data["train"] = self._host_train
-        self._shuffled = None
         self._make_batch_buffers()
-        self.synchronize()
-        return self.take_h2d_seconds()
+        step, batches = self._choose("step"), self._choose("batches")
+        if self.kernel != "eager" and batches is None:
+            domains = "; ".join(s.domain() for s in self.specialisations
+                                if s.kernel == self.kernel)
+            raise ValueError(f"kernel={self.kernel!r} does not run this configuration (model "
+                             f"{self.model!r}, optimizer {self.optimizer_name!r}, B "
+                             f"{self.batch_size}, dtype {self.dtype!r}); it covers {domains}. "
+                             "Use kernel='eager'.")
+        self._step: Callable[[Any, Any], None] = (getattr(self, step.method) if step
+                                                  else self._generic_step)
+        self._batches: Callable[[int, int], None] = (getattr(self, batches.method) if batches
+                                                     else self._loop)
+        self.batches_path = batches.name if batches else None
+        self.step_path = step.name if step else None
+        self.fast_path = "+".join(s.name for s in (batches, step) if s) or None
 
-    def _make_batch_buffers(self) -> None:
-        if self.streams:
-            B = self.batch_size
-            self._batch_buf = (self._to_device(np.empty((B, self._host_train[0].shape[1]),
-                                                        dtype=np.dtype(self.dtype))),
-                               self._to_device(np.empty(B, dtype=np.int64)))
+    def set_params(self, params: Params) -> None:
+        """Set the parameters from float64 host arrays (the spec's names and shapes), cast to
+        this trainer's dtype and layout; resets the optimizer's state."""
+        missing = set(self.spec.param_names) - set(params)
+        if missing:
+            raise ValueError(f"set_params: model {self.model!r} needs parameters "
+                             f"{', '.join(self.spec.param_names)}; missing {sorted(missing)}.")
+        self.params = self.ops.to_device(params)
+        self.grads = {k: zeros_like(v) for k, v in self.params.items()}
+        self.optimizer.init_state(self.params)
 
-    @property
-    def n_train(self) -> int:
-        return self._n_train
+    def get_params(self, evaluated: bool = False) -> Params:
+        """The parameters as float64 host arrays in the spec's layout; ``evaluated``: those the
+        errors are scored with (the average, for averaged SGD)."""
+        return self.ops.to_host(self.optimizer.eval_params(self.params) if evaluated
+                                else self.params)
 
-    def n_batches(self) -> int:
-        return n_batches(self._n_train, self.batch_size, self.drop_last)
+    # ------------------------------------------------------------------ training
+    def _generic_step(self, X: Any, y: Any) -> None:
+        """``grads <- dcost/dparams`` on (X, y); ``optimizer.step``; add the batch's mean NLL."""
+        self._cost += self.ops.gradient(self.params, X, y, self.l1, self.l2, self.grads)
+        self.optimizer.step(self.params, self.grads)
 
-    def begin_epoch(self, permutation: np.ndarray | None) -> None:
-        """Fix the epoch's order: in place (None) or gathered into a preallocated buffer.
-
-        The gather runs where the training set lives: on the device when resident, in host
-        memory when streamed or on the CPU.
-        """
-        if permutation is None:
-            self._epoch = self._data["train"]
-            return
-        if self._shuffled is None:  # allocated once, where the training set lives
-            self._shuffled = tuple(self._empty_like(a) for a in self._data["train"])
-        on_device = not self.streams
-        mark = self._h2d_start() if on_device else None  # the permutation's upload
-        index = self._index(permutation, on_device=on_device)
-        if on_device:
-            self._h2d_stop(mark)
-        for src, out in zip(self._data["train"], self._shuffled, strict=True):
-            self._gather(src, index, out)
-        self._epoch = self._shuffled
+    def _loop(self, start: int, stop: int) -> None:
+        """The steps of minibatches ``start .. stop - 1``, one ``_step`` each."""
+        step = self._step
+        for X, y in self.minibatches(start, stop):
+            step(X, y)
 
     def train_batches(self, start: int, stop: int) -> None:
-        """SGD steps on minibatches ``start .. stop - 1`` of the epoch; returns when done."""
-        X, y = self._epoch
-        B, n = self.batch_size, self._n_train
-        if self.streams:
-            xbuf, ybuf = self._batch_buf
-            for k in range(start, stop):
-                lo = k * B
-                hi = min(lo + B, n)
-                xb, yb = xbuf[: hi - lo], ybuf[: hi - lo]
-                mark = self._h2d_start()
-                self._copy_h2d(xb, X[lo:hi])
-                self._copy_h2d(yb, y[lo:hi])
-                self._h2d_stop(mark)
-                self._step(xb, yb)
-        else:
-            for k in range(start, stop):
-                lo = k * B
-                self._step(X[lo : lo + B], y[lo : lo + B])
+        """Steps on minibatches ``start .. stop - 1`` of the epoch; returns when done."""
+        self._batches(start, stop)
         self._n_cost += stop - start
         self.synchronize()
 
     def read_cost(self) -> float:
-        """Mean minibatch cost since the last read (one device-to-host read-back)."""
+        """Mean minibatch NLL since the last read (one device-to-host read-back); the penalty
+        is not included."""
         total = self._cost_sum()
         n, self._n_cost = self._n_cost, 0
         self._reset_cost()
         return total / n if n else float("nan")
+
+    def _count_errors(self, X: Any, y: Any) -> Any:
+        """Misclassified rows of (X, y), left on the device."""
+        return self.ops.errors(self.optimizer.eval_params(self.params), X, y)
 
     def error(self, split: str = "valid", batch_size: int = 10_000,
               drop_last: bool = False) -> float:
@@ -278,22 +281,13 @@ class Trainer(ABC):
             wrong = c if wrong is None else wrong + c
         return self._to_float(wrong) / stop
 
-    # ------------------------------------------------------------------ transfer micro-benchmark
-    def copy_buffers(self, host: np.ndarray, kind: str) -> tuple[Any, Any]:
-        """``(src, dst)`` for timing one copy of ``host``'s size: kind 'pageable' or 'pinned'
-        (host to device) or 'd2d' (device to device)."""
-        if kind not in ("pageable", "pinned", "d2d"):
-            raise ValueError(f"kind must be 'pageable', 'pinned' or 'd2d'. Got {kind!r}.")
-        dst = self._to_device(host)
-        src = self._to_device(host) if kind == "d2d" else self._host(host, kind == "pinned")
-        self.synchronize()
-        return src, dst
 
-    def time_copy(self, src: Any, dst: Any) -> float | None:
-        """Seconds of one ``src -> dst`` copy measured with device events (None on a CPU)."""
-        self.synchronize()
-        self.take_h2d_seconds()
-        mark = self._h2d_start()
-        self._copy_h2d(dst, src)
-        self._h2d_stop(mark)
-        return self.take_h2d_seconds()
+@cache
+def _ops(ops_module: str) -> dict[str, Any]:
+    registry = importlib.import_module(ops_module).OPS
+    return {name: _load(target) for name, target in registry.items()}
+
+
+def _load(target: str) -> Any:
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)

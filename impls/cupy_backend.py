@@ -16,11 +16,15 @@ import cupy
 import cupyx
 import numpy as np
 
-from impls.array_backend import ArrayTrainer
+from impls.array_backend import SOFTMAX_SGD_FUSED, ArrayTrainer
+from impls.base import Specialisation
 
-__all__ = ["FUSED_MAX_BATCH", "CupyTrainer"]
+__all__ = ["FUSED_KERNEL", "FUSED_MAX_BATCH", "CupyTrainer"]
 
 FUSED_MAX_BATCH = 32
+FUSED_KERNEL = Specialisation("cupy-fused-kernel", "_fused_batches", kind="batches",
+                              devices=("cuda",), kernel="fused", max_batch=FUSED_MAX_BATCH,
+                              dtypes=("float32",))
 _FUSED_SOURCE = r"""
 #define D 784
 #define K 10
@@ -81,38 +85,36 @@ class CupyTrainer(ArrayTrainer):
     devices = ("cuda",)
     kernels = ("eager", "fused")
     xp = cupy
+    specialisations = (FUSED_KERNEL, SOFTMAX_SGD_FUSED)
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+        if kwargs.get("kernel") == "fused" and kwargs.get("dtype", "float32") != "float32":
+            raise ValueError("kernel='fused' computes in float32; got dtype="
+                             f"{kwargs['dtype']!r}. Use dtype='float32' or kernel='eager'.")
         self._marks: list[tuple[Any, Any]] = []
+        super().__init__(**kwargs)
         if self.kernel == "fused":
-            if self.dtype != "float32":
-                raise ValueError("kernel='fused' computes in float32; got dtype="
-                                 f"{self.dtype!r}. Use dtype='float32' or kernel='eager'.")
             self._fused = cupy.RawKernel(_FUSED_SOURCE, "sgd_steps")
 
     def configure(self, **kwargs: Any) -> None:
-        super().configure(**kwargs)
-        if self.kernel == "fused" and self.batch_size > FUSED_MAX_BATCH:
+        if self.kernel == "fused" and int(kwargs["batch_size"]) > FUSED_MAX_BATCH:
             raise ValueError(f"kernel='fused' runs batches of at most {FUSED_MAX_BATCH} "
-                             f"examples; got batch_size={self.batch_size}. Use kernel='eager'.")
+                             f"examples; got batch_size={kwargs['batch_size']}. Use "
+                             "kernel='eager'.")
+        super().configure(**kwargs)
 
-    def train_batches(self, start: int, stop: int) -> None:
-        if self.kernel != "fused":
-            return super().train_batches(start, stop)
+    def _fused_batches(self, start: int, stop: int) -> None:
         B = self.batch_size
         full = min(stop, self._n_train // B)  # a partial last batch runs eagerly
         if full > start:
             X, y = self._epoch
-            self._fused((1,), (256,), (X, y, self.W, self.b, self._cost, np.int64(start * B),
+            self._fused((1,), (256,), (X, y, self.params["W"], self.params["b"], self._cost,
+                                       np.int64(start * B),
                                        np.int32(full - start), np.int32(B),
                                        np.float32(self.learning_rate), np.float32(self.l1),
                                        np.float32(self.l2)))
-            self._n_cost += full - start
         if max(full, start) < stop:
-            super().train_batches(max(full, start), stop)
-        self.synchronize()
-        return None
+            self._loop(max(full, start), stop)
 
     @classmethod
     def unavailable_reason(cls, device: str) -> str | None:
@@ -122,9 +124,8 @@ class CupyTrainer(ArrayTrainer):
             return f"cupy: no CUDA device ({type(exc).__name__}: {exc})"
         return None if n > 0 else "cupy: no CUDA device"
 
-
-    def get_params(self) -> tuple[np.ndarray, np.ndarray]:
-        return cupy.asnumpy(self.W).astype(np.float64), cupy.asnumpy(self.b).astype(np.float64)
+    def _to_numpy(self, a: Any) -> np.ndarray:
+        return np.ascontiguousarray(cupy.asnumpy(a), dtype=np.float64)
 
     def _to_device(self, host: np.ndarray) -> Any:
         return cupy.asarray(host)

@@ -22,9 +22,16 @@ import numba
 import numpy as np
 
 from bench.spec.mnist import MNIST
+from impls.base import Specialisation
 from impls.numpy_backend import NumpyTrainer
 
-__all__ = ["NumbaTrainer"]
+__all__ = ["COMPILED", "NumbaTrainer"]
+
+#: The compiled loop: softmax regression with plain SGD, any B. Numba is a reference for what
+#: that algorithm costs without Python's per-step overhead, not a general backend, so other
+#: models and optimizers are refused with the reason (``models``, ``optimizers``).
+COMPILED = Specialisation("numba-compiled-loop", "_compiled_batches", kind="batches",
+                          devices=("cpu",))
 
 
 @numba.njit(cache=True, nogil=True)
@@ -81,6 +88,9 @@ def _sgd_steps(indptr, indices, values, y, order, W, b, first_row, n_steps, B, l
 class NumbaTrainer(NumpyTrainer):
     backend = "numba"
     devices = ("cpu",)
+    specialisations = (COMPILED,)
+    models = ("softmax",)
+    optimizers = ("sgd",)
 
     def load(self, data: MNIST) -> float | None:
         out = super().load(data)
@@ -98,12 +108,10 @@ class NumbaTrainer(NumpyTrainer):
         self._epoch = self._data["train"]
         self._order = self._identity if permutation is None else permutation
 
-    def train_batches(self, start: int, stop: int) -> None:
+    def _compiled_batches(self, start: int, stop: int) -> None:
         B = self.batch_size
         self._cost += _sgd_steps(self._indptr, self._indices, self._values,
-                                 self._data["train"][1], self._order, self.W, self.b,
-                                 start * B, stop - start, B, self.learning_rate, self.l1,
-                                 self.l2)
-        self._n_cost += stop - start
-        return None
+                                 self._data["train"][1], self._order, self.params["W"],
+                                 self.params["b"], start * B, stop - start, B,
+                                 self.learning_rate, self.l1, self.l2)
 

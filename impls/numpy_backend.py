@@ -19,9 +19,13 @@ import numpy as np
 from scipy.linalg.blas import get_blas_funcs
 
 from bench.spec.models.softmax import N_OUT
-from impls.array_backend import ArrayTrainer
+from impls.array_backend import SOFTMAX_SGD_FUSED, ArrayTrainer
+from impls.base import Specialisation
 
-__all__ = ["NumpyTrainer"]
+__all__ = ["PER_SAMPLE", "NumpyTrainer"]
+
+PER_SAMPLE = Specialisation("per-sample-blas", "_per_sample_batches", kind="batches",
+                            devices=("cpu",), max_batch=1)
 
 
 @cache
@@ -34,9 +38,13 @@ class NumpyTrainer(ArrayTrainer):
     backend = "numpy"
     devices = ("cpu",)
     xp = np
+    specialisations = (PER_SAMPLE, SOFTMAX_SGD_FUSED)
 
-    def get_params(self) -> tuple[np.ndarray, np.ndarray]:
-        return np.array(self.W, np.float64, order="C"), self.b.astype(np.float64)
+    def _param(self, host: np.ndarray) -> np.ndarray:
+        return np.array(host, dtype=self.dtype, order="C")
+
+    def _to_numpy(self, a: np.ndarray) -> np.ndarray:
+        return np.array(a, np.float64, order="C")
 
     def _to_device(self, host: np.ndarray) -> np.ndarray:
         return host
@@ -75,29 +83,27 @@ class NumpyTrainer(ArrayTrainer):
     def _column_sum(self, Z: np.ndarray) -> np.ndarray:
         return self._ones_b[: len(Z)] @ Z
 
-    def _step(self, X: np.ndarray, y: np.ndarray) -> None:
+    def _loop(self, start: int, stop: int) -> None:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            super()._step(X, y)
+            super()._loop(start, stop)
 
     def begin_epoch(self, permutation: np.ndarray | None) -> None:
         self._order = permutation
-        if self.batch_size != 1:
+        if self.batches_path != PER_SAMPLE.name:
             return super().begin_epoch(permutation)
         self._epoch = self._data["train"]
         self._labels = self._epoch[1].tolist()  # Python ints index and compare fastest
         return None
 
-    def train_batches(self, start: int, stop: int) -> None:
-        if self.batch_size != 1:
-            return super().train_batches(start, stop)
+    def _per_sample_batches(self, start: int, stop: int) -> None:
         X = self._epoch[0]
         order = range(start, stop) if self._order is None else self._order[start:stop].tolist()
         labels = self._labels
-        if not self.W.flags.f_contiguous:
+        if not self.params["W"].flags.f_contiguous:
             # column-major while per-sample: ger then updates 10 contiguous columns of 784,
             # 4x faster here than 784 rows of 10 (set_params makes it row-major again)
-            self.W = np.asfortranarray(self.W)
-        W, b = self.W, self.b
+            self.params["W"] = np.asfortranarray(self.params["W"])
+        W, b = self.params["W"], self.params["b"]
         ger, axpy, asum = _blas(self.dtype)
         dot, exp, log, inf = np.dot, np.exp, math.log, math.inf
         lr, l1, l2 = self.learning_rate, self.l1, self.l2
@@ -129,15 +135,13 @@ class NumpyTrainer(ArrayTrainer):
                 ger(a, x, z, a=W, overwrite_a=1)   # W <- W - lr x (p - onehot(y))^T
                 axpy(z, b, a=a)                    # b <- b - lr (p - onehot(y))
         self._cost += cost
-        self._n_cost += stop - start
-        return None
 
     def _shifted_exp(self, x: np.ndarray, yk: int, W: np.ndarray,
                      z: np.ndarray) -> tuple[float, float, float]:
         """The stable form for large logits: ``z <- exp(z - max z)``; returns the sum, the true
         class's entry and its shifted logit."""
         np.dot(x, W, out=z)
-        z += self.b
+        z += self.params["b"]
         z -= z.max()
         zy = float(z[yk])
         np.exp(z, out=z)

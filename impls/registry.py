@@ -12,6 +12,7 @@ from impls.base import Trainer
 __all__ = [
     "BACKENDS",
     "BackendError",
+    "check_name",
     "make_trainer",
     "targets",
     "trainer_class",
@@ -37,7 +38,9 @@ class BackendError(ValueError):
     """An unknown backend or device, or one that cannot run on this machine."""
 
 
-def _check_name(backend: str, device: str | None) -> str:
+def check_name(backend: str, device: str | None) -> str:
+    """The device ``backend`` runs on (its default for None); a BackendError for an unknown
+    backend or a device it does not run on."""
     if backend not in BACKENDS:
         raise BackendError(f"Unknown backend {backend!r}; choose one of "
                            f"{', '.join(BACKENDS)} (check the spelling).")
@@ -59,13 +62,14 @@ def _import(backend: str) -> type[Trainer] | str:
         return f"{backend}: not installed ({exc.name or exc}); {_INSTALL.get(backend, '')}".strip()
 
 
-def unavailable_reason(backend: str, device: str | None = None) -> str | None:
-    """Why (backend, device) cannot run here, or None when it can."""
-    device = _check_name(backend, device)
+def unavailable_reason(backend: str, device: str | None = None, model: str = "softmax",
+                       optimizer: str = "sgd") -> str | None:
+    """Why (backend, device) cannot run (model, optimizer) here, or None when it can."""
+    device = check_name(backend, device)
     cls = _import(backend)
     if isinstance(cls, str):
         return cls
-    return cls.unavailable_reason(device)
+    return cls.unavailable_reason(device) or cls.unsupported_reason(model, optimizer)
 
 
 def trainer_class(backend: str, device: str | None = None) -> type[Trainer]:
@@ -78,8 +82,9 @@ def trainer_class(backend: str, device: str | None = None) -> type[Trainer]:
 
 
 def make_trainer(backend: str, device: str | None = None, **kwargs) -> Trainer:
-    """A fresh trainer for (backend, device); kwargs: dtype, placement, pinned."""
-    device = _check_name(backend, device)
+    """A fresh trainer for (backend, device); kwargs: dtype, placement, pinned, kernel, model,
+    optimizer, momentum, generic."""
+    device = check_name(backend, device)
     return trainer_class(backend, device)(device=device, **kwargs)
 
 

@@ -1,23 +1,23 @@
-"""PyTorch on the CPU or a CUDA GPU, with hand-written gradients (no autograd on the hot path).
+"""PyTorch on the CPU or a CUDA GPU, with hand-written gradients (``impls/pytorch/``).
 
-``kernel="cuda-graph"`` (CUDA, resident data): each requested range of steps is captured once
-as a CUDA graph (in pieces of at most ``GRAPH_STEPS`` steps) and replayed in later epochs, so
-the per-step cost is the kernels' own, not Python's and the launch queue's. A graph records
-addresses, so parameters, the cost accumulator and the epoch buffers are updated in place and
-never reallocated; a graph is keyed by its epoch buffer, first step, length and hyperparameters.
+Fast paths (``Specialisation``s; elsewhere the generic step runs):
 
-The step is the one of ``bench.spec.models.softmax`` in fused, in-place torch calls, with the
-weights kept transposed, ``Wt = W^T`` (10 x 784)::
+* ``softmax-sgd-transposed``: softmax regression with plain SGD as fused, in-place calls on the
+  transposed weights ``Wt`` (see ``impls.pytorch.softmax`` for why transposed)::
 
-    log P = log_softmax(addmm(b, X, Wt^T))  cost = -(1/B) sum_i log P[i, y_i]
-    G = P - onehot(y)                       (exp in place, then scatter -1)
-    Wt <- (1 - 2 lr l2) Wt - lr l1 sign(Wt_old);  Wt.addmm_(G^T, X, alpha=-lr/B)
-    b.add_(sum_i G_i, alpha=-lr/B)
+      G = softmax(addmm(b, X, Wt^T)) - onehot(y)
+      Wt <- (1 - 2 lr l2) Wt - lr l1 sign(Wt_old);  Wt.addmm_(G^T, X, alpha=-lr/B)
+      b.add_(sum_i G_i, alpha=-lr/B)
 
-Why transposed: with the CPU build's MKL on this project's CI machines (AMD EPYC, AVX2 path),
-``Wt.addmm_(G^T, X)`` ran 4x faster than ``W.addmm_(X^T, G)`` at B = 600 and 50,000, and the
-forward product 2x faster (measured side by side; cuBLAS is indifferent). On the CPU, up to
-``COLUMNS_MAX_B`` the same step runs in the classes x examples layout (``_cpu_batches``).
+* ``cpu-columns-loop`` (CPU, B <= ``COLUMNS_MAX_B``): the same step in the classes x examples
+  layout with the range's minibatches cut by one ``split`` (``_cpu_batches``).
+* ``cuda-graph`` (``kernel="cuda-graph"``, CUDA, resident data, any model, optimizers whose
+  update is the same every step): each requested range of steps is captured once as a CUDA
+  graph (in pieces of at most ``GRAPH_STEPS`` steps) and replayed in later epochs, so the
+  per-step cost is the kernels' own, not Python's and the launch queue's. A graph records
+  addresses, so parameters, optimizer state, the cost accumulator and the epoch buffers are
+  updated in place and never reallocated; a graph is keyed by its epoch buffer, first step,
+  length and hyperparameters.
 """
 
 from __future__ import annotations
@@ -27,9 +27,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from impls.base import Trainer
+from bench.spec.models import Params
+from impls.base import Specialisation, Trainer
+from impls.pytorch.softmax import softmax_delta
 
-__all__ = ["TorchTrainer"]
+__all__ = ["CPU_COLUMNS", "CUDA_GRAPH", "SOFTMAX_SGD_TRANSPOSED", "TorchTrainer"]
 
 
 GRAPH_STEPS = 1000
@@ -42,11 +44,20 @@ COLUMNS_MAX_B = 1000
 #: (13-14 % slower at 600 and 1,000). The thread count is restored when the range ends.
 ONE_THREAD_MAX_B = 200
 
+CPU_COLUMNS = Specialisation("cpu-columns-loop", "_cpu_batches", kind="batches",
+                             devices=("cpu",), max_batch=COLUMNS_MAX_B)
+CUDA_GRAPH = Specialisation("cuda-graph", "_graph_batches", kind="batches", devices=("cuda",),
+                            kernel="cuda-graph", models=("softmax", "mlp"),
+                            optimizers=("sgd", "momentum", "nesterov"))
+SOFTMAX_SGD_TRANSPOSED = Specialisation("softmax-sgd-transposed", "_softmax_sgd_step")
+
 
 class TorchTrainer(Trainer):
     backend = "torch"
     devices = ("cpu", "cuda")
     kernels = ("eager", "cuda-graph")
+    ops_module = "impls.pytorch"
+    specialisations = (CPU_COLUMNS, CUDA_GRAPH, SOFTMAX_SGD_TRANSPOSED)
 
     def __init__(self, **kwargs: Any) -> None:
         self._dev = torch.device(kwargs.get("device", "cpu"))
@@ -63,27 +74,31 @@ class TorchTrainer(Trainer):
             return "torch: no CUDA device (torch.cuda.is_available() is False)"
         return None
 
+    # ------------------------------------------------------------------ parameters and cost
+    def _param(self, host: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(host), dtype=self._tdtype).to(self._dev).clone()
 
-    def set_params(self, W: np.ndarray, b: np.ndarray) -> None:
-        Wt = torch.as_tensor(W, dtype=self._tdtype).T.contiguous().to(self._dev)
-        b = torch.as_tensor(b, dtype=self._tdtype).to(self._dev)
-        if getattr(self, "Wt", None) is not None and self.Wt.shape == Wt.shape:
-            self.Wt.copy_(Wt)  # in place: captured graphs hold these addresses
-            self.b.copy_(b)
-        else:
-            self.Wt, self.b = Wt.clone(), b.clone()
-            self._W = self.Wt.t()  # a (784, 10) view of Wt, made once
+    def _to_numpy(self, a: torch.Tensor) -> np.ndarray:
+        return np.ascontiguousarray(a.detach().cpu().double().numpy())
 
-    def get_params(self) -> tuple[np.ndarray, np.ndarray]:
-        return (self.Wt.detach().cpu().double().T.numpy().copy(),
-                self.b.detach().cpu().double().numpy())
+    def set_params(self, params: Params) -> None:
+        """In place when the shapes match: captured graphs hold the parameters' addresses."""
+        if not self.params:
+            super().set_params(params)
+            if self.model == "softmax":
+                self._Wt = self.params["W"].t()  # contiguous (10, 784), made once
+            return None
+        for k, v in self.ops.to_device(params).items():
+            self.params[k].copy_(v)
+        self.optimizer.init_state(self.params)
+        return None
 
     def configure(self, **kwargs: Any) -> None:
-        super().configure(**kwargs)
-        B = self.batch_size
+        B = int(kwargs["batch_size"])
         if B not in self._minus_ones:
             self._minus_ones[B] = torch.full((B, 1), -1.0, dtype=self._tdtype, device=self._dev)
         self._minus_one = self._minus_ones[B]
+        super().configure(**kwargs)
 
     def _reset_cost(self) -> None:
         if getattr(self, "_cost", None) is None:
@@ -94,6 +109,11 @@ class TorchTrainer(Trainer):
     def _cost_sum(self) -> float:
         return float(self._cost)
 
+    def _generic_step(self, X: torch.Tensor, y: torch.Tensor) -> None:
+        self._cost.add_(self.ops.gradient(self.params, X, y, self.l1, self.l2, self.grads))
+        self.optimizer.step(self.params, self.grads)
+
+    # ------------------------------------------------------------------ memory primitives
     def _to_device(self, host: np.ndarray) -> torch.Tensor:
         t = torch.from_numpy(host if host.flags.writeable else host.copy())
         return t.to(self._dev) if self.is_gpu else t
@@ -116,23 +136,46 @@ class TorchTrainer(Trainer):
     def _copy_h2d(self, dst: torch.Tensor, src: torch.Tensor) -> None:
         dst.copy_(src, non_blocking=True)
 
-    def _step(self, X: torch.Tensor, y: torch.Tensor) -> None:
-        # No autograd context needed: no tensor here requires a gradient. Per-call costs
-        # dominate small B, so views of the parameters are made once (set_params).
+    def synchronize(self) -> None:
+        if self.is_gpu:
+            torch.cuda.synchronize(self._dev)
+
+    def _h2d_start(self) -> Any:
+        if not self.is_gpu:
+            return None
+        start = torch.cuda.Event(enable_timing=True)
+        start.record()
+        return start
+
+    def _h2d_stop(self, mark: Any) -> None:
+        if mark is not None:
+            stop = torch.cuda.Event(enable_timing=True)
+            stop.record()
+            self._marks.append((mark, stop))
+
+    def take_h2d_seconds(self) -> float | None:
+        if not self.is_gpu:
+            return None
+        self.synchronize()
+        ms = sum(a.elapsed_time(b) for a, b in self._marks)
+        self._marks.clear()
+        return ms / 1e3
+
+    # ------------------------------------------------------------------ fast paths
+    def _softmax_sgd_step(self, X: torch.Tensor, y: torch.Tensor) -> None:
+        # No autograd context needed: no tensor here requires a gradient.
+        W, b = self.params["W"], self.params["b"]
         B = y.shape[0]
         lr = self.learning_rate
-        logp = torch.log_softmax(torch.addmm(self.b, X, self._W), dim=1)
-        yi = y.view(B, 1)
-        self._cost.sub_(logp.gather(1, yi).sum(), alpha=1.0 / B)
-        G = logp.exp_()
-        G.scatter_add_(1, yi, self._minus_one if B == self.batch_size else self._minus_one[:B])
+        G, log_likelihood = softmax_delta(self, torch.addmm(b, X, W), y)
+        self._cost.sub_(log_likelihood, alpha=1.0 / B)
         self._penalize()
-        self.Wt.addmm_(G.t(), X, alpha=-lr / B)
-        self.b.add_(G.sum(0), alpha=-lr / B)
+        self._Wt.addmm_(G.t(), X, alpha=-lr / B)
+        b.add_(G.sum(0), alpha=-lr / B)
 
     def _penalize(self) -> None:
         """``Wt <- (1 - 2 lr l2) Wt - lr l1 sign(Wt)`` (the gradient's share comes after)."""
-        Wt, lr = self.Wt, self.learning_rate
+        Wt, lr = self._Wt, self.learning_rate
         if self.l1:
             sign = Wt.sign()
         if self.l2:
@@ -160,7 +203,7 @@ class TorchTrainer(Trainer):
         B = self.batch_size
         lo, hi = start * B, min(stop * B, self._n_train)
         X, y = X[lo:hi], y[lo:hi]
-        Wt, b, lr = self.Wt, self.b, self.learning_rate
+        Wt, b, lr = self._Wt, self.params["b"], self.learning_rate
         b_col = b.view(-1, 1)
         Z = torch.empty(Wt.shape[0], B, dtype=self._tdtype)
         minus_one = self._minus_one.view(1, B)
@@ -180,43 +223,9 @@ class TorchTrainer(Trainer):
             Wt.addmm_(G, Xb, alpha=-lr / m)
             b.add_(G.sum(1), alpha=-lr / m)
         self._cost.sub_(total, alpha=1.0 / B)
-        self._n_cost += stop - start
+        return None
 
-    @torch.no_grad()
-    def _count_errors(self, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return (torch.addmm(self.b, X, self._W).argmax(1) != y).sum()
-
-    def synchronize(self) -> None:
-        if self.is_gpu:
-            torch.cuda.synchronize(self._dev)
-
-    def _h2d_start(self) -> Any:
-        if not self.is_gpu:
-            return None
-        start = torch.cuda.Event(enable_timing=True)
-        start.record()
-        return start
-
-    def _h2d_stop(self, mark: Any) -> None:
-        if mark is not None:
-            stop = torch.cuda.Event(enable_timing=True)
-            stop.record()
-            self._marks.append((mark, stop))
-
-    def take_h2d_seconds(self) -> float | None:
-        if not self.is_gpu:
-            return None
-        self.synchronize()
-        ms = sum(a.elapsed_time(b) for a, b in self._marks)
-        self._marks.clear()
-        return ms / 1e3
-
-    # ------------------------------------------------------------------ CUDA graphs
-    def train_batches(self, start: int, stop: int) -> None:
-        if not self.is_gpu and self.batch_size <= COLUMNS_MAX_B:
-            return self._cpu_batches(start, stop)
-        if self.kernel != "cuda-graph":
-            return super().train_batches(start, stop)
+    def _graph_batches(self, start: int, stop: int) -> None:
         B = self.batch_size
         full = min(stop, self._n_train // B)  # a partial last batch runs eagerly
         k = start
@@ -224,16 +233,13 @@ class TorchTrainer(Trainer):
             length = min(GRAPH_STEPS, full - k)
             self._graph(k, length).replay()
             k += length
-        self._n_cost += k - start
         if k < stop:
-            super().train_batches(k, stop)
-        self.synchronize()
-        return None
+            self._loop(k, stop)
 
     def _graph(self, first: int, length: int) -> torch.cuda.CUDAGraph:
         X, y = self._epoch
         key = (X.data_ptr(), first, length, self.batch_size, self.learning_rate, self.l1,
-               self.l2)
+               self.l2, self.model, self.optimizer_name, self.momentum, self.step_path)
         graph = self._graphs.get(key)
         if graph is None:
             if self._pool is None:
@@ -249,13 +255,14 @@ class TorchTrainer(Trainer):
 
     def _warm_up(self, X: torch.Tensor, y: torch.Tensor) -> None:
         """Run a few steps on a side stream before the first capture (library handles,
-        workspaces), then restore the parameters and the cost."""
-        saved = [t.clone() for t in (self.Wt, self.b, self._cost)]
+        workspaces), then restore the parameters, the optimizer's state and the cost."""
+        tensors = [*self.params.values(), *self.optimizer.state_arrays(), self._cost]
+        saved = [t.clone() for t in tensors]
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
             for _ in range(3):
                 self._step(X[: self.batch_size], y[: self.batch_size])
         torch.cuda.current_stream().wait_stream(side)
-        for t, s in zip((self.Wt, self.b, self._cost), saved, strict=True):
+        for t, s in zip(tensors, saved, strict=True):
             t.copy_(s)

@@ -27,10 +27,10 @@ def _check_one_step(trainer, batch_size, lr, l1, l2, tol, scale=1.0):
     b0 = np.random.default_rng(6).normal(0, 0.01, 10)
     trainer.configure(batch_size=batch_size, learning_rate=lr, l1=l1, l2=l2)
     trainer.load(DATA)
-    trainer.set_params(W0, b0)
+    trainer.set_params({"W": W0, "b": b0})
     trainer.begin_epoch(None)
     trainer.train_batches(0, 1)
-    W1, b1 = trainer.get_params()
+    W1, b1 = trainer.get_params().values()
     x, y = DATA.train.x[:batch_size], DATA.train.y[:batch_size]
     Wr, br = L.reference_step(x, y, W0, b0, lr, l1, l2)
     assert _rel(W1 - W0, Wr - W0) < tol
@@ -59,7 +59,7 @@ def test_error_matches_the_reference(backend, device):
     W, b = L.init_params("random", seed=1)
     trainer = make_trainer(backend, device)
     trainer.load(DATA)
-    trainer.set_params(W, b)
+    trainer.set_params({"W": W, "b": b})
     assert trainer.error("valid", 10) == pytest.approx(L.error(DATA.valid.x, DATA.valid.y, W, b))
     # the tutorial scores whole batches only
     assert trainer.error("valid", 10, drop_last=True) == pytest.approx(
@@ -82,7 +82,7 @@ def test_variants_are_points_on_one_batch_size_axis(backend, device):
     assert full.steps == 3 and sgd.steps == 3 * n
     for a, b in ((full, mb_n), (sgd, mb_1)):
         assert [p.valid_error for p in a.curve] == [p.valid_error for p in b.curve]
-        assert [p.train_cost for p in a.curve] == pytest.approx([p.train_cost for p in b.curve],
+        assert [p.train_nll for p in a.curve] == pytest.approx([p.train_nll for p in b.curve],
                                                                rel=1e-6)
 
 
@@ -96,8 +96,8 @@ def test_numpy_and_torch_cpu_trajectories_agree(variant, B, order):
     b = run(replace(cfg, backend="torch"), DATA)
     assert len(a.curve) == len(b.curve) == 3
     assert [p.valid_error for p in a.curve] == [p.valid_error for p in b.curve]
-    np.testing.assert_allclose([p.train_cost for p in a.curve],
-                               [p.train_cost for p in b.curve], rtol=1e-9)
+    np.testing.assert_allclose([p.train_nll for p in a.curve],
+                               [p.train_nll for p in b.curve], rtol=1e-9)
 
 
 @pytest.mark.realdata
@@ -191,11 +191,11 @@ def test_gpu_fast_paths_match_the_reference_and_eager(backend, kernel, batch_siz
     e2 = np.array([p.valid_error for p in fast.curve])
     if kernel == "cuda-graph":   # the same kernels replayed: bit for bit
         assert e1.tolist() == e2.tolist()
-        assert [p.train_cost for p in eager.curve] == [p.train_cost for p in fast.curve]
+        assert [p.train_nll for p in eager.curve] == [p.train_nll for p in fast.curve]
     else:                        # another summation order: float32 rounding only
         assert np.abs(e1 - e2).max() <= 2 / len(DATA.valid)
-        np.testing.assert_allclose([p.train_cost for p in eager.curve],
-                                   [p.train_cost for p in fast.curve], rtol=1e-4)
+        np.testing.assert_allclose([p.train_nll for p in eager.curve],
+                                   [p.train_nll for p in fast.curve], rtol=1e-4)
 
 
 def test_fast_paths_are_refused_where_they_cannot_run():
@@ -216,7 +216,7 @@ def test_torch_cpu_small_batches_leave_the_thread_count_as_they_found_it():
     W, b = L.init_params("random", seed=1)
     for B in (ONE_THREAD_MAX_B, ONE_THREAD_MAX_B + 1):
         trainer.configure(batch_size=B, learning_rate=0.1)
-        trainer.set_params(W, b)
+        trainer.set_params({"W": W, "b": b})
         trainer.begin_epoch(None)
         trainer.train_batches(0, 1)
         assert torch.get_num_threads() == before

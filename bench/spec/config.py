@@ -3,18 +3,40 @@
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from bench.spec.data_order import ORDERS
+from bench.spec.models import MODELS
+from bench.spec.optimizers import OPTIMIZERS
 
-__all__ = ["DTYPES", "PLACEMENTS", "VARIANTS", "ConfigError", "RunConfig"]
+__all__ = ["DTYPES", "N_TRAIN", "PLACEMENTS", "VARIANTS", "ConfigError", "RunConfig",
+           "placement_applies", "variant_of"]
 
 VARIANTS = ("full", "sgd", "minibatch")
 DTYPES = ("float32", "float64")
 PLACEMENTS = ("resident", "streamed")
 KERNELS = ("eager", "cuda-graph", "fused")
 INITS = ("zeros", "random")
+
+
+#: Training examples of the standard split (the tutorial's 50,000 / 10,000 / 10,000).
+N_TRAIN = 50_000
+
+
+def variant_of(batch_size: int, n_train: int = N_TRAIN) -> str:
+    """The variant a batch size is: ``"sgd"`` (B = 1), ``"full"`` (B >= n), else
+    ``"minibatch"``. The one place that derives it."""
+    if batch_size == 1:
+        return "sgd"
+    return "full" if batch_size >= n_train else "minibatch"
+
+
+def placement_applies(device: str | None) -> bool:
+    """Whether data placement (resident / streamed / pinned) means anything on ``device``:
+    only where a host-device copy exists, i.e. not on the CPU. The one place that says so."""
+    return device not in (None, "cpu")
 
 
 class ConfigError(ValueError):
@@ -28,7 +50,7 @@ def _bad(name: str, expected: str, value: Any) -> ConfigError:
 
 @dataclass(frozen=True, kw_only=True)
 class RunConfig:
-    """One training run of softmax regression.
+    """One training run: a model trained by an optimizer on one backend.
 
     The three variants are points on one batch-size axis: ``full`` = one step per epoch over
     all n training examples (B = n), ``sgd`` = per-sample (B = 1), ``minibatch`` = B examples.
@@ -42,6 +64,9 @@ class RunConfig:
 
     backend: str = "numpy"
     device: str | None = None          # None: the backend's natural device
+    model: str = "softmax"             # bench.spec.models.MODELS
+    optimizer: str = "sgd"             # bench.spec.optimizers.OPTIMIZERS
+    momentum: float = 0.9              # for optimizer "momentum" / "nesterov"
     variant: str = "minibatch"
     batch_size: int | None = None      # required for minibatch; implied by full / sgd
     learning_rate: float = 0.13
@@ -68,6 +93,24 @@ class RunConfig:
     pixel_scale: float = 255.0
 
     def __post_init__(self) -> None:
+        from impls.registry import BACKENDS  # names only: no framework is imported
+
+        if self.backend not in BACKENDS:
+            raise _bad("backend", f"one of {tuple(BACKENDS)} (check the spelling)", self.backend)
+        devices = BACKENDS[self.backend][1]
+        if self.device is not None and self.device not in devices:
+            raise _bad("device", f"None or one of {devices} for backend {self.backend!r}",
+                       self.device)
+        if self.model not in MODELS:
+            raise _bad("model", f"one of {tuple(MODELS)}", self.model)
+        if self.optimizer not in OPTIMIZERS:
+            raise _bad("optimizer", f"one of {tuple(OPTIMIZERS)}", self.optimizer)
+        if not (isinstance(self.momentum, numbers.Real) and 0 <= self.momentum < 1):
+            raise _bad("momentum", "a float in [0, 1)", self.momentum)
+        for name in ("batch_size", "max_steps", "seed", "max_epochs", "patience"):
+            v = getattr(self, name)  # NumPy integers are ints too
+            if isinstance(v, numbers.Integral) and not isinstance(v, bool):
+                object.__setattr__(self, name, int(v))
         if self.variant not in VARIANTS:
             raise _bad("variant", f"one of {VARIANTS}", self.variant)
         if self.variant == "minibatch":

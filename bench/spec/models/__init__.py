@@ -1,2 +1,31 @@
-"""Model specifications: parameters, forward, loss and gradient in float64 NumPy, the judge
-every implementation is tested against."""
+"""Model specifications: parameters as an ordered collection of named float64 arrays, the
+forward pass, the loss and its gradient, written for clarity in float64 NumPy. They are the
+judge every implementation is tested against.
+
+A model is one spec module here (a ``ModelSpec`` subclass) plus, per framework family, one
+module of operations in ``impls/`` (``impls/xp/`` for NumPy and CuPy, ``impls/pytorch/``), and
+one line in ``MODELS`` below.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from bench.spec.models.base import ModelSpec, Params
+
+__all__ = ["MODELS", "ModelSpec", "Params", "model_spec"]
+
+#: model name -> "module:class" of its spec.
+MODELS: dict[str, str] = {
+    "softmax": "bench.spec.models.softmax:SoftmaxRegression",
+    "mlp": "bench.spec.models.mlp:MLP",
+}
+
+
+def model_spec(name: str) -> ModelSpec:
+    """The spec of model ``name``; a ValueError naming the choices otherwise."""
+    if name not in MODELS:
+        raise ValueError(f"Unknown model {name!r}; choose one of {', '.join(MODELS)} "
+                         "(check the spelling).")
+    module, _, cls = MODELS[name].partition(":")
+    return getattr(importlib.import_module(module), cls)()

@@ -29,9 +29,13 @@ from typing import Literal
 
 import numpy as np
 
+from bench.spec.models.base import ModelSpec, Params, log_softmax, softmax
+from bench.spec.models.base import penalty as _penalty
+
 __all__ = [
     "N_IN",
     "N_OUT",
+    "SoftmaxRegression",
     "cost",
     "error",
     "gradient",
@@ -48,18 +52,6 @@ N_OUT = 10
 Init = Literal["zeros", "random"]
 
 
-def log_softmax(z: np.ndarray) -> np.ndarray:
-    """Row-wise ``log softmax(z) = z - max z - log sum exp(z - max z)``: stable for large z."""
-    z = np.asarray(z, dtype=np.float64)
-    shifted = z - z.max(axis=1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-
-
-def softmax(z: np.ndarray) -> np.ndarray:
-    """Row-wise ``exp(z_k) / sum_j exp(z_j)``, computed as ``exp(log_softmax(z))``."""
-    return np.exp(log_softmax(z))
-
-
 def _logits(x: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.asarray(x, np.float64) @ np.asarray(W, np.float64) + np.asarray(b, np.float64)
 
@@ -72,8 +64,7 @@ def negative_log_likelihood(x: np.ndarray, y: np.ndarray, W: np.ndarray, b: np.n
 
 def penalty(W: np.ndarray, l1: float = 0.0, l2: float = 0.0) -> float:
     """``l1 * sum |W| + l2 * sum W**2`` (weights only, never the bias)."""
-    W = np.asarray(W, np.float64)
-    return float(l1 * np.abs(W).sum() + l2 * np.square(W).sum())
+    return _penalty([W], l1, l2)
 
 
 def cost(x: np.ndarray, y: np.ndarray, W: np.ndarray, b: np.ndarray,
@@ -123,3 +114,23 @@ def init_params(init: Init = "zeros", seed: int = 0, n_in: int = N_IN,
         return np.random.default_rng(seed).normal(0.0, 0.01, (n_in, n_out)), np.zeros(n_out)
     raise ValueError(f"The 'init' parameter must be one of 'zeros', 'random'. "
                      f"Got {init!r} instead.")
+
+
+class SoftmaxRegression(ModelSpec):
+    """The functions above as a ``ModelSpec``: parameters ``W`` (784, 10) and ``b`` (10,)."""
+
+    name = "softmax"
+    param_names = ("W", "b")
+    weight_names = ("W",)
+
+    def init(self, init: str = "zeros", seed: int = 0) -> Params:
+        W, b = init_params(init, seed)
+        return {"W": W, "b": b}
+
+    def logits(self, params: Params, x: np.ndarray) -> np.ndarray:
+        return _logits(x, params["W"], params["b"])
+
+    def gradient(self, params: Params, x: np.ndarray, y: np.ndarray, l1: float = 0.0,
+                 l2: float = 0.0) -> Params:
+        gW, gb = gradient(x, y, params["W"], params["b"], l1, l2)
+        return {"W": gW, "b": gb}

@@ -1,0 +1,211 @@
+"""Where the data lives and how each minibatch reaches the arithmetic: the placement part of a
+trainer, kept apart from the step.
+
+The question the tutorial's "shared variables" answer, on a GPU:
+
+* ``resident``: the whole training set is copied to the device once; each epoch's reshuffle is a
+  gather on the device; minibatches are slices there.
+* ``streamed``: the training set stays in host memory (pinned if ``pinned``); each minibatch is
+  copied host-to-device as it is needed, into a reused device buffer.
+
+On a CPU the data already is where the arithmetic happens: placement is a no-op
+(``placement_applies`` is False) and there is no host-to-device time (None, not zero).
+Validation and test sets are always placed on the device once, for scoring. Host-to-device
+copies are timed with device events, since only the framework can.
+
+A framework supplies the memory primitives (``_to_device``, ``_gather``, ``_copy_h2d``, ...);
+the placement logic here is shared.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from bench.spec.data_order import n_batches
+from bench.spec.mnist import MNIST
+
+__all__ = ["PLACEMENTS", "Placement"]
+
+PLACEMENTS = ("resident", "streamed")
+
+
+class Placement(ABC):
+    """The data side of a trainer: load, reshuffle, hand out minibatches, time the copies."""
+
+    def __init__(self, *, device: str, dtype: str = "float32", placement: str = "resident",
+                 pinned: bool = False) -> None:
+        if placement not in PLACEMENTS:
+            raise ValueError(f"placement must be one of {PLACEMENTS}. Got {placement!r}.")
+        self.device = device
+        self.dtype = dtype
+        self.placement = placement
+        self.pinned = pinned
+        self._data: dict[str, tuple[Any, Any]] = {}
+        self._epoch: tuple[Any, Any] | None = None
+        self._shuffled: tuple[Any, Any] | None = None
+        self._n_train = 0
+        self.batch_size = 1
+        self.drop_last = True
+
+    # ------------------------------------------------------------------ facts
+    @property
+    def is_gpu(self) -> bool:
+        return self.device != "cpu"
+
+    @property
+    def placement_applies(self) -> bool:
+        """Whether resident / streamed differ here (only where a host-device copy exists)."""
+        return self.is_gpu
+
+    @property
+    def streams(self) -> bool:
+        return self.is_gpu and self.placement == "streamed"
+
+    @property
+    def n_train(self) -> int:
+        return self._n_train
+
+    def n_batches(self) -> int:
+        return n_batches(self._n_train, self.batch_size, self.drop_last)
+
+    # ------------------------------------------------------------------ framework primitives
+    @abstractmethod
+    def _to_device(self, host: np.ndarray) -> Any:
+        """A device copy of a host array (the host array itself, or a view, on the CPU)."""
+
+    @abstractmethod
+    def _host(self, host: np.ndarray, pinned: bool) -> Any:
+        """A host-side array of the framework holding ``host`` (a pinned copy when asked)."""
+
+    @abstractmethod
+    def _empty_like(self, a: Any) -> Any:
+        """An uninitialised array of the same shape, dtype and memory (device/host/pinned)."""
+
+    @abstractmethod
+    def _gather(self, src: Any, index: Any, out: Any) -> None:
+        """``out[i] = src[index[i]]`` along the first axis."""
+
+    @abstractmethod
+    def _index(self, permutation: np.ndarray, on_device: bool) -> Any:
+        """The permutation as an index array of the framework (on the device if asked)."""
+
+    @abstractmethod
+    def _copy_h2d(self, dst: Any, src: Any) -> None:
+        """Copy ``src`` (host, or device for a device-to-device copy) into device ``dst``,
+        asynchronously where the framework can."""
+
+    def synchronize(self) -> None:
+        """Wait for all queued device work (a no-op on the CPU)."""
+        return None
+
+    def _h2d_start(self) -> Any:
+        """Mark the start of a host-to-device copy (device events on a GPU)."""
+        return None
+
+    def _h2d_stop(self, mark: Any) -> None:
+        """Mark its end."""
+        return None
+
+    def take_h2d_seconds(self) -> float | None:
+        """Host-to-device copy time since the last call, from device events; None on the CPU."""
+        return None
+
+    # ------------------------------------------------------------------ shared logic
+    def load(self, data: MNIST) -> float | None:
+        """Place the data: train per ``placement``, valid and test on the device.
+
+        Returns the seconds of host-to-device copying (device events), None on the CPU.
+        """
+        np_dtype = np.dtype(self.dtype)
+        host = {name: (np.ascontiguousarray(s.x, dtype=np_dtype), np.ascontiguousarray(s.y))
+                for name, s in (("train", data.train), ("valid", data.valid),
+                                ("test", data.test))}
+        self._host_train = tuple(self._host(a, self.pinned and self.streams)
+                                 for a in host["train"])
+        self._n_train = len(host["train"][1])
+        self.synchronize()
+        self.take_h2d_seconds()
+        mark = self._h2d_start()
+        for name, (x, y) in host.items():
+            if name == "train" and self.streams:
+                continue
+            self._data[name] = (self._to_device(x), self._to_device(y))
+        self._h2d_stop(mark)
+        if self.streams:
+            self._data["train"] = self._host_train
+        self._shuffled = None
+        self._make_batch_buffers()
+        self.synchronize()
+        return self.take_h2d_seconds()
+
+    def _make_batch_buffers(self) -> None:
+        if self.streams and self._data:
+            B = self.batch_size
+            self._batch_buf = (self._to_device(np.empty((B, self._host_train[0].shape[1]),
+                                                        dtype=np.dtype(self.dtype))),
+                               self._to_device(np.empty(B, dtype=np.int64)))
+
+    def begin_epoch(self, permutation: np.ndarray | None) -> None:
+        """Fix the epoch's order: in place (None) or gathered into a preallocated buffer.
+
+        The gather runs where the training set lives: on the device when resident, in host
+        memory when streamed or on the CPU.
+        """
+        if permutation is None:
+            self._epoch = self._data["train"]
+            return
+        if self._shuffled is None:  # allocated once, where the training set lives
+            self._shuffled = tuple(self._empty_like(a) for a in self._data["train"])
+        on_device = not self.streams
+        mark = self._h2d_start() if on_device else None  # the permutation's upload
+        index = self._index(permutation, on_device=on_device)
+        if on_device:
+            self._h2d_stop(mark)
+        for src, out in zip(self._data["train"], self._shuffled, strict=True):
+            self._gather(src, index, out)
+        self._epoch = self._shuffled
+
+    def minibatches(self, start: int, stop: int) -> Iterator[tuple[Any, Any]]:
+        """Minibatches ``start .. stop - 1`` of the epoch, on the device: slices of the resident
+        set, or copies into the reused device buffer (event-timed) when streamed."""
+        X, y = self._epoch
+        B, n = self.batch_size, self._n_train
+        if not self.streams:
+            for k in range(start, stop):
+                lo = k * B
+                yield X[lo : lo + B], y[lo : lo + B]
+            return
+        xbuf, ybuf = self._batch_buf
+        for k in range(start, stop):
+            lo = k * B
+            hi = min(lo + B, n)
+            xb, yb = xbuf[: hi - lo], ybuf[: hi - lo]
+            mark = self._h2d_start()
+            self._copy_h2d(xb, X[lo:hi])
+            self._copy_h2d(yb, y[lo:hi])
+            self._h2d_stop(mark)
+            yield xb, yb
+
+    # ------------------------------------------------------------------ transfer micro-benchmark
+    def copy_buffers(self, host: np.ndarray, kind: str) -> tuple[Any, Any]:
+        """``(src, dst)`` for timing one copy of ``host``'s size: kind 'pageable' or 'pinned'
+        (host to device) or 'd2d' (device to device)."""
+        if kind not in ("pageable", "pinned", "d2d"):
+            raise ValueError(f"kind must be 'pageable', 'pinned' or 'd2d'. Got {kind!r}.")
+        dst = self._to_device(host)
+        src = self._to_device(host) if kind == "d2d" else self._host(host, kind == "pinned")
+        self.synchronize()
+        return src, dst
+
+    def time_copy(self, src: Any, dst: Any) -> float | None:
+        """Seconds of one ``src -> dst`` copy measured with device events (None on a CPU)."""
+        self.synchronize()
+        self.take_h2d_seconds()
+        mark = self._h2d_start()
+        self._copy_h2d(dst, src)
+        self._h2d_stop(mark)
+        return self.take_h2d_seconds()
