@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -183,8 +184,12 @@ def reset(trainer: Trainer, config: RunConfig) -> None:
     trainer.synchronize()
 
 
-def train(trainer: Trainer, config: RunConfig, upload_s: float | None = None) -> RunResult:
+def train(trainer: Trainer, config: RunConfig, upload_s: float | None = None,
+          on_validation: Callable[[CurvePoint], None] | None = None) -> RunResult:
     """Train from the trainer's current parameters within the config's budget.
+
+    ``on_validation`` (optional) is called with each new point of the validation curve, e.g.
+    to show the progress of a long run; its time counts as bookkeeping (``other_s``).
 
     Never raises for divergence (NaN/inf cost: status 'diverged', with the epoch) or for running
     out of memory (status 'oom'): a sweep goes on.
@@ -227,6 +232,8 @@ def train(trainer: Trainer, config: RunConfig, upload_s: float | None = None) ->
         t.eval_s += clock() - t0
         result.curve.append(CurvePoint(epoch, result.steps, cost, valid_error,
                                        clock() - t_start))
+        if on_validation is not None:
+            on_validation(result.curve[-1])
         if config.target_error is not None and valid_error <= config.target_error:
             result.target_reached = True
             result.time_to_target_s = t.training_s()

@@ -105,8 +105,11 @@ class NumbaTrainer(NumpyTrainer):
 
     def begin_epoch(self, permutation: np.ndarray | None) -> None:
         """No gather: the steps follow the permutation through the sparse rows."""
+        if self.batches_path != COMPILED.name:  # generic=True: the NumPy steps
+            return super().begin_epoch(permutation)
         self._epoch = self._data["train"]
         self._order = self._identity if permutation is None else permutation
+        return None
 
     def _compiled_batches(self, start: int, stop: int) -> None:
         B = self.batch_size
