@@ -148,10 +148,10 @@ class Trainer(Placement):
         return None
 
     def _choose(self, kind: str) -> Specialisation | None:
-        if self.generic and self.kernel == "eager":
-            return None
-        return next((s for s in self.specialisations if s.kind == kind and s.covers(self)),
-                    None)
+        """The first fast path of ``kind`` covering this configuration; with ``generic`` only
+        an explicitly requested kernel (its steps then are the generic ones)."""
+        return next((s for s in self.specialisations if s.kind == kind and s.covers(self)
+                     and not (self.generic and s.kernel == "eager")), None)
 
     def __repr__(self) -> str:
         where = (f", placement={self.placement!r}, pinned={self.pinned}, "
