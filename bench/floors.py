@@ -9,16 +9,25 @@ import numpy as np
 
 from bench.spec.models.softmax import N_OUT
 
-__all__ = ["EPOCH_FLOP", "products_only_epoch"]
+__all__ = ["EPOCH_FLOP", "mlp_products_only_epoch", "products_only_epoch"]
 
 #: FLOP of one epoch's products: forward + weight gradient, 2 FLOP per multiply-add.
 EPOCH_FLOP = 2 * 2 * 50_000 * 784 * N_OUT
 
 
-def products_only_epoch(X: np.ndarray, batch_size: int) -> Callable[[], None]:
-    """An in-order epoch of only the step's two products at batch size B (NumPy's BLAS):
-    ``(B x 784) @ (784 x 10)`` forward and ``(784 x B) @ (B x 10)`` weight gradient, over
-    slices of ``X``; preallocated outputs, so nothing else is timed."""
+def products_only_epoch(X: np.ndarray, batch_size: int,
+                        model: str = "softmax") -> Callable[[], None]:
+    """An in-order epoch of only the step's matrix products at batch size B (NumPy's BLAS),
+    over slices of ``X`` with preallocated outputs, so nothing else is timed.
+
+    Softmax regression: ``(B x 784) @ (784 x 10)`` forward and ``(784 x B) @ (B x 10)`` weight
+    gradient. The MLP (``mlp_products_only_epoch``): its five products per step.
+    """
+    if model == "mlp":
+        return mlp_products_only_epoch(X, batch_size)
+    if model != "softmax":
+        raise ValueError(f"products_only_epoch: no floor for model {model!r}; choose softmax "
+                         "or mlp.")
     X = np.ascontiguousarray(X, dtype=np.float32)
     B = batch_size
     W = np.random.default_rng(0).random((X.shape[1], N_OUT), np.float32)
@@ -32,5 +41,34 @@ def products_only_epoch(X: np.ndarray, batch_size: int) -> Callable[[], None]:
             Xb = X[k * B : (k + 1) * B]
             np.matmul(Xb, W, out=Z)
             np.matmul(Xb.T, G, out=gW)
+
+    return epoch
+
+
+def mlp_products_only_epoch(X: np.ndarray, batch_size: int,
+                            hidden: int = 500) -> Callable[[], None]:
+    """The MLP's products per step: ``X W1`` (B x 784 x 500), ``H W2`` (B x 500 x 10),
+    ``H^T D`` (500 x B x 10), ``D W2^T`` (B x 10 x 500) and ``X^T E`` (784 x B x 500)."""
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    B, D_in = batch_size, X.shape[1]
+    rng = np.random.default_rng(0)
+    W1 = rng.random((D_in, hidden), np.float32)
+    W2 = rng.random((hidden, N_OUT), np.float32)
+    D = rng.random((B, N_OUT), np.float32)
+    H = np.empty((B, hidden), np.float32)
+    E = np.empty((B, hidden), np.float32)
+    Z = np.empty((B, N_OUT), np.float32)
+    gW1 = np.empty((D_in, hidden), np.float32)
+    gW2 = np.empty((hidden, N_OUT), np.float32)
+    n_batches = len(X) // B
+
+    def epoch() -> None:
+        for k in range(n_batches):
+            Xb = X[k * B : (k + 1) * B]
+            np.matmul(Xb, W1, out=H)
+            np.matmul(H, W2, out=Z)
+            np.matmul(H.T, D, out=gW2)
+            np.matmul(D, W2.T, out=E)
+            np.matmul(Xb.T, E, out=gW1)
 
     return epoch

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.record import per_epoch_seconds
 from bench.spec.config import RunConfig
 from bench.spec.data_order import epoch_permutation
 from bench.spec.early_stopping import EarlyStopping
@@ -32,8 +33,7 @@ from bench.spec.mnist import MNIST, load_mnist
 from impls.base import Trainer
 from impls.registry import BackendError, make_trainer, unavailable_reason
 
-__all__ = ["CurvePoint", "RunResult", "TimeSplit", "per_epoch_seconds", "prepare", "reset", "run",
-           "train"]
+__all__ = ["CurvePoint", "RunResult", "TimeSplit", "prepare", "reset", "run", "train"]
 
 _NEVER = 2**62  # patience that never runs out: a fixed budget, validation once per epoch
 
@@ -56,14 +56,6 @@ class TimeSplit:
 
     def parts(self) -> dict[str, float]:
         return {k: v for k, v in asdict(self).items() if k != "total_s" and v is not None}
-
-
-def per_epoch_seconds(per_step_s: Any, once_s: Any, epoch_equivalents: Any, epochs: Any) -> Any:
-    """Seconds per epoch: the step-proportional time (compute, copies, read-backs) over the
-    epochs' worth of steps run, plus the once-per-epoch time (the reshuffle) over the epochs
-    begun. Exact for whole epochs, pro rata when a step budget cut one short; floats or
-    pandas Series alike."""
-    return per_step_s / epoch_equivalents + once_s / np.maximum(epochs, 1)
 
 
 @dataclass

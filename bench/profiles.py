@@ -6,7 +6,7 @@ Chosen by ``pytest --gdbench-profile NAME`` or ``GDBENCH_PROFILE=NAME``; ``stand
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = ["ENV_PROFILE", "PROFILES", "Profile", "get_profile"]
 
@@ -47,6 +47,17 @@ class Profile:
     peer_batch_sizes: tuple[int, ...] = (1, 20, 600)
     progress: bool = True
     paired_rounds: int = 7
+    #: Models benchmarked, and the batch sizes of each model other than softmax regression.
+    models: tuple[str, ...] = ("softmax", "mlp")
+    model_batch_sizes: dict[str, tuple[int, ...]] = field(
+        default_factory=lambda: {"mlp": (20, 100, 600, 5000, 50_000)})
+    #: ... and of its time-to-target runs (a full-batch MLP does not reach 8 % in a budget
+    #: worth spending).
+    model_ttt_batch_sizes: dict[str, tuple[int, ...]] = field(
+        default_factory=lambda: {"mlp": (20, 600)})
+    #: Epochs per round where a model's budget differs from ``epochs`` (an MLP epoch costs
+    #: about 60x a softmax-regression one).
+    model_epochs: dict[str, int] = field(default_factory=lambda: {"mlp": 1})
 
 
 PROFILES = {
@@ -55,7 +66,8 @@ PROFILES = {
         warmup_rounds=1, step_batch_sizes=(1, 600), step_rounds=5, ttt_batch_sizes=(600,),
         ttt_max_epochs=2, ttt_max_steps=200, gpu_batch_sizes=(1, 600, 50_000),
         transfer_batch_sizes=(1, 600, 50_000), peer_batch_sizes=(20,), progress=False,
-        paired_rounds=2,
+        paired_rounds=2, model_batch_sizes={"mlp": (600,)},
+        model_ttt_batch_sizes={"mlp": ()},
     ),
     "standard": Profile(
         name="standard", batch_sizes=FULL_GRID, epochs=2, max_steps=None, rounds=3,

@@ -8,47 +8,16 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bench.grid import Case, cases
 from bench.profiles import ENV_PROFILE, Profile, get_profile
 
-__all__ = ["Case"]
-
-
-@dataclass(frozen=True)
-class Case:
-    """One benchmark point: where it runs, the batch size and the data placement."""
-
-    backend: str
-    device: str
-    batch_size: int
-    placement: str = "resident"
-    pinned: bool = False
-    kernel: str = "eager"
-    order: str = "shuffle"
-
-    @property
-    def id(self) -> str:
-        where = ""
-        if self.device != "cpu":
-            where = f"-{self.placement}" + ("-pinned" if self.pinned else "")
-        fast = "" if self.kernel == "eager" else f"-{self.kernel}"
-        order = "" if self.order == "shuffle" else f"-{self.order}"
-        return f"{self.backend}-{self.device}-B{self.batch_size}{where}{fast}{order}"
-
-    @property
-    def variant(self) -> str:
-        return "sgd" if self.batch_size == 1 else "minibatch"
-
-    def skip_reason(self) -> str | None:
-        from impls.registry import unavailable_reason
-
-        return unavailable_reason(self.backend, self.device)
+__all__ = ["Case", "cases"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -73,40 +42,6 @@ def pytest_configure(config: pytest.Config) -> None:
 def profile(request: pytest.FixtureRequest) -> Profile:
     """The benchmark profile of this session."""
     return request.config._gdbench_profile
-
-
-def _placements(device: str) -> list[tuple[str, bool]]:
-    if device == "cpu":
-        return [("resident", False)]  # placement is a no-op on the CPU
-    return [("resident", False), ("streamed", False), ("streamed", True)]
-
-
-#: GPU fast paths by backend, and the largest B each supports.
-FAST_KERNELS = {"torch": ("cuda-graph", 50_000), "cupy": ("fused", 32)}
-#: From this B on, CPU epochs are also run in order: the reference for the products-only
-#: floor and for the reshuffle's cost.
-IN_ORDER_FROM_BATCH = 600
-
-
-def cases(profile: Profile, batch_sizes: str = "batch_sizes") -> list[Case]:
-    """Every (backend, device, B, placement) point of the profile, usable or not."""
-    from impls.registry import BACKENDS
-
-    out = []
-    for backend, (_, devices) in BACKENDS.items():
-        for device in devices:
-            sizes = getattr(profile, batch_sizes)
-            if device != "cpu" and batch_sizes == "batch_sizes":
-                sizes = profile.gpu_batch_sizes
-            for B in sizes:
-                for placement, pinned in _placements(device):
-                    out.append(Case(backend, device, B, placement, pinned))
-                if device == "cpu" and B >= IN_ORDER_FROM_BATCH:
-                    out.append(Case(backend, device, B, order="in-order"))
-                kernel, max_batch = FAST_KERNELS.get(backend, (None, 0))
-                if device != "cpu" and kernel and B <= max_batch:
-                    out.append(Case(backend, device, B, "resident", False, kernel))
-    return out
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench.harness import per_epoch_seconds
+from bench.record import per_epoch_seconds
 
 __all__ = ["epoch_seconds", "find_result_files", "load_results", "newest_result_file",
            "rows_from_benchmarks"]

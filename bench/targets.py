@@ -28,15 +28,22 @@ T_SKLEARN = "NumPy per-sample SGD epoch <= scikit-learn SGDClassifier epoch"
 T_DATALOADER = "PyTorch-CPU B=20 >= 5x faster than the idiomatic DataLoader loop"
 T_NUMBA = "Numba per-sample SGD epoch <= 20x the FLOP floor"
 T_SHUFFLE = "reshuffling costs <= 25 % over the in-order sweep (B=600)"
+T_MLP_MATMUL = "MLP epoch <= 1.5x its matrix-products-only epoch (B >= 100)"
 TARGETS = {T_MATMUL: (1.5, "le"), T_SKLEARN: (1.0, "le"), T_DATALOADER: (5.0, "ge"),
-           T_NUMBA: (20.0, "le"), T_SHUFFLE: (1.25, "le")}
+           T_NUMBA: (20.0, "le"), T_SHUFFLE: (1.25, "le"), T_MLP_MATMUL: (1.5, "le")}
 
 
-def side_reference(backend: str, device: str, batch_size: int, order: str) -> str | None:
+def side_reference(backend: str, device: str, batch_size: int, order: str,
+                   model: str = "softmax") -> str | None:
     """The reference an epoch benchmark times next to each round: ``"products"`` (the
     matrix-products-only epoch), ``"in-order"`` (the same epoch unshuffled), a peer's epoch
     (``"sklearn"``, ``"dataloader"``, see ``bench.peers``), or None."""
     if device != "cpu":
+        return None
+    if model == "mlp":
+        return ("products" if order == "in-order" and backend in ("numpy", "torch")
+                and batch_size >= 100 else None)
+    if model != "softmax":
         return None
     if order == "in-order":
         return "products" if backend in ("numpy", "torch") and batch_size >= 600 else None
@@ -83,6 +90,14 @@ def evaluate(df: pd.DataFrame) -> pd.DataFrame:
         ep["train_epoch_s"] = epoch_seconds(ep, evaluation=False)
         order = ep["cfg_order"] if "cfg_order" in ep else pd.Series("shuffle", ep.index)
         ep["order"] = order.fillna("shuffle")
+    model = (ep["model"].fillna("softmax") if "model" in ep
+             else pd.Series("softmax", ep.index, dtype=object))
+    mlp, ep = ep[model == "mlp"], ep[model == "softmax"]
+    for _, r in mlp[mlp["order"] == "in-order"].iterrows() if len(mlp) else []:
+        paired = side(r, "products")
+        if paired:
+            add(T_MLP_MATMUL, f"{r['backend']}-cpu mlp B={int(r['batch_size'])}",
+                r["train_epoch_s"], paired[0], paired[1], paired=True)
     floors = df[df["kind"] == "floor"] if "floor" in set(df["kind"]) else df.iloc[0:0]
     peers = df[df["kind"] == "peer"] if "peer" in set(df["kind"]) else df.iloc[0:0]
     shuffled = ep[ep["order"] == "shuffle"] if len(ep) else ep

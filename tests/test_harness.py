@@ -14,7 +14,7 @@ import pytest
 from bench.harness import run
 from bench.results import load_results, newest_result_file
 from bench.spec.config import RunConfig
-from bench.targets import T_MATMUL, T_SHUFFLE, T_SKLEARN, evaluate
+from bench.targets import T_MATMUL, T_MLP_MATMUL, T_SHUFFLE, T_SKLEARN, evaluate
 from tests.conftest import random_mnist, target_params
 
 DATA = random_mnist()
@@ -84,6 +84,10 @@ def test_benchmarks_end_to_end(tmp_path, real_mnist):
     assert {"epoch", "step", "time_to_target"} <= kinds
     epochs = df[df["kind"] == "epoch"]
     assert set(epochs.columns) >= EXTRA_INFO_KEYS
+    mlp, epochs = epochs[epochs["model"] == "mlp"], epochs[epochs["model"] == "softmax"]
+    assert sorted(zip(mlp["batch_size"], mlp["cfg_order"], strict=True)) == [
+        (600, "in-order"), (600, "shuffle")]        # the model is a benchmark axis
+    assert mlp.set_index("cfg_order")["side_reference"].get("in-order") == "products"
     shuffled = epochs["cfg_order"] == "shuffle"
     assert sorted(epochs[shuffled]["batch_size"]) == [1, 20, 600, 50_000]
     assert sorted(epochs[~shuffled]["batch_size"]) == [600, 50_000]  # in-order references
@@ -96,7 +100,8 @@ def test_benchmarks_end_to_end(tmp_path, real_mnist):
     assert side[(600, "shuffle")] == "in-order"
     assert side[(1, "shuffle")] == "sklearn"
     table = evaluate(df)
-    assert table["paired"].all() and set(table["target"]) == {T_MATMUL, T_SHUFFLE, T_SKLEARN}
+    assert table["paired"].all() and set(table["target"]) == {T_MATMUL, T_SHUFFLE, T_SKLEARN,
+                                                              T_MLP_MATMUL}
     saved = list((tmp_path / "storage").rglob("*.json"))
     assert len(saved) == 1 and newest_result_file(tmp_path / "storage") == saved[0]
 

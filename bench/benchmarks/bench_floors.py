@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from bench import record
 from bench.floors import EPOCH_FLOP, products_only_epoch
 from bench.spec.models.softmax import N_OUT
 
 
 def _info(benchmark, profile, **kw):
-    benchmark.extra_info.update(kind="floor", profile=profile.name, backend="numpy",
-                                device="cpu", **kw)
+    record.write(benchmark, kind="floor", profile=profile.name, backend="numpy", device="cpu",
+                 **kw)
 
 
 def test_floor_peak_matmul(benchmark, profile):

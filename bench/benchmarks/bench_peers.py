@@ -8,12 +8,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from bench import record
 from bench.peers import SKLEARN_LR, dataloader_epoch, dataloader_lr, sklearn_epoch
 
 
 def _info(benchmark, profile, **kw):
-    benchmark.extra_info.update(kind="peer", profile=profile.name, device="cpu",
-                                seconds_per_epoch=benchmark.stats.stats.median, **kw)
+    record.write(benchmark, kind="peer", profile=profile.name, device="cpu",
+                 seconds_per_epoch=benchmark.stats.stats.median, **kw)
 
 
 def test_peer_sklearn_sgdclassifier(benchmark, profile, mnist):

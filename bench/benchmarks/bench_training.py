@@ -14,27 +14,24 @@ from dataclasses import replace
 
 import numpy as np
 
-from bench.benchmarks.conftest import case_config, skip_unusable
+from bench import record
+from bench.benchmarks.conftest import skip_unusable
 from bench.floors import products_only_epoch
 from bench.harness import RunResult, reset, summarize_rounds, train
 from bench.peers import dataloader_epoch, sklearn_epoch
 from bench.targets import paired_ratio, side_reference
 
 
-def _record(benchmark, case, profile, kind: str, results: list[RunResult]) -> RunResult:
+def _record(benchmark, trainer, profile, kind: str, results: list[RunResult],
+            **measured) -> RunResult:
+    """The record of a training benchmark: the last round's result, the medians over rounds,
+    the compute seconds per step; time per epoch is derived by the reader
+    (``bench.results.epoch_seconds``), never stored twice."""
     last = results[-1]
-    info = benchmark.extra_info
-    info.update(last.to_dict())
-    info.update(summarize_rounds(results))
-    info.update(kind=kind, profile=profile.name, backend=case.backend, device=case.device,
-                placement=case.placement if case.device != "cpu" else "n/a",
-                pinned=case.pinned, kernel=case.kernel, variant=last.config.variant)
-    # per 50,000 examples' worth of steps: exact for whole epochs, pro rata when a step
-    # budget cut the epoch short
-    per_epoch = [r.times.total_s / r.epoch_equivalents for r in results if r.steps]
-    info["seconds_per_epoch"] = float(np.median(per_epoch)) if per_epoch else None
-    info["seconds_per_step"] = float(np.median([r.times.compute_s / max(r.steps, 1)
-                                                for r in results]))
+    record.write(benchmark, kind=kind, profile=profile.name, config=last.config,
+                 fast_path=trainer.fast_path, **last.to_dict(), **summarize_rounds(results),
+                 seconds_per_step=float(np.median([r.times.compute_s / max(r.steps, 1)
+                                                   for r in results])), **measured)
     return last
 
 
@@ -59,7 +56,8 @@ def _side_reference(kind: str | None, case, trainer, config, upload_s,
         return in_order
     try:
         epoch, library = {
-            "products": lambda: (products_only_epoch(mnist.train.x, case.batch_size), "numpy"),
+            "products": lambda: (products_only_epoch(mnist.train.x, case.batch_size,
+                                                     case.model), "numpy"),
             "sklearn": lambda: (sklearn_epoch(mnist), "numpy"),
             "dataloader": lambda: (dataloader_epoch(mnist, case.batch_size), "torch"),
         }[kind]()
@@ -83,12 +81,13 @@ def test_epoch(benchmark, epoch_case, profile, trainer_pool, mnist):
     set-up right before each round, so the two are measured side by side.
     """
     skip_unusable(epoch_case)
-    config = case_config(epoch_case, max_epochs=profile.epochs, max_steps=profile.max_steps,
-                         learning_rate=profile.learning_rate)
+    config = epoch_case.config(max_epochs=profile.model_epochs.get(epoch_case.model,
+                                                                   profile.epochs),
+                               max_steps=profile.max_steps, learning_rate=profile.learning_rate)
     trainer, upload_s = trainer_pool.get(config)
     results: list[RunResult] = []
     kind = side_reference(epoch_case.backend, epoch_case.device, epoch_case.batch_size,
-                          epoch_case.order)
+                          epoch_case.order, epoch_case.model)
     reference = _side_reference(kind, epoch_case, trainer, config, upload_s, mnist)
     reference_s: list[float] = []
 
@@ -105,21 +104,21 @@ def test_epoch(benchmark, epoch_case, profile, trainer_pool, mnist):
     benchmark.pedantic(target, setup=setup, rounds=rounds,
                        warmup_rounds=profile.warmup_rounds, iterations=1)
     measured = results[profile.warmup_rounds:]
-    last = _record(benchmark, epoch_case, profile, "epoch", measured)
-    assert last.status in ("ok", "diverged", "oom")
-    assert last.steps >= 1
-    if reference is not None and last.status == "ok":
+    side = {}
+    if reference is not None and measured[-1].status == "ok":
         assert len(reference_s) == len(results)  # one per round, warm-up rounds included
         paired = reference_s[profile.warmup_rounds:]
-        benchmark.extra_info.update(
-            side_reference=kind, side_reference_s=float(np.median(paired)),
-            side_ratio=paired_ratio([r.train_epoch_s for r in measured], paired))
+        side = dict(side_reference=kind, side_reference_s=float(np.median(paired)),
+                    side_ratio=paired_ratio([r.train_epoch_s for r in measured], paired))
+    last = _record(benchmark, trainer, profile, "epoch", measured, **side)
+    assert last.status in ("ok", "diverged", "oom")
+    assert last.steps >= 1
 
 
 def test_step(benchmark, step_case, profile, trainer_pool):
     """One optimizer step (one minibatch, synchronised), cycling through the epoch's batches."""
     skip_unusable(step_case)
-    config = case_config(step_case, max_epochs=1)
+    config = step_case.config(max_epochs=1)
     trainer, _ = trainer_pool.get(config)
     trainer.begin_epoch(None)
     batches = itertools.cycle(range(trainer.n_batches()))
@@ -132,21 +131,18 @@ def test_step(benchmark, step_case, profile, trainer_pool):
     benchmark.group = f"step B={step_case.batch_size}"
     benchmark.pedantic(target, rounds=profile.step_rounds, warmup_rounds=2,
                        iterations=iterations)
-    benchmark.extra_info.update(kind="step", profile=profile.name, backend=step_case.backend,
-                                device=step_case.device, batch_size=step_case.batch_size,
-                                placement=step_case.placement if step_case.device != "cpu"
-                                else "n/a", pinned=step_case.pinned,
-                                variant=config.variant, cfg_dtype=config.dtype,
-                                steps_per_round=iterations)
+    record.write(benchmark, kind="step", profile=profile.name, config=config,
+                 fast_path=trainer.fast_path, batch_size=step_case.batch_size,
+                 steps_per_round=iterations, cfg_dtype=config.dtype)
     assert math.isfinite(trainer.read_cost())
 
 
 def test_time_to_target(benchmark, ttt_case, profile, trainer_pool):
     """Train (lr from ``profile.lr_grid``, best kept) until validation error <= the target."""
     skip_unusable(ttt_case)
-    base = case_config(ttt_case, max_epochs=profile.ttt_max_epochs,
-                       max_steps=profile.ttt_max_steps, target_error=profile.target_error,
-                       validations_per_epoch=profile.ttt_validations_per_epoch)
+    base = ttt_case.config(max_epochs=profile.ttt_max_epochs, max_steps=profile.ttt_max_steps,
+                           target_error=profile.target_error,
+                           validations_per_epoch=profile.ttt_validations_per_epoch)
     grid = {}
     if len(profile.lr_grid) > 1:
         for lr in profile.lr_grid:
@@ -163,7 +159,7 @@ def test_time_to_target(benchmark, ttt_case, profile, trainer_pool):
     benchmark.group = "time to target"
     benchmark.pedantic(lambda: results.append(train(trainer, config, upload_s)),
                        setup=lambda: reset(trainer, config), rounds=1, iterations=1)
-    last = _record(benchmark, ttt_case, profile, "time_to_target", results)
-    benchmark.extra_info["lr_grid_time_to_target_s"] = {str(k): (None if math.isinf(v) else v)
-                                                        for k, v in grid.items()}
+    last = _record(benchmark, trainer, profile, "time_to_target", results,
+                   lr_grid_time_to_target_s={str(k): (None if math.isinf(v) else v)
+                                             for k, v in grid.items()})
     assert last.target_reached is not None

@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.benchmarks.conftest import case_config, skip_unusable
+from bench import record
+from bench.benchmarks.conftest import skip_unusable
 
 
 def test_transfer(benchmark, transfer_case, profile, mnist, trainer_pool):
@@ -19,7 +20,7 @@ def test_transfer(benchmark, transfer_case, profile, mnist, trainer_pool):
         pytest.skip(f"{case.backend}-{case.device}: no host-to-device copy on a CPU; transfer "
                     "is not applicable (see data_move_s of the epoch benchmarks)")
     skip_unusable(case)
-    trainer, _ = trainer_pool.get(case_config(case, max_epochs=1))
+    trainer, _ = trainer_pool.get(case.config(max_epochs=1))
     host = np.ascontiguousarray(mnist.train.x[: case.batch_size])
     src, dst = trainer.copy_buffers(host, kind)
     seconds: list[float] = []
@@ -28,9 +29,8 @@ def test_transfer(benchmark, transfer_case, profile, mnist, trainer_pool):
                        warmup_rounds=3, iterations=1)
     median = float(np.median(seconds))
     bytes_moved = host.nbytes * (2 if kind == "d2d" else 1)  # d2d reads and writes
-    benchmark.extra_info.update(kind="transfer", copy=kind, profile=profile.name,
-                                backend=case.backend, device=case.device,
-                                rows=case.batch_size, bytes=host.nbytes,
-                                event_median_s=median,
-                                gb_per_s=bytes_moved / median / 1e9 if median > 0 else None)
+    record.write(benchmark, kind="transfer", profile=profile.name, copy=kind,
+                 backend=case.backend, device=case.device, rows=case.batch_size,
+                 bytes=host.nbytes, event_median_s=median,
+                 gb_per_s=bytes_moved / median / 1e9 if median > 0 else None)
     assert median > 0

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 import pytest
 
+from bench.grid import Case
 from bench.harness import prepare, reset
-from bench.pytest_plugin import Case
 from bench.spec.config import RunConfig
 from bench.spec.mnist import MNIST, load_mnist
 
@@ -33,7 +32,7 @@ class TrainerPool:
 
     def get(self, config: RunConfig):
         key = (config.backend, config.device, config.dtype, config.placement, config.pinned,
-               config.kernel)
+               config.kernel, config.model, config.optimizer, config.momentum)
         if key != self.key:
             self.trainer = None
             self.trainer, self.upload_s = prepare(config, self.data)
@@ -45,16 +44,6 @@ class TrainerPool:
 @pytest.fixture(scope="session")
 def trainer_pool(mnist: MNIST) -> TrainerPool:
     return TrainerPool(mnist)
-
-
-def case_config(case: Case, **overrides: Any) -> RunConfig:
-    """The RunConfig of a benchmark case (full GD when B is the whole training set)."""
-    variant = "full" if case.batch_size >= 50_000 else case.variant
-    base = RunConfig(backend=case.backend, device=case.device, variant=variant,
-                     batch_size=case.batch_size if variant == "minibatch" else None,
-                     placement=case.placement, pinned=case.pinned, kernel=case.kernel,
-                     order=case.order)
-    return replace(base, **overrides)
 
 
 def skip_unusable(case: Case) -> None:

@@ -1,0 +1,104 @@
+"""The benchmark grid: which points a profile runs (backend x device x model x B x placement x
+kernel x order), each one a ``Case`` that knows its ``RunConfig``, its id and why it cannot run
+here. The pytest plugin parametrizes the benchmarks from it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from bench.profiles import Profile
+from bench.spec.config import N_TRAIN, RunConfig, placement_applies, variant_of
+
+__all__ = ["FAST_KERNELS", "IN_ORDER_FROM_BATCH", "Case", "cases"]
+
+#: GPU fast paths by backend, and the largest B each supports.
+FAST_KERNELS = {"torch": ("cuda-graph", N_TRAIN), "cupy": ("fused", 32)}
+#: From this B on, CPU epochs are also run in order: the reference for the products-only floor
+#: and for the reshuffle's cost (per model).
+IN_ORDER_FROM_BATCH = {"softmax": 600, "mlp": 100}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One benchmark point."""
+
+    backend: str
+    device: str
+    batch_size: int
+    placement: str = "resident"
+    pinned: bool = False
+    kernel: str = "eager"
+    order: str = "shuffle"
+    model: str = "softmax"
+
+    @property
+    def id(self) -> str:
+        where = ""
+        if placement_applies(self.device):
+            where = f"-{self.placement}" + ("-pinned" if self.pinned else "")
+        fast = "" if self.kernel == "eager" else f"-{self.kernel}"
+        order = "" if self.order == "shuffle" else f"-{self.order}"
+        model = "" if self.model == "softmax" else f"-{self.model}"
+        return f"{self.backend}-{self.device}{model}-B{self.batch_size}{where}{fast}{order}"
+
+    @property
+    def variant(self) -> str:
+        return variant_of(self.batch_size)
+
+    def config(self, **overrides: Any) -> RunConfig:
+        """The case's RunConfig (the variant follows from B), with ``overrides``."""
+        variant = self.variant
+        base = RunConfig(backend=self.backend, device=self.device, model=self.model,
+                         variant=variant,
+                         batch_size=self.batch_size if variant == "minibatch" else None,
+                         placement=self.placement, pinned=self.pinned, kernel=self.kernel,
+                         order=self.order)
+        return replace(base, **overrides)
+
+    def skip_reason(self) -> str | None:
+        from impls.registry import unavailable_reason
+
+        return unavailable_reason(self.backend, self.device, self.model)
+
+
+def _placements(device: str) -> list[tuple[str, bool]]:
+    if not placement_applies(device):
+        return [("resident", False)]
+    return [("resident", False), ("streamed", False), ("streamed", True)]
+
+
+def cases(profile: Profile, batch_sizes: str = "batch_sizes") -> list[Case]:
+    """Every point of the profile for one benchmark kind, usable or not (unusable ones skip
+    with the reason). ``batch_sizes`` names the profile's grid: ``batch_sizes`` (epochs, with
+    placements, fast kernels and in-order references), ``step_batch_sizes``,
+    ``ttt_batch_sizes`` or ``transfer_batch_sizes``."""
+    from impls.registry import BACKENDS
+
+    epochs = batch_sizes == "batch_sizes"
+    out = []
+    for model in profile.models:
+        for backend, (_, devices) in BACKENDS.items():
+            for device in devices:
+                gpu = placement_applies(device)
+                sizes = getattr(profile, batch_sizes)
+                if epochs and gpu:
+                    sizes = profile.gpu_batch_sizes
+                if model != "softmax":
+                    allowed = (profile.model_ttt_batch_sizes if batch_sizes == "ttt_batch_sizes"
+                               else profile.model_batch_sizes).get(model, ())
+                    if batch_sizes == "transfer_batch_sizes":
+                        allowed = ()  # a copy does not depend on the model
+                    sizes = [B for B in sizes if B in allowed]
+                for B in sizes:
+                    for placement, pinned in _placements(device):
+                        out.append(Case(backend, device, B, placement, pinned, model=model))
+                    if not epochs:
+                        continue
+                    if not gpu and B >= IN_ORDER_FROM_BATCH.get(model, N_TRAIN):
+                        out.append(Case(backend, device, B, order="in-order", model=model))
+                    kernel, max_batch = FAST_KERNELS.get(backend, (None, 0))
+                    if gpu and kernel and B <= max_batch:
+                        out.append(Case(backend, device, B, "resident", False, kernel,
+                                        model=model))
+    return out
