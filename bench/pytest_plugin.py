@@ -16,6 +16,7 @@ import pytest
 
 from bench.grid import Case, cases
 from bench.profiles import ENV_PROFILE, Profile, get_profile
+from bench.spec.config import placement_applies
 
 __all__ = ["Case", "cases"]
 
@@ -62,7 +63,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "transfer_case" in metafunc.fixturenames:
         found = []
         for c in cases(prof, "transfer_batch_sizes"):
-            if c.device == "cpu":
+            if not placement_applies(c.device):
                 if c.batch_size == prof.transfer_batch_sizes[0]:
                     found.append((c, "n/a"))
             elif c.placement == "resident" and c.kernel == "eager":

@@ -31,8 +31,8 @@ IDENTITY = {
     "optimizer": "update rule (sgd, momentum, nesterov, asgd)",
     "batch_size": "examples per step, B",
     "variant": "full (B = n), sgd (B = 1) or minibatch",
-    "placement": "resident, streamed or streamed+pinned; n/a on a CPU",
-    "pinned": "streamed from page-locked host memory",
+    "placement": "resident or streamed (n/a on a CPU, where data placement does not apply)",
+    "pinned": "streamed from page-locked (pinned) host memory",
     "kernel": "eager or a GPU fast path (cuda-graph, fused)",
     "order": "data order: shuffle or in-order",
     "dtype": "float32 or float64",
@@ -104,8 +104,8 @@ def identity(kind: str, profile: str, config: RunConfig, fast_path: str | None =
     return {"kind": kind, "profile": profile, "backend": config.backend,
             "device": config.device or "cpu", "model": config.model,
             "optimizer": config.optimizer, "batch_size": B, "variant": variant_of(B),
-            "placement": (config.placement + ("+pinned" if config.pinned else "")) if where
-            else NOT_APPLICABLE, "pinned": config.pinned, "kernel": config.kernel,
+            "placement": config.placement if where else NOT_APPLICABLE,
+            "pinned": config.pinned, "kernel": config.kernel,
             "order": config.order, "dtype": config.dtype, "fast_path": fast_path}
 
 

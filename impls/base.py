@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from bench.spec.config import placement_applies
 from bench.spec.models import Params, model_spec
 from bench.spec.optimizers import OPTIMIZERS, make_optimizer
 from bench.spec.optimizers.base import zeros_like
@@ -96,7 +97,7 @@ class Trainer(Placement):
         if kernel not in self.kernels:
             raise ValueError(f"Backend {self.backend!r} has no kernel {kernel!r}; choose one "
                              f"of {', '.join(self.kernels)}.")
-        if kernel != "eager" and (device == "cpu" or placement != "resident"):
+        if kernel != "eager" and (not placement_applies(device) or placement != "resident"):
             raise ValueError(f"kernel={kernel!r} runs only on a GPU with placement='resident' "
                              f"(got device={device!r}, placement={placement!r}).")
         reason = self.unsupported_reason(model, optimizer)

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.spec.config import placement_applies
 from bench.spec.data_order import n_batches
 from bench.spec.mnist import MNIST
 
@@ -54,12 +55,12 @@ class Placement(ABC):
     # ------------------------------------------------------------------ facts
     @property
     def is_gpu(self) -> bool:
-        return self.device != "cpu"
+        return placement_applies(self.device)
 
     @property
     def placement_applies(self) -> bool:
         """Whether resident / streamed differ here (only where a host-device copy exists)."""
-        return self.is_gpu
+        return placement_applies(self.device)
 
     @property
     def streams(self) -> bool:

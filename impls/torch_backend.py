@@ -22,6 +22,8 @@ Fast paths (``Specialisation``s; elsewhere the generic step runs):
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -39,9 +41,11 @@ GRAPH_STEPS = 1000
 #: is the faster one with MKL here (an epoch of forward products, rows vs columns layout:
 #: B = 600 31 vs 26 ms, B = 5,000 24 vs 34 ms).
 COLUMNS_MAX_B = 1000
-#: Up to this B the CPU loop runs on one intra-op thread: the steps' products are too small to
-#: split, and one thread was 7-12 % faster per epoch at B = 1 to 200 on the 2-core CI machine
-#: (13-14 % slower at 600 and 1,000). The thread count is restored when the range ends.
+#: Up to this B the CPU loops (the columns loop and the generic step) run on one intra-op
+#: thread: the steps' products are too small to split, and one thread was 7-12 % faster per
+#: softmax epoch at B = 1 to 200 on the 2-core CI machine (13-14 % slower at 600 and 1,000);
+#: on a loaded machine two threads were far worse (an MLP epoch at B = 20: 36 s against 6 s).
+#: The thread count is restored when the range ends.
 ONE_THREAD_MAX_B = 200
 
 CPU_COLUMNS = Specialisation("cpu-columns-loop", "_cpu_batches", kind="batches",
@@ -193,12 +197,10 @@ class TorchTrainer(Trainer):
         scaled add runs per step. Measured side by side at B = 20 on the 2-core CI machine:
         about 20 % faster per epoch than the rows layout with the same buffers.
         """
-        if self.batch_size <= ONE_THREAD_MAX_B and (threads := torch.get_num_threads()) > 1:
-            torch.set_num_threads(1)
-            try:
-                return self._cpu_batches(start, stop)
-            finally:
-                torch.set_num_threads(threads)
+        with self._small_batch_threads():
+            self._cpu_batches_(start, stop)
+
+    def _cpu_batches_(self, start: int, stop: int) -> None:
         X, y = self._epoch
         B = self.batch_size
         lo, hi = start * B, min(stop * B, self._n_train)
@@ -223,7 +225,23 @@ class TorchTrainer(Trainer):
             Wt.addmm_(G, Xb, alpha=-lr / m)
             b.add_(G.sum(1), alpha=-lr / m)
         self._cost.sub_(total, alpha=1.0 / B)
-        return None
+
+    def _loop(self, start: int, stop: int) -> None:
+        with self._small_batch_threads():
+            super()._loop(start, stop)
+
+    @contextmanager
+    def _small_batch_threads(self) -> Iterator[None]:
+        """One intra-op thread on the CPU up to ``ONE_THREAD_MAX_B``, restored afterwards."""
+        threads = torch.get_num_threads()
+        if self.is_gpu or self.batch_size > ONE_THREAD_MAX_B or threads == 1:
+            yield
+            return
+        torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(threads)
 
     def _graph_batches(self, start: int, stop: int) -> None:
         B = self.batch_size

@@ -23,6 +23,15 @@ from impls.registry import BackendError, make_trainer, targets, unavailable_reas
     ({"variant": "full", "order": "random"}, "'order' parameter"),
     ({"variant": "full", "max_epochs": 0}, "'max_epochs' parameter"),
     ({"variant": "full", "target_error": 2.0}, "'target_error'"),
+    ({"variant": "full", "backend": "jax"},
+     "The 'backend' parameter of RunConfig must be one of ('numpy', 'torch', 'cupy', 'numba') "
+     "(check the spelling). Got 'jax' instead."),
+    ({"variant": "full", "device": "tpu"}, "'device' parameter of RunConfig must be None or one "
+     "of ('cpu',) for backend 'numpy'. Got 'tpu' instead."),
+    ({"variant": "full", "model": "cnn"}, "'model' parameter of RunConfig must be one of "
+     "('softmax', 'mlp')"),
+    ({"variant": "full", "optimizer": "adam"}, "'optimizer' parameter of RunConfig must be one"),
+    ({"variant": "full", "momentum": 1.0}, "'momentum' parameter of RunConfig must be a float"),
 ])
 def test_bad_config_names_parameter_value_and_valid_set(kwargs, text):
     with pytest.raises(ConfigError) as info:
@@ -64,3 +73,34 @@ def test_unusable_backend_is_a_clear_error():
         pytest.skip("cupy is usable on this machine")
     with pytest.raises(BackendError, match=r"not usable here: cupy: "):
         make_trainer("cupy", "cuda")
+
+
+def test_numpy_integers_are_ints():
+    import numpy as np
+
+    cfg = RunConfig(batch_size=np.int64(100), max_steps=np.int32(5), seed=np.uint8(3))
+    assert (cfg.batch_size, cfg.max_steps, cfg.seed) == (100, 5, 3)
+    assert type(cfg.batch_size) is int
+    with pytest.raises(ConfigError, match="'batch_size'"):
+        RunConfig(batch_size=True)
+
+
+def test_a_backend_that_cannot_run_is_refused_before_any_data_is_loaded(monkeypatch):
+    from bench import harness
+
+    def no_loading(**kwargs):
+        raise AssertionError("the data was loaded before the configuration was refused")
+
+    monkeypatch.setattr(harness, "load_mnist", no_loading)
+    with pytest.raises(BackendError, match=r"model='mlp'.*numba: runs model softmax only"):
+        harness.run(RunConfig(backend="numba", model="mlp", batch_size=20))
+
+
+def test_a_diverged_run_says_which_steps_it_checked():
+    from bench.harness import run
+    from tests.conftest import random_mnist
+
+    r = run(RunConfig(batch_size=32, learning_rate=1e38, max_epochs=2,
+                      validations_per_epoch=2), random_mnist())
+    assert r.status == "diverged" and r.steps == 4
+    assert "mean NLL of steps 1 to 4" in r.message and "lower the learning rate" in r.message

@@ -27,7 +27,7 @@ def test_identity_comes_from_the_config():
                                                     variant="full", placement="streamed",
                                                     pinned=True))
     assert gpu["batch_size"] == 50_000 and gpu["variant"] == "full"
-    assert gpu["placement"] == "streamed+pinned"
+    assert (gpu["placement"], gpu["pinned"]) == ("streamed", True)
     assert [variant_of(b) for b in (1, 2, 49_999, 50_000)] == ["sgd", "minibatch",
                                                                "minibatch", "full"]
     assert not placement_applies("cpu") and placement_applies("cuda")

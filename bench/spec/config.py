@@ -39,6 +39,11 @@ def placement_applies(device: str | None) -> bool:
     return device not in (None, "cpu")
 
 
+def _is_int(v: Any) -> bool:
+    """An integer and not a bool (``True`` is no batch size)."""
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
 class ConfigError(ValueError):
     """A run parameter is invalid; the message names it, its value and the valid set."""
 
@@ -114,7 +119,7 @@ class RunConfig:
         if self.variant not in VARIANTS:
             raise _bad("variant", f"one of {VARIANTS}", self.variant)
         if self.variant == "minibatch":
-            if not (isinstance(self.batch_size, int) and self.batch_size >= 1):
+            if not (_is_int(self.batch_size) and self.batch_size >= 1):
                 raise _bad("batch_size", "an int >= 1 for the minibatch variant", self.batch_size)
         elif self.variant == "sgd" and self.batch_size not in (None, 1):
             raise _bad("batch_size", "None or 1 for the sgd (per-sample) variant",
@@ -144,16 +149,16 @@ class RunConfig:
         for name in ("max_epochs", "eval_batch_size", "patience", "patience_increase",
                      "validations_per_epoch"):
             v = getattr(self, name)
-            if not (isinstance(v, int) and v >= 1):
+            if not (_is_int(v) and v >= 1):
                 raise _bad(name, "an int >= 1", v)
-        if self.max_steps is not None and not (isinstance(self.max_steps, int)
+        if self.max_steps is not None and not (_is_int(self.max_steps)
                                                and self.max_steps >= 1):
             raise _bad("max_steps", "None or an int >= 1", self.max_steps)
         if self.target_error is not None and not 0 <= self.target_error <= 1:
             raise _bad("target_error", "None or a float in [0, 1]", self.target_error)
         if not 0 < self.improvement_threshold <= 1:
             raise _bad("improvement_threshold", "a float in (0, 1]", self.improvement_threshold)
-        if not (isinstance(self.seed, int) and self.seed >= 0):
+        if not (_is_int(self.seed) and self.seed >= 0):
             raise _bad("seed", "an int >= 0", self.seed)
 
     def effective_batch_size(self, n_train: int) -> int:
