@@ -244,6 +244,8 @@ def _rows(benchmarks: list, context: dict[str, Any], where: str) -> list[dict[st
                    group=bench.get("group"))
         stats = bench.get("stats") or {}
         row.update({f"stat_{k}": stats.get(k) for k in _STATS})
+        # per-round times: only in files saved with --benchmark-save-data
+        row["stat_data"] = stats.get("data") if isinstance(stats.get("data"), list) else None
         row.update(bench.get("extra_info") or {})
         rows.append(row)
     return rows
