@@ -192,6 +192,23 @@ def pytest_benchmark_update_machine_info(config: pytest.Config,
     machine_info["gdbench"], _ = split_volatile(describe_machine())
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_benchmark_compare_machine_info(config: pytest.Config, benchmarksession: Any,
+                                          machine_info: dict[str, Any],
+                                          compared_benchmark: dict[str, Any]) -> None:
+    """Older result files kept the volatile details (commit, BLAS thread pools, profile) in
+    ``machine_info``: drop them from the loaded copy, so pytest-benchmark's own check that
+    follows warns only about a real difference of machine."""
+    from bench.machine import VOLATILE
+
+    old = compared_benchmark.get("machine_info")
+    if isinstance(old, dict):
+        old.pop("gdbench_profile", None)
+        if isinstance(old.get("gdbench"), dict):
+            for key in VOLATILE:
+                old["gdbench"].pop(key, None)
+
+
 def _is_benchmark(item: pytest.Item) -> bool:
     return "benchmark" in getattr(item, "fixturenames", ())
 

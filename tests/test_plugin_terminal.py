@@ -67,3 +67,16 @@ def test_not_a_benchmark():
     proc = _run(sub, "-k", "not_a_benchmark")
     assert proc.returncode == 0, proc.stdout
     assert "Not saving anything" not in proc.stdout + proc.stderr
+
+
+def test_older_files_compare_without_their_volatile_machine_info():
+    from bench.machine import VOLATILE
+    from bench.pytest_plugin import pytest_benchmark_compare_machine_info
+
+    old = {"machine_info": {"node": "n", "gdbench_profile": "standard",
+                            "gdbench": {"cpu_count": 2, "commit": "abc", "blas": [{"n": 1}],
+                                        "omp_num_threads": None}}}
+    pytest_benchmark_compare_machine_info(config=None, benchmarksession=None,
+                                          machine_info={}, compared_benchmark=old)
+    assert old["machine_info"] == {"node": "n", "gdbench": {"cpu_count": 2}}
+    assert set(VOLATILE) == {"commit", "blas", "omp_num_threads"}
