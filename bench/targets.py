@@ -13,7 +13,9 @@ each round, and the target's ratio is the median of the per-round ratios (``pair
 files without those timings fall back to the separate benchmarks.
 
 A target whose subject (or, for separate benchmarks, whose reference) is too noisy to read
-(``bench.results.NOISY_REL_IQR``) is marked ``noisy``: its ratio is shown but no verdict.
+(``bench.results.NOISY_REL_IQR``) is marked ``noisy``: its ratio is shown but no verdict. So is
+an epoch measured faster than its own floor (the products-only epoch or the FLOP floor: a ratio
+below 1 there means the floor's measurement was disturbed, not that the epoch beat it).
 """
 
 from __future__ import annotations
@@ -73,8 +75,9 @@ def evaluate(df: pd.DataFrame) -> pd.DataFrame:
         limit, direction = TARGETS[target]
         ratio = measured / reference if ratio is None else ratio
         holds = ratio <= limit if direction == "le" else ratio >= limit
+        below_floor = target in (T_MATMUL, T_NUMBA) and ratio < 1.0
         rows.append([target, subject, measured, reference, ratio, limit, bool(holds), paired,
-                     any(_noisy(x) for x in noisy)])
+                     below_floor or any(_noisy(x) for x in noisy)])
 
     def side(row, kind):
         """(reference seconds, paired ratio) timed next to this benchmark's rounds, or None."""

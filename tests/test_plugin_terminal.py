@@ -80,3 +80,17 @@ def test_older_files_compare_without_their_volatile_machine_info():
                                           machine_info={}, compared_benchmark=old)
     assert old["machine_info"] == {"node": "n", "gdbench": {"cpu_count": 2}}
     assert set(VOLATILE) == {"commit", "blas", "omp_num_threads"}
+
+
+def test_a_loaded_machine_is_recognised_and_said(monkeypatch):
+    from bench import pytest_plugin as P
+
+    monkeypatch.setattr(P.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(P.os, "getloadavg", lambda: (0.4, 0.3, 0.2))
+    quiet = P.machine_load()
+    assert quiet["loaded"] is False and quiet["cpu_count"] == 2
+    monkeypatch.setattr(P.os, "getloadavg", lambda: (1.9, 1.5, 1.0))
+    busy = P.machine_load()
+    assert busy["loaded"] is True   # 0.95 per CPU > LOADED_PER_CPU
+    assert "LOADED" in P._load_line(quiet, busy) and "LOADED" not in P._load_line(quiet, quiet)
+    assert "load 0.40 before, 1.90 after, on 2 CPUs" in P._load_line(quiet, busy)
