@@ -230,16 +230,25 @@ class _SessionRecord:
         self.exitstatus: int | None = None
 
     # ---------------------------------------------------------------- collection and outcomes
-    def pytest_report_header(self, config: pytest.Config) -> list[str]:
+    def _load_warning(self) -> list[str]:
         load = self.load_before
-        lines = [f"gdbench: profile {config._gdbench_profile.name}, results in "
-                 f"{config.getoption('benchmark_storage', '')}"]
-        if load["loaded"]:
-            lines.append(
-                f"gdbench: WARNING: this machine is loaded (load {load['load_1min']:.2f} on "
+        if not load["loaded"]:
+            return []
+        return [f"gdbench: WARNING: this machine is loaded (load {load['load_1min']:.2f} on "
                 f"{load['cpu_count']} CPUs): other processes share the cores, so timings will "
-                "be slower and noisier than on an idle machine. The report marks the run.")
-        return lines
+                "be slower and noisier than on an idle machine. The report marks the run."]
+
+    def pytest_report_header(self, config: pytest.Config) -> list[str]:
+        return [f"gdbench: profile {config._gdbench_profile.name}, results in "
+                f"{config.getoption('benchmark_storage', '')}", *self._load_warning()]
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        """Under ``-q`` pytest shows no header: say the warning anyway."""
+        tr = self.config.pluginmanager.get_plugin("terminalreporter")
+        if tr is not None and self.config.get_verbosity() < 0:
+            for line in self._load_warning():
+                tr.write_line(line)
 
     def pytest_deselected(self, items: list[pytest.Item]) -> None:
         self.deselected += sum(_is_benchmark(i) for i in items)
@@ -503,4 +512,5 @@ def _targets_table(terminalreporter, config: pytest.Config) -> None:
                                     f"{r.subject}: {r.target}")
     if table["noisy"].any():
         terminalreporter.write_line("(too noisy: a row it compares has IQR / median above "
-                                    "bench.results.NOISY_REL_IQR; rerun on a quiet machine)")
+                                    "bench.results.NOISY_REL_IQR, or an epoch measured below "
+                                    "its own floor; rerun on a quiet machine)")
