@@ -215,7 +215,7 @@ def _summary(df: pd.DataFrame) -> list[str]:
             best = reached.loc[reached["time_to_target_s"].astype(float).idxmin()]
             out.append(f"Fastest to {target:.0f} % validation error: **{best['series']} at "
                        f"B = {int(best['batch_size'])}** (lr {best['cfg_learning_rate']}), "
-                       f"{_fmt_s(best['time_to_target_s'])} of training in "
+                       f"{float(best['time_to_target_s']):.3f} s of training in "
                        f"{int(best['steps_to_target'])} steps {_row_ref(TTT_TABLE, best)}.")
         else:
             out.append(f"No run reached {target:.0f} % validation error within its budget.")
