@@ -9,7 +9,12 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["describe_machine"]
+__all__ = ["VOLATILE", "describe_machine", "split_volatile"]
+
+#: Parts of the description that change between runs on the same machine (the source commit,
+#: the thread pools loaded so far, the OpenMP setting): kept out of pytest-benchmark's
+#: ``machine_info``, which ``--benchmark-compare`` checks for equality.
+VOLATILE = ("commit", "blas", "omp_num_threads")
 
 
 def _blas() -> list[dict[str, Any]]:
@@ -93,3 +98,9 @@ def describe_machine() -> dict[str, Any]:
     except Exception:  # not installed, or no CUDA runtime
         info["cupy"] = None
     return info
+
+
+def split_volatile(info: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``describe_machine()`` as (stable part, volatile part): see ``VOLATILE``."""
+    stable = {k: v for k, v in info.items() if k not in VOLATILE}
+    return stable, {k: info[k] for k in VOLATILE if k in info}

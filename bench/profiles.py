@@ -93,8 +93,11 @@ PROFILES = {
 
 def get_profile(name: str | None = None) -> Profile:
     """The named profile, else ``$GDBENCH_PROFILE``, else ``standard``."""
+    where = "--gdbench-profile" if name else f"${ENV_PROFILE}"
     name = name or os.environ.get(ENV_PROFILE) or "standard"
     if name not in PROFILES:
-        raise ValueError(f"Unknown benchmark profile {name!r}; choose one of "
-                         f"{', '.join(PROFILES)} (--gdbench-profile or ${ENV_PROFILE}).")
+        hint = f" Did you mean {name.lower()!r}? Names are lower-case." \
+            if name.lower() in PROFILES else ""
+        raise ValueError(f"Unknown benchmark profile {name!r} (from {where}); choose one of "
+                         f"{', '.join(PROFILES)}.{hint}")
     return PROFILES[name]

@@ -1,17 +1,27 @@
-"""Read pytest-benchmark result files into one tidy pandas DataFrame.
+"""Read pytest-benchmark result files into one tidy pandas DataFrame, and pick which files a
+report is made from.
 
-One row per benchmark run; columns: the file and its context (datetime, commit, machine),
-the benchmark's name, group and timing statistics (``stat_*``, seconds), and every
-``extra_info`` field (per-epoch curves stay as lists). Malformed or foreign JSON files are
-skipped with a warning naming the file.
+One row per benchmark run; columns: the file and its context (datetime, commit, machine,
+profile, whether the run was complete, the machine load), the benchmark's name, group and
+timing statistics (``stat_*``, seconds), its noise (``rel_iqr``: interquartile range over
+median; ``noisy``: above ``NOISY_REL_IQR``), and every ``extra_info`` field (per-epoch curves
+stay as lists). Malformed or foreign JSON files, dangling links and benchmark entries without a
+usable ``extra_info`` are skipped with a warning naming the file.
+
+Which runs are complete: files saved since runs were marked carry a top-level ``gdbench`` block
+(``bench.pytest_plugin``) with ``complete``; older files carry none, and count as complete only
+when every benchmark has gdbench's ``extra_info`` and the file is not a journal
+(``partial/``). ``select_runs`` picks, per machine, the newest complete run.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import warnings
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,17 +29,34 @@ import pandas as pd
 
 from bench.record import per_epoch_seconds
 
-__all__ = ["epoch_seconds", "find_result_files", "load_results", "newest_result_file",
-           "rows_from_benchmarks"]
+__all__ = ["NOISY_REL_IQR", "RunInfo", "epoch_seconds", "find_result_files", "load_results",
+           "newest_result_file", "rows_from_benchmarks", "run_info", "select_runs"]
 
-_STATS = ("min", "max", "mean", "stddev", "median", "iqr", "rounds", "iterations", "ops")
+_STATS = ("min", "max", "mean", "stddev", "median", "iqr", "q1", "q3", "rounds", "iterations",
+          "ops")
+
+#: A timed row whose interquartile range exceeds this fraction of its median is too noisy to
+#: read: its middle rounds already differ by more than half the median, so a ratio under about
+#: 2× against another row may be noise. Quiet runs stay well below it (the committed standard
+#: run: 90 % of rows under 0.33); the contended run of issue 11 had 0.93.
+NOISY_REL_IQR = 0.5
+
+#: The journal folder of unfinished runs (``bench.pytest_plugin``): never a machine.
+PARTIAL = "partial"
 
 
 def find_result_files(folder: str | os.PathLike = "results") -> list[Path]:
     """Every pytest-benchmark JSON file under ``folder`` (its storage layout is
-    ``<machine-id>/<counter>_<commit>_<date>.json``), oldest first by modification time."""
+    ``<machine-id>/<counter>_<commit>_<date>.json``), oldest first by modification time.
+    Dangling links are skipped with a warning."""
     folder = Path(folder)
-    return sorted(folder.rglob("*.json"), key=lambda p: (p.stat().st_mtime, p.name))
+    found = []
+    for p in folder.rglob("*.json"):
+        if not p.is_file():
+            warnings.warn(f"{p}: skipped, a link to a missing file.", stacklevel=2)
+            continue
+        found.append(p)
+    return sorted(found, key=lambda p: (p.stat().st_mtime, p.name))
 
 
 def newest_result_file(folder: str | os.PathLike = "results") -> Path | None:
@@ -58,6 +85,101 @@ def _read(path: Path, warn: bool = True) -> dict[str, Any] | None:
     return doc
 
 
+@dataclass(frozen=True)
+class RunInfo:
+    """What a result file says about its run: profile, commit, and whether it is complete.
+
+    ``complete`` is True, False, or None for an older file that predates the marking and
+    otherwise looks whole; ``why`` names what makes it partial.
+    """
+
+    path: Path
+    machine: str
+    datetime: str
+    profile: str | None
+    commit: str | None
+    dirty: bool
+    complete: bool | None
+    why: tuple[str, ...]
+    loaded: bool | None
+
+    @property
+    def status(self) -> str:
+        """'complete', 'complete (unmarked: saved before runs were marked)' or 'partial: …'."""
+        if self.complete:
+            return "complete"
+        if self.complete is None:
+            return "complete (unmarked: saved before runs were marked)"
+        return "partial: " + "; ".join(self.why)
+
+
+def run_info(path: Path, doc: dict[str, Any]) -> RunInfo:
+    """The ``RunInfo`` of a result file already read."""
+    mi = doc["machine_info"]
+    g = doc.get("gdbench") if isinstance(doc.get("gdbench"), dict) else {}
+    legacy = mi.get("gdbench") if isinstance(mi.get("gdbench"), dict) else {}
+    ci = doc.get("commit_info") or {}
+    commit = ci.get("id")
+    if commit in (None, "unknown"):  # e.g. a copy without git metadata (GDBENCH_COMMIT)
+        commit = g.get("commit") or legacy.get("commit") or None
+    if commit is None:  # older copies: only pytest-benchmark's file name kept it
+        named = re.match(r"\d{4}_([0-9a-f]{7,40})_", Path(path).name)
+        commit = named.group(1) if named else None
+    why: list[str] = list(g.get("incomplete_because") or [])
+    if PARTIAL in Path(path).parts or doc.get("gdbench_partial"):
+        why.append("journal of an unfinished run")
+    if "complete" in g:
+        complete: bool | None = bool(g["complete"]) and not why
+    else:
+        no_info = sum(not isinstance(b, dict) or not isinstance(b.get("extra_info"), dict)
+                      or "kind" not in b["extra_info"] for b in doc["benchmarks"])
+        if no_info:
+            why.append(f"{no_info} benchmarks without gdbench's extra_info (a cut-short or "
+                       "foreign run)")
+        if not doc["benchmarks"]:
+            why.append("no benchmarks")
+        complete = None if not why else False
+    load = g.get("load_before") or {}
+    load_after = g.get("load_after") or {}
+    loaded = (bool(load.get("loaded") or load_after.get("loaded"))
+              if load or load_after else None)
+    return RunInfo(path=Path(path), machine=Path(path).parent.name,
+                   datetime=str(doc.get("datetime", "")),
+                   profile=g.get("profile") or mi.get("gdbench_profile"), commit=commit,
+                   dirty=bool(ci.get("dirty")), complete=complete, why=tuple(why),
+                   loaded=loaded)
+
+
+def select_runs(folder: str | os.PathLike = "results",
+                profile: str | None = None) -> tuple[list[Path], list[str]]:
+    """Per machine folder, the newest complete run (of ``profile`` when given).
+
+    Returns the chosen files and one line per file passed over, saying why.
+    """
+    by_machine: dict[Path, list[RunInfo]] = {}
+    for path in find_result_files(folder):
+        if PARTIAL in path.relative_to(folder).parts:
+            continue
+        doc = _read(path, warn=False)
+        if doc is not None:
+            by_machine.setdefault(path.parent, []).append(run_info(path, doc))
+    chosen, passed_over = [], []
+    for _, runs in sorted(by_machine.items()):
+        runs = sorted(runs, key=lambda r: r.datetime, reverse=True)
+        pick = next((r for r in runs if r.complete is not False
+                     and (profile is None or r.profile == profile)), None)
+        for r in runs:
+            if pick is not None and r.datetime < pick.datetime:
+                break
+            if r is not pick:
+                reason = (r.status if r.complete is False
+                          else f"profile {r.profile}, not {profile}")
+                passed_over.append(f"{r.path}: passed over ({reason}).")
+        if pick is not None:
+            chosen.append(pick.path)
+    return chosen, passed_over
+
+
 def _machine_columns(machine_info: dict[str, Any]) -> dict[str, Any]:
     g = machine_info.get("gdbench") or {}
     cpu = machine_info.get("cpu") or {}
@@ -66,7 +188,6 @@ def _machine_columns(machine_info: dict[str, Any]) -> dict[str, Any]:
         "machine_cpu": g.get("cpu_model") or cpu.get("brand_raw"),
         "machine_cpu_count": g.get("cpu_count") or cpu.get("count"),
         "machine_gpu": g.get("gpu_name"),
-        "machine_profile": machine_info.get("gdbench_profile"),
         "machine_python": machine_info.get("python_version"),
         "machine_numpy": g.get("numpy"),
         "machine_torch": g.get("torch"),
@@ -84,27 +205,47 @@ def load_results(paths: Iterable[str | os.PathLike] | str | os.PathLike) -> pd.D
         doc = _read(Path(path))
         if doc is None:
             continue
-        commit = (doc.get("commit_info") or {}).get("id")
-        if commit in (None, "unknown"):  # e.g. a copy without git metadata (GDBENCH_COMMIT)
-            commit = (doc["machine_info"].get("gdbench") or {}).get("commit") or commit
-        context = {"file": str(path), "datetime": doc.get("datetime"), "commit": commit,
-                   **_machine_columns(doc["machine_info"])}
+        info = run_info(Path(path), doc)
+        context = {"file": str(path), "datetime": doc.get("datetime"), "commit": info.commit,
+                   "commit_dirty": info.dirty,
+                   **_machine_columns(doc["machine_info"]),
+                   "machine_profile": info.profile, "run_complete": info.complete,
+                   "run_status": info.status, "run_loaded": info.loaded}
         rows += _rows(doc["benchmarks"], context, str(path))
-    return pd.DataFrame(rows)
+    return _with_noise(pd.DataFrame(rows))
+
+
+def _with_noise(df: pd.DataFrame) -> pd.DataFrame:
+    """Add ``rel_iqr`` (IQR / median of the rounds) and ``noisy`` (above ``NOISY_REL_IQR``)."""
+    if df.empty or "stat_median" not in df:
+        return df
+    med = pd.to_numeric(df["stat_median"], errors="coerce")
+    iqr = pd.to_numeric(df["stat_iqr"], errors="coerce")
+    rounds = pd.to_numeric(df["stat_rounds"], errors="coerce")
+    df["rel_iqr"] = (iqr / med).where((med > 0) & (rounds > 1))
+    df["noisy"] = df["rel_iqr"] > NOISY_REL_IQR
+    return df
 
 
 def _rows(benchmarks: list, context: dict[str, Any], where: str) -> list[dict[str, Any]]:
     rows = []
     for bench in benchmarks:
-        if not isinstance(bench, dict) or "stats" not in bench:
+        if not isinstance(bench, dict) or not isinstance(bench.get("stats"), dict):
             warnings.warn(f"{where}: a benchmark entry without 'stats' was skipped.",
                           stacklevel=3)
+            continue
+        extra = bench.get("extra_info")
+        if extra is not None and not isinstance(extra, dict):
+            warnings.warn(f"{where}: benchmark {bench.get('name')!r} skipped: its extra_info "
+                          f"is a {type(extra).__name__}, not a mapping of fields.", stacklevel=3)
             continue
         row = dict(context)
         row.update(name=bench.get("name"), fullname=bench.get("fullname"),
                    group=bench.get("group"))
         stats = bench.get("stats") or {}
         row.update({f"stat_{k}": stats.get(k) for k in _STATS})
+        # per-round times: only in files saved with --benchmark-save-data
+        row["stat_data"] = stats.get("data") if isinstance(stats.get("data"), list) else None
         row.update(bench.get("extra_info") or {})
         rows.append(row)
     return rows
@@ -112,7 +253,8 @@ def _rows(benchmarks: list, context: dict[str, Any], where: str) -> list[dict[st
 
 def rows_from_benchmarks(benchmarks: list[dict[str, Any]]) -> pd.DataFrame:
     """The same tidy rows from benchmark dicts of a live session (no file)."""
-    return pd.DataFrame(_rows(benchmarks, {"file": "(this session)"}, "this session"))
+    return _with_noise(pd.DataFrame(_rows(benchmarks, {"file": "(this session)"},
+                                          "this session")))
 
 
 def epoch_seconds(rows: pd.DataFrame, evaluation: bool = True) -> pd.Series:

@@ -11,6 +11,11 @@ two benchmarks run minutes apart measures mostly the drift (the DataLoader ratio
 (``side_reference``) therefore also time that reference in the untimed set-up right before
 each round, and the target's ratio is the median of the per-round ratios (``paired``). Result
 files without those timings fall back to the separate benchmarks.
+
+A target whose subject (or, for separate benchmarks, whose reference) is too noisy to read
+(``bench.results.NOISY_REL_IQR``) is marked ``noisy``: its ratio is shown but no verdict. So is
+an epoch measured faster than its own floor (the products-only epoch or the FLOP floor: a ratio
+below 1 there means the floor's measurement was disturbed, not that the epoch beat it).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import pandas as pd
 
 from bench.results import epoch_seconds
 
-__all__ = ["TARGETS", "evaluate", "paired_ratio", "side_reference"]
+__all__ = ["TARGETS", "evaluate", "paired_ratio", "side_reference", "verdict"]
 
 #: name -> (limit, direction): the ratio must be <= limit ("le") or >= limit ("ge").
 T_MATMUL = "epoch <= 1.5x matrix-products-only epoch (B >= 600, full GD)"
@@ -68,16 +73,18 @@ def evaluate(df: pd.DataFrame) -> pd.DataFrame:
     """One row per (target, subject): measured and reference seconds, ratio, limit, holds,
     and whether the ratio is ``paired`` (per-round references) or from separate benchmarks."""
     cols = ["target", "subject", "measured_s", "reference_s", "ratio", "limit", "holds",
-            "paired"]
-    if df.empty or "kind" not in df:
+            "paired", "noisy"]
+    if df.empty or not {"kind", "device", "backend", "batch_size"} <= set(df):
         return pd.DataFrame(columns=cols)
     rows = []
 
-    def add(target, subject, measured, reference, ratio=None, paired=False):
+    def add(target, subject, measured, reference, ratio=None, paired=False, noisy=()):
         limit, direction = TARGETS[target]
         ratio = measured / reference if ratio is None else ratio
         holds = ratio <= limit if direction == "le" else ratio >= limit
-        rows.append([target, subject, measured, reference, ratio, limit, bool(holds), paired])
+        below_floor = target in (T_MATMUL, T_NUMBA) and ratio < 1.0
+        rows.append([target, subject, measured, reference, ratio, limit, bool(holds), paired,
+                     below_floor or any(_noisy(x) for x in noisy)])
 
     def side(row, kind):
         """(reference seconds, paired ratio) timed next to this benchmark's rounds, or None."""
@@ -111,9 +118,11 @@ def evaluate(df: pd.DataFrame) -> pd.DataFrame:
         paired = side(r, "products")
         ref = mm[mm["batch_size"] == r["batch_size"]] if len(mm) else mm
         if paired:
-            add(T_MATMUL, subject, r["train_epoch_s"], paired[0], paired[1], paired=True)
+            add(T_MATMUL, subject, r["train_epoch_s"], paired[0], paired[1], paired=True,
+                noisy=[r])
         elif len(ref):
-            add(T_MATMUL, subject, r["train_epoch_s"], float(ref["mm_epoch_s"].iloc[0]))
+            add(T_MATMUL, subject, r["train_epoch_s"], float(ref["mm_epoch_s"].iloc[0]),
+                noisy=[r, ref])
 
     sk = peers[peers.get("peer", pd.Series(dtype=str)) == "sklearn-sgdclassifier"] \
         if len(peers) else peers
@@ -122,10 +131,10 @@ def evaluate(df: pd.DataFrame) -> pd.DataFrame:
     paired = side(ours.iloc[0], "sklearn") if len(ours) else None
     if paired:
         add(T_SKLEARN, "numpy-cpu B=1 vs sklearn", float(ours["train_epoch_s"].iloc[0]),
-            paired[0], paired[1], paired=True)
+            paired[0], paired[1], paired=True, noisy=[ours])
     elif len(sk) and len(ours):
         add(T_SKLEARN, "numpy-cpu B=1 vs sklearn", float(ours["train_epoch_s"].iloc[0]),
-            float(sk["seconds_per_epoch"].iloc[0]))
+            float(sk["seconds_per_epoch"].iloc[0]), noisy=[ours, sk])
 
     dl = peers[(peers.get("peer", pd.Series(dtype=str)) == "torch-dataloader")
                & (peers.get("batch_size", pd.Series(dtype=float)) == 20)] if len(peers) \
@@ -135,10 +144,11 @@ def evaluate(df: pd.DataFrame) -> pd.DataFrame:
     paired = side(ours.iloc[0], "dataloader") if len(ours) else None
     if paired:  # "times faster": the reciprocal of the median of ours / theirs (odd rounds)
         add(T_DATALOADER, "torch-cpu B=20 vs DataLoader", float(ours["train_epoch_s"].iloc[0]),
-            paired[0], 1.0 / paired[1], paired=True)
+            paired[0], 1.0 / paired[1], paired=True, noisy=[ours])
     elif len(dl) and len(ours):
         m, ref = float(ours["train_epoch_s"].iloc[0]), float(dl["seconds_per_epoch"].iloc[0])
-        add(T_DATALOADER, "torch-cpu B=20 vs DataLoader", m, ref, ratio=ref / m)
+        add(T_DATALOADER, "torch-cpu B=20 vs DataLoader", m, ref, ratio=ref / m,
+            noisy=[ours, dl])
 
     peak = floors[floors.get("floor", pd.Series(dtype=str)) == "peak_matmul"] if len(floors) \
         else floors
@@ -146,7 +156,7 @@ def evaluate(df: pd.DataFrame) -> pd.DataFrame:
         if len(shuffled) else shuffled
     if len(peak) and len(ours):
         add(T_NUMBA, "numba-cpu B=1", float(ours["train_epoch_s"].iloc[0]),
-            float(peak["flop_floor_epoch_s"].iloc[0]))
+            float(peak["flop_floor_epoch_s"].iloc[0]), noisy=[ours, peak])
 
     if len(ep):
         at600 = ep[ep["batch_size"] == 600]
@@ -155,8 +165,23 @@ def evaluate(df: pd.DataFrame) -> pd.DataFrame:
             paired = side(s.iloc[0], "in-order") if len(s) else None
             if paired:
                 add(T_SHUFFLE, f"{backend}-cpu B=600", float(s["train_epoch_s"].iloc[0]),
-                    paired[0], paired[1], paired=True)
+                    paired[0], paired[1], paired=True, noisy=[s])
             elif len(s) and len(o):
                 add(T_SHUFFLE, f"{backend}-cpu B=600", float(s["train_epoch_s"].iloc[0]),
-                    float(o["train_epoch_s"].iloc[0]))
+                    float(o["train_epoch_s"].iloc[0]), noisy=[s, o])
     return pd.DataFrame(rows, columns=cols)
+
+
+def _noisy(rows: pd.Series | pd.DataFrame) -> bool:
+    """Whether a row (or the first row of a frame) is flagged too noisy to read."""
+    if isinstance(rows, pd.DataFrame):
+        rows = rows.iloc[0] if len(rows) else pd.Series(dtype=object)
+    value = rows.get("noisy")
+    return bool(value) if value is not None and not pd.isna(value) else False
+
+
+def verdict(row: pd.Series | object) -> str:
+    """'holds', 'MISSED', or 'too noisy' (no verdict) for a row of ``evaluate``."""
+    if getattr(row, "noisy", False):
+        return "too noisy"
+    return "holds" if row.holds else "MISSED"

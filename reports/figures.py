@@ -1,5 +1,11 @@
-"""Seaborn figures of a results DataFrame. Each function writes one PNG and returns its path,
-or returns None when the data lacks what the figure needs (the report then says so)."""
+"""Seaborn / matplotlib figures of a results DataFrame. Each function writes one PNG and returns
+its path, or returns None when the data lacks what the figure needs (the report then says so).
+
+Readability rules kept by every figure: one panel per machine and kind of placement (facets,
+not overplotting; at most a handful of series per panel), shared log axes within a figure, the
+spread of the rounds as error bars (the interquartile range), shuffled epochs only (the in-order
+references are in the tables), and what did not reach the target drawn as such.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.lines import Line2D
 from matplotlib.ticker import NullFormatter
 
 from reports import tidy
@@ -22,65 +29,167 @@ __all__ = ["FIGURES", "palette"]
 TIME_PARTS = {"median_compute_s": "compute", "median_h2d_s": "host→device",
               "median_d2h_s": "device→host", "median_eval_s": "evaluation",
               "median_data_move_s": "data movement (gather)"}
+DPI = 110
 
 
 def palette(df: pd.DataFrame) -> dict[str, tuple]:
-    """One colour per backend-device, the same in every figure (line styles tell placements,
-    kernels and machines apart)."""
+    """One colour per backend-device, the same in every figure (line styles tell placements
+    and kernels apart)."""
     names = sorted(set(df["backend"].dropna().astype(str) + "-" + df["device"].dropna()
                        .astype(str))) if {"backend", "device"} <= set(df) else []
     return dict(zip(names, sns.color_palette("tab10", max(len(names), 1)), strict=False))
 
 
 def _save(fig, path: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
     plt.close(fig)
     return path
 
 
-def _lines(data: pd.DataFrame, y: str, ylabel: str, title: str, path: Path, colors,
-           logy: bool = True) -> Path | None:
-    if data.empty or data[y].dropna().empty:
+def _series(df: pd.DataFrame) -> pd.Series:
+    """The series label without the machine suffix (the machine is the panel)."""
+    return df["series"].astype(str).str.split(" @").str[0]
+
+
+def _group(row: pd.Series) -> str:
+    if row["device"] == "cpu":
+        return "CPU"
+    return "GPU, data resident" if row.get("placement") == "resident" else "GPU, data streamed"
+
+
+def _panels(data: pd.DataFrame) -> pd.DataFrame:
+    """Adds ``panel`` (machine: CPU | GPU resident | GPU streamed) and ``line`` (series)."""
+    data = data.copy()
+    data["line"] = _series(data)
+    data["panel"] = data["machine"] + ": " + [_group(r) for _, r in data.iterrows()]
+    return data
+
+
+def _grid(n: int, ncols: int = 2, width: float = 5.6, height: float = 3.9):
+    ncols = min(ncols, n)
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows),
+                             sharex=True, sharey=True, squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, axes.flat[:n]
+
+
+def _style_of(lines: list[str], colors: dict[str, tuple]) -> dict[str, dict]:
+    """Colour by backend-device; line style by placement and kernel, the same in every figure:
+    solid = resident (or CPU), dashed = a fast kernel, dotted = streamed, dash-dot = streamed
+    from pinned memory; marker by backend."""
+    styles = {}
+    for line in lines:
+        head = line.split(" ")[0]
+        rest = line[len(head):].strip()
+        ls = "-." if "pinned" in rest else ":" if "streamed" in rest else \
+            "--" if rest not in ("", "resident") else "-"
+        backend = head.split("-")[0]
+        marker = {"numpy": "o", "torch": "s", "cupy": "^", "numba": "D"}.get(backend, "v")
+        styles[line] = {"color": colors.get(head, "k"), "ls": ls, "marker": marker}
+    return styles
+
+
+def _facet_lines(data: pd.DataFrame, y: str, lo: str | None, hi: str | None, ylabel: str,
+                 title: str, path: Path, colors, logy: bool = True,
+                 panel_titles: dict[str, str] | None = None) -> Path | None:
+    """One panel per ``panel``, one line per ``line`` against B, error bars lo..hi."""
+    data = data[data[y].notna()]
+    if data.empty:
         return None
-    fig, ax = plt.subplots(figsize=(8.5, 5.2))
-    sns.lineplot(data=data.sort_values("batch_size"), x="batch_size", y=y, hue=tidy.HUE,
-                 style=tidy.STYLE, palette=colors, markers=True, ax=ax, errorbar=None)
-    ax.set_xscale("log")
-    if logy:
-        ax.set_yscale("log")
-    ax.set_xlabel("batch size B (examples per step, log scale)")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(title=None, fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    panels = sorted(data["panel"].unique())
+    fig, axes = _grid(len(panels))
+    styles = _style_of(sorted(data["line"].unique()), colors)
+    for ax, panel in zip(axes, panels, strict=True):
+        sub = data[data["panel"] == panel]
+        for line, g in sub.groupby("line"):
+            g = g.sort_values("batch_size")
+            st = styles[line]
+            yerr = None
+            if lo and hi:
+                yerr = np.vstack([(g[y] - g[lo]).clip(lower=0), (g[hi] - g[y]).clip(lower=0)])
+            ax.errorbar(g["batch_size"], g[y], yerr=yerr, label=line, color=st["color"],
+                        ls=st["ls"], marker=st["marker"], ms=4, lw=1.4, capsize=2.5)
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        if logy:
+            ax.set_yscale("log")
+            ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.set_title((panel_titles or {}).get(panel, panel), fontsize=10)
+        ax.grid(True, which="major", alpha=0.3)
+        ax.legend(fontsize=7.5, loc="best")
+    for ax in axes:
+        ax.set_xlabel("batch size B (log scale)")
+        ax.set_ylabel(ylabel)
+        ax.tick_params(labelbottom=True, labelleft=True)
+    fig.suptitle(title, y=1.0)
+    fig.tight_layout()
     return _save(fig, path)
 
 
+def _epochs_shuffled(df: pd.DataFrame) -> pd.DataFrame:
+    data = tidy.epochs(df)
+    if data.empty or "seconds_per_epoch" not in data:
+        return data.iloc[0:0]
+    order = data.get("cfg_order", pd.Series("shuffle", data.index)).fillna("shuffle")
+    data = data[order == "shuffle"]
+    rel_lo, rel_hi = _rel_quartiles(data)
+    return _panels(data.assign(lo=data["seconds_per_epoch"] * rel_lo,
+                               hi=data["seconds_per_epoch"] * rel_hi))
+
+
+def _rel_quartiles(data: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """The rounds' first and third quartile over their median (1 where not recorded): scales a
+    per-round spread onto a per-epoch time."""
+    med = data["stat_median"].astype(float)
+    q1 = data["stat_q1"].astype(float) if "stat_q1" in data else med
+    q3 = data["stat_q3"].astype(float) if "stat_q3" in data else med
+    return (q1 / med).fillna(1.0), (q3 / med).fillna(1.0)
+
+
 def epoch_time(df: pd.DataFrame, out: Path, colors) -> Path | None:
-    return _lines(tidy.epochs(df), "seconds_per_epoch", "time per epoch (s, log scale)",
-                  "Time per epoch vs batch size", out / "fig1_epoch_time.png", colors)
+    data = _epochs_shuffled(df)
+    if data.empty:
+        return None
+    return _facet_lines(data, "seconds_per_epoch", "lo", "hi",
+                        "time per epoch (s, log scale)",
+                        "Time per epoch vs batch size (shuffled; bars: IQR of the rounds)",
+                        out / "fig1_epoch_time.png", colors)
 
 
 def step_time(df: pd.DataFrame, out: Path, colors) -> Path | None:
     data = tidy.steps(df)
     if data.empty:
         return None
-    data = data.assign(us_per_step=data["seconds_per_step"] * 1e6)
-    return _lines(data, "us_per_step", "time per optimizer step (µs, log scale)",
-                  "Time per step vs batch size (per-step overhead dominates on the left)",
-                  out / "fig2_step_time.png", colors)
+    data = _panels(data.assign(
+        us=data["seconds_per_step"] * 1e6,
+        lo=data.get("stat_q1", data["seconds_per_step"]).astype(float) * 1e6,
+        hi=data.get("stat_q3", data["seconds_per_step"]).astype(float) * 1e6))
+    return _facet_lines(data, "us", "lo", "hi", "time per optimizer step (µs, log scale)",
+                        "Time per step vs batch size (per-step overhead dominates on the left;"
+                        " bars: IQR)", out / "fig2_step_time.png", colors)
 
 
 def final_error(df: pd.DataFrame, out: Path, colors) -> Path | None:
-    data = tidy.epochs(df)
-    if data.empty:
+    data = _epochs_shuffled(df)
+    if data.empty or "final_valid_error" not in data:
         return None
-    data = data.assign(final_valid_error_pct=100 * data["final_valid_error"].astype(float))
-    epochs = int(data["epochs"].max())
-    return _lines(data, "final_valid_error_pct", "validation error (%)",
-                  f"Validation error after the fixed budget (≤ {epochs} epochs)",
-                  out / "fig3_final_error.png", colors, logy=False)
+    # streamed runs train exactly like resident ones: only the resident / CPU panels
+    data = data[~data["panel"].str.endswith("streamed")]
+    data = data.assign(err=100 * data["final_valid_error"].astype(float))
+    titles = {}
+    for panel, g in data.groupby("panel"):
+        e = g["cfg_max_epochs"].dropna() if "cfg_max_epochs" in g else g["epochs"]
+        s = g["cfg_max_steps"].dropna() if "cfg_max_steps" in g else pd.Series(dtype=float)
+        budget = f"{int(e.max())} epoch{'s' if int(e.max()) != 1 else ''}" if len(e) else "?"
+        if len(s):
+            budget += f", ≤ {int(s.max())} steps"
+        titles[panel] = f"{panel}\n(budget: {budget})"
+    return _facet_lines(data, "err", None, None, "validation error (%)",
+                        "Validation error after each machine's fixed budget (budgets differ "
+                        "between machines: compare within a panel)", out / "fig3_final_error.png",
+                        colors, logy=False, panel_titles=titles)
 
 
 def error_vs_time(df: pd.DataFrame, out: Path, colors) -> Path | None:
@@ -95,12 +204,15 @@ def error_vs_time(df: pd.DataFrame, out: Path, colors) -> Path | None:
     runs = runs[runs["curve_wall_s"].map(lambda c: isinstance(c, list) and len(c) > 0)]
     # streamed runs follow the resident ones' error curve, only slower: leave them out here
     runs = runs[~runs["series"].str.contains("streamed")]
+    if "cfg_order" in runs:
+        runs = runs[runs["cfg_order"].fillna("shuffle") == "shuffle"]
     if runs.empty:
         return None
-    runs = runs.assign(points=runs["curve_wall_s"].map(len))
-    runs = runs.sort_values("points").groupby(["series", "batch_size"]).tail(1)
+    runs = runs.assign(points=runs["curve_wall_s"].map(len),
+                       panel=_series(runs) + " — " + tidy.machine(runs))
+    runs = runs.sort_values("points").groupby(["panel", "batch_size"]).tail(1)
     rows = []
-    for series, group in runs.groupby("series"):
+    for panel, group in runs.groupby("panel"):
         n = group["n_train"].max()
         mb = group[(group["batch_size"] > 1) & (group["batch_size"] < n)]
         picks = [("full GD (B = n)", group[group["batch_size"] >= n]),
@@ -110,83 +222,119 @@ def error_vs_time(df: pd.DataFrame, out: Path, colors) -> Path | None:
             picks.append(("best minibatch", mb.loc[[best.name]]))
         for variant, sel in picks:
             for _, r in sel.iterrows():
-                name = variant if variant != "best minibatch" else \
-                    f"best minibatch (B = {int(r['batch_size'])})"
                 for t, e in zip(r["curve_wall_s"], r["curve_valid_error"], strict=True):
-                    rows.append({"series": series, "variant": name.split(" (")[0],
-                                 "wall_s": t, "valid_error_pct": 100 * e})
+                    rows.append({"panel": panel, "variant": variant, "wall_s": t,
+                                 "valid_error_pct": 100 * e})
     if not rows:
         return None
-    data = pd.DataFrame(rows)
+    data = pd.DataFrame(rows).sort_values("panel")
     grid = sns.relplot(data=data, x="wall_s", y="valid_error_pct", hue="variant",
-                       col="series", col_wrap=min(3, data["series"].nunique()), kind="line",
-                       marker="o", height=3.4, aspect=1.25,
-                       facet_kws={"sharey": True, "sharex": False})
+                       col="panel", col_wrap=min(3, data["panel"].nunique()), kind="line",
+                       marker="o", markersize=4, height=3.2, aspect=1.3,
+                       facet_kws={"sharey": True, "sharex": True})
     for ax in grid.axes.flat:
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.grid(True, which="major", alpha=0.3)
     grid.set_axis_labels("wall-clock time since start (s, log scale)", "validation error (%)")
-    grid.set_titles("{col_name}")
-    grid.figure.suptitle("Validation error vs wall-clock time", y=1.02)
-    grid.savefig(out / "fig4_error_vs_time.png", dpi=110)
-    plt.close(grid.figure)
-    return out / "fig4_error_vs_time.png"
+    grid.set_titles("{col_name}", size=9)
+    grid.figure.suptitle("Validation error vs wall-clock time (shared axes)", y=1.05)
+    sns.move_legend(grid, "lower center", bbox_to_anchor=(0.5, 0.995), ncol=3, title=None,
+                    frameon=False)
+    return _save(grid.figure, out / "fig4_error_vs_time.png")
 
 
 def time_split(df: pd.DataFrame, out: Path, colors) -> Path | None:
-    """Each run's wall time as shares of compute / transfers / evaluation / data movement."""
-    data = tidy.epochs(df)
+    """Each run's wall time as shares of compute / transfers / evaluation / data movement: one
+    panel per series and machine, one stacked bar per B (shuffled runs)."""
+    data = _epochs_shuffled(df)
     parts = [c for c in TIME_PARTS if c in data]
     if data.empty or not parts or "median_total_s" not in data:
         return None
-    data = data.sort_values(["series", "batch_size"])
-    total = data["median_total_s"].astype(float)
-    shares = data[parts].astype(float).div(total, axis=0).fillna(0.0) * 100
-    shares.columns = [TIME_PARTS[c] for c in parts]
-    shares.index = (data["series"] + "  B=" + data["batch_size"].astype(int).astype(str)
-                    + "  (" + (data["seconds_per_epoch"].astype(float)).map(
-                        lambda s: f"{s * 1e3:.1f} ms/epoch") + ")")
-    fig, ax = plt.subplots(figsize=(9, max(4, 0.24 * len(shares) + 1.5)))
-    shares.plot.barh(stacked=True, ax=ax, width=0.8,
-                     color=sns.color_palette("Set2", len(shares.columns)))
-    ax.set_xlim(0, 100)
-    ax.set_xlabel("share of the run's wall time (%); on a CPU host→device is not applicable")
-    ax.set_ylabel("")
-    ax.set_title("Where the time goes (epoch time in brackets)")
-    ax.invert_yaxis()
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=3)
-    ax.tick_params(axis="y", labelsize=7)
+    data = data.assign(panel=data["line"] + " — " + data["machine"])
+    panels = sorted(data["panel"].unique())
+    ncols = min(4, len(panels))
+    nrows = int(np.ceil(len(panels) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 2.9 * nrows + 0.6),
+                             sharey=True, squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    part_colors = dict(zip(parts, sns.color_palette("Set2", len(parts)), strict=False))
+    for ax, panel in zip(axes.flat, panels, strict=False):
+        g = data[data["panel"] == panel].sort_values("batch_size")
+        shares = g[parts].astype(float).div(g["median_total_s"].astype(float), axis=0) \
+            .fillna(0.0) * 100
+        x = np.arange(len(g))
+        bottom = np.zeros(len(g))
+        for c in parts:
+            ax.bar(x, shares[c], bottom=bottom, color=part_colors[c], width=0.75)
+            bottom += shares[c].to_numpy()
+        ax.set_xticks(x, [f"{int(b)}" for b in g["batch_size"]], fontsize=8, rotation=45)
+        ax.set_ylim(0, 100)
+        ax.set_title(panel, fontsize=8.5)
+        ax.set_xlabel("B", fontsize=8)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("share of wall time (%)")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=part_colors[c]) for c in parts]
+    fig.legend(handles, [TIME_PARTS[c] for c in parts], loc="upper center", ncol=len(parts),
+               bbox_to_anchor=(0.5, 1.0), fontsize=9)
+    fig.suptitle("Where the time goes, per series and B (shuffled epochs; host→device is "
+                 "n/a on a CPU)", y=1.04)
+    fig.tight_layout()
     return _save(fig, out / "fig5_time_split.png")
 
 
 def to_target(df: pd.DataFrame, out: Path, colors) -> Path | None:
     data = tidy.time_to_target(df)
-    if data.empty:
+    if data.empty or "target_reached" not in data:
         return None
-    reached = data[data["target_reached"].astype(bool)]
-    if reached.empty:
+    data = data.assign(line=_series(data), reached=data["target_reached"].astype(bool))
+    if not data["reached"].any():
         return None
-    target = 100 * float(reached["cfg_target_error"].iloc[0])
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
-    sns.lineplot(data=reached, x="batch_size", y="steps_to_target", hue=tidy.HUE, style=tidy.STYLE,
-                 palette=colors, markers=True, ax=axes[0], errorbar=None)
-    b = np.array(sorted(reached["batch_size"].unique()), dtype=float)
-    s0 = reached.loc[reached["batch_size"] == b[0], "steps_to_target"].min()
-    axes[0].plot(b, s0 * b[0] / b, "k--", lw=1, label="perfect scaling (slope −1)")
-    axes[0].legend(fontsize=8)
-    sns.lineplot(data=reached, x="batch_size", y="time_to_target_s", hue=tidy.HUE, style=tidy.STYLE,
-                 palette=colors, markers=True, ax=axes[1], errorbar=None)
-    axes[1].get_legend().remove()  # same colours as the left panel
-    for ax, ylab in zip(axes, ("optimizer steps to target (log)",
-                               "training time to target (s, evaluation excluded, log)"),
-                        strict=True):
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("batch size B (log scale)")
-        ax.set_ylabel(ylab)
-        ax.grid(True, which="both", alpha=0.3)
+    target = 100 * float(data["cfg_target_error"].iloc[0])
+    machines = sorted(data["machine"].unique())
+    fig, axes = plt.subplots(len(machines), 2, figsize=(11, 4.2 * len(machines)),
+                             squeeze=False)
+    styles = _style_of(sorted(data["line"].unique()), colors)
+    for row, m in zip(axes, machines, strict=True):
+        sub = data[data["machine"] == m]
+        for ax, y, ylab in ((row[0], "steps_to_target", "optimizer steps to target (log)"),
+                            (row[1], "time_to_target_s",
+                             "training time to target (s, evaluation excluded, log)")):
+            reached = sub[sub["reached"]]
+            for line, g in reached.groupby("line"):
+                g = g.sort_values("batch_size")
+                st = styles[line]
+                ax.plot(g["batch_size"], g[y].astype(float), color=st["color"], ls=st["ls"],
+                        marker=st["marker"], ms=5, label=line)
+            missed = sub[~sub["reached"]]
+            if len(missed) and len(reached):
+                top = reached[y].astype(float).max() * 2.5
+                for line, g in missed.groupby("line"):
+                    ax.scatter(g["batch_size"], np.full(len(g), top), marker="x", s=45,
+                               color=styles[line]["color"])
+                ax.axhline(top, color="0.6", lw=0.6, ls=":")
+                ax.annotate("× not reached within budget", (0.02, 0.97),
+                            xycoords="axes fraction", va="top", fontsize=8, color="0.3")
+            if y == "steps_to_target" and len(reached) > 1:
+                b = np.array(sorted(reached["batch_size"].unique()), dtype=float)
+                s0 = reached.loc[reached["batch_size"] == b[0], y].astype(float).min()
+                ax.plot(b, s0 * b[0] / b, "k--", lw=1, label="perfect scaling (slope −1)")
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            for axis in (ax.xaxis, ax.yaxis):
+                axis.set_minor_formatter(NullFormatter())
+            ax.set_xlabel("batch size B (log scale)")
+            ax.set_ylabel(ylab)
+            ax.set_title(m, fontsize=10)
+            ax.grid(True, which="major", alpha=0.3)
+        handles, labels = row[0].get_legend_handles_labels()
+        if len(sub[~sub["reached"]]):
+            handles.append(Line2D([], [], marker="x", ls="", color="0.3"))
+            labels.append("not reached")
+        row[0].legend(handles, labels, fontsize=7.5, loc="best")
     fig.suptitle(f"Reaching {target:.0f} % validation error (best learning rate per B)")
+    fig.tight_layout()
     return _save(fig, out / "fig6_time_to_target.png")
 
 

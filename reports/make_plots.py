@@ -1,7 +1,8 @@
 """Turn benchmark results into seaborn figures and a markdown report.
 
-    python reports/make_plots.py                      # newest result of each machine in results/
-    python reports/make_plots.py FILE [FILE ...]      # these result files
+    python reports/make_plots.py                      # newest complete run of each machine
+    python reports/make_plots.py --profile standard   # ... of that profile only
+    python reports/make_plots.py FILE [FILE ...]      # these result files (partial ones named)
     python reports/make_plots.py --compare OLD.json   # plus a table of speed-ups vs a baseline
     python reports/make_plots.py --out DIR            # write elsewhere (default: reports/)
 """
@@ -17,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
-from bench.results import find_result_files, load_results, newest_result_file  # noqa: E402
+from bench.results import load_results, select_runs  # noqa: E402
 from reports import figures, markdown  # noqa: E402
 
 REPORT_NAME = "report.md"
@@ -27,10 +28,14 @@ class ReportError(RuntimeError):
     """Nothing to report on; the message says how to produce results."""
 
 
-def default_files(results: Path) -> list[Path]:
-    """The newest result file of each machine folder under ``results``."""
-    folders = sorted({p.parent for p in find_result_files(results)})
-    return [f for f in (newest_result_file(d) for d in folders) if f is not None]
+def default_files(results: Path, profile: str | None = None, quiet: bool = False) -> list[Path]:
+    """The newest complete run of each machine folder under ``results`` (of ``profile`` when
+    given); the files passed over are listed on stderr with the reason."""
+    chosen, passed_over = select_runs(results, profile)
+    if not quiet:
+        for line in passed_over:
+            print(f"make_plots: {line}", file=sys.stderr)
+    return chosen
 
 
 def build(files: list[Path], out: Path, compare: list[Path] | None = None,
@@ -62,14 +67,18 @@ def main(argv: list[str] | None = None) -> int:
                         "newest of each machine under --results)")
     parser.add_argument("--results", type=Path, default=ROOT / "results",
                         help="folder searched when no files are named (default: results/)")
+    parser.add_argument("--profile", help="with no files named: use only runs of this "
+                        "benchmark profile (quick, standard, gpu, full)")
     parser.add_argument("--compare", nargs="+", type=Path, help="baseline result files")
     parser.add_argument("--out", type=Path, default=ROOT / "reports",
                         help="output folder (default: reports/)")
     args = parser.parse_args(argv)
-    files = args.files or default_files(args.results)
+    files = args.files or default_files(args.results, args.profile)
     if not files:
-        print(f"make_plots: no result files under {args.results}. Run `pytest --benchmark-only` "
-              "first (it saves into results/), or name result files.", file=sys.stderr)
+        which = f" of the {args.profile!r} profile" if args.profile else ""
+        print(f"make_plots: no complete run{which} under {args.results}. Run `pytest "
+              "--benchmark-only` first (it saves into results/), or name result files.",
+              file=sys.stderr)
         return 2
     missing = [f for f in files if not f.is_file()]
     if missing:

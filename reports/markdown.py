@@ -1,6 +1,10 @@
-"""The markdown report: machine table, findings computed from the data, tables, figures.
+"""The markdown report: a summary per machine first, then the machines, findings, figures and
+tables.
 
-Every number here comes from the DataFrame; no sentence carries a typed-in number.
+Every number here comes from the DataFrame; no sentence carries a typed-in number, and every
+number in the summary names the table row it comes from. Spellings: ``n/a`` = not applicable
+(e.g. host→device on a CPU), ``not reached`` = the target error was not reached within the
+budget, ``—`` = not measured in that result file.
 """
 
 from __future__ import annotations
@@ -12,16 +16,32 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.results import epoch_seconds
-from bench.targets import evaluate
+from bench.record import per_epoch_seconds
+from bench.results import NOISY_REL_IQR, epoch_seconds
+from bench.targets import evaluate, verdict
 from reports import tidy
 
-__all__ = ["comparison_table", "findings", "machine_table", "render", "tables"]
+__all__ = ["NA", "NOT_MEASURED", "NOT_REACHED", "comparison_table", "findings",
+           "machine_table", "render", "summary", "tables"]
+
+NA = "n/a"
+NOT_REACHED = "not reached"
+NOT_MEASURED = "—"
+NOISY = "**noisy**"
+
+EPOCH_TABLE = "Fixed-budget epochs"
+TTT_TABLE = "Time to target"
+TRANSFER_TABLE = "Transfers (device events)"
 
 
-def _fmt_s(x: float) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "n/a"
+def _missing(x: object) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x)) or x is pd.NA
+
+
+def _fmt_s(x: float | None) -> str:
+    """Seconds, in the unit that suits them (s, ms, µs)."""
+    if _missing(x):
+        return NOT_MEASURED
     if x >= 1:
         return f"{x:.2f} s"
     if x >= 1e-3:
@@ -29,17 +49,77 @@ def _fmt_s(x: float) -> str:
     return f"{x * 1e6:.0f} µs"
 
 
-def machine_table(df: pd.DataFrame) -> str:
-    cols = {"file": "result file", "datetime": "date", "commit": "commit",
-            "machine_cpu": "CPU", "machine_cpu_count": "CPUs", "machine_gpu": "GPU",
-            "machine_python": "Python", "machine_numpy": "numpy", "machine_torch": "torch",
-            "machine_cupy": "cupy", "machine_profile": "profile"}
-    present = [c for c in cols if c in df]
-    table = df[present].drop_duplicates(subset=["file"]).rename(columns=cols)
-    table["result file"] = table["result file"].map(lambda f: Path(str(f)).name)
-    if "commit" in table:
-        table["commit"] = table["commit"].astype(str).str[:10]
-    return table.fillna("—").to_markdown(index=False)
+def _ms(x: float | None, digits: int = 2) -> str:
+    return NOT_MEASURED if _missing(x) else f"{1e3 * float(x):.{digits}f}"
+
+
+def _md(frame: pd.DataFrame) -> str:
+    """A markdown table of cells as formatted here (tabulate would re-parse '0.00' as 0)."""
+    return frame.to_markdown(index=False, disable_numparse=True)
+
+
+def _file(f: object) -> str:
+    return Path(str(f)).name
+
+
+def _short_commit(c: object) -> str:
+    return "unknown" if _missing(c) or not c else str(c)[:10]
+
+
+# --------------------------------------------------------------------------- views
+
+
+def _epoch_view(df: pd.DataFrame) -> pd.DataFrame:
+    """Epoch rows with per-epoch times (all from the same per-step / per-epoch split), their
+    spread scaled from the rounds' IQR, the data order and the budget."""
+    ep = tidy.epochs(df)
+    if ep.empty:
+        return ep
+    ep = ep.copy()
+    ep["order"] = ep.get("cfg_order", pd.Series("shuffle", ep.index)).fillna("shuffle")
+    ep["train_s"] = epoch_seconds(ep, evaluation=False)
+    fraction = ep["steps"].astype(float) / ep["batches_per_epoch"].astype(float)
+    epochs = ep["epochs"].astype(float)
+
+    def per_epoch(col: str, once: bool = False) -> pd.Series:
+        v = ep[col].astype(float) if col in ep else pd.Series(np.nan, ep.index)
+        return per_epoch_seconds(0.0, v, fraction, epochs) if once else \
+            per_epoch_seconds(v, 0.0, fraction, epochs)
+
+    ep["compute_epoch_s"] = per_epoch("median_compute_s")
+    ep["h2d_epoch_s"] = per_epoch("median_h2d_s")
+    ep["move_epoch_s"] = per_epoch("median_data_move_s", once=True)
+    rel = ep["rel_iqr"] if "rel_iqr" in ep else pd.Series(np.nan, ep.index)
+    ep["iqr_epoch_s"] = ep["seconds_per_epoch"] * rel.astype(float)
+    ep["noisy"] = ep.get("noisy", pd.Series(False, ep.index)).fillna(False).astype(bool)
+    n = ep["n_train"].astype(float) if "n_train" in ep else \
+        ep["batches_per_epoch"].astype(float) * ep["batch_size"].astype(float)
+    ep["examples_per_s"] = n / ep["train_s"]
+    ep["budget"] = [_budget(r) for _, r in ep.iterrows()]
+    return ep
+
+
+def _budget(row: pd.Series) -> str:
+    epochs = row.get("cfg_max_epochs")
+    steps = row.get("cfg_max_steps")
+    n = int(epochs) if not _missing(epochs) else int(row["epochs"])
+    text = f"{n} epoch{'s' if n != 1 else ''}"
+    if not _missing(steps):
+        text += f", ≤ {int(steps)} steps"
+    return text
+
+
+def _row_ref(table: str, r: pd.Series) -> str:
+    order = f", {r['order']}" if "order" in r and r["order"] != "shuffle" else ""
+    return f"[{table}: {r['series']}, B = {int(r['batch_size'])}{order}]"
+
+
+def _variant_of(r: pd.Series, n: float) -> str:
+    b = int(r["batch_size"])
+    return "per-sample SGD" if b == 1 else "full-batch GD" if b >= n else "minibatch SGD"
+
+
+# --------------------------------------------------------------------------- machines
 
 
 def _machine_name(sub: pd.DataFrame) -> str:
@@ -49,27 +129,163 @@ def _machine_name(sub: pd.DataFrame) -> str:
     return f"{gpu} + {cpu}" if isinstance(gpu, str) and gpu else cpu
 
 
+def _run_line(sub: pd.DataFrame) -> str:
+    r = sub.iloc[0]
+    dirty = " with uncommitted changes" if bool(r.get("commit_dirty")) else ""
+    status = r.get("run_status") if not _missing(r.get("run_status")) else "complete"
+    load = ""
+    if r.get("run_loaded") is True:
+        load = " The machine was **loaded** during the run (other processes shared the " \
+               "cores): its times are slower and noisier than on an idle machine."
+    return (f"Profile `{r.get('machine_profile') or 'unknown'}`, commit "
+            f"`{_short_commit(r.get('commit'))}`{dirty}, run {str(r.get('datetime'))[:16]} "
+            f"(`{_file(r['file'])}`: {status}).{load}")
+
+
+def machine_table(df: pd.DataFrame) -> str:
+    cols = {"file": "result file", "datetime": "date", "commit": "commit",
+            "machine_profile": "profile", "run_status": "run",
+            "run_loaded": "loaded", "machine_cpu": "CPU", "machine_cpu_count": "CPUs",
+            "machine_gpu": "GPU", "machine_python": "Python", "machine_numpy": "numpy",
+            "machine_torch": "torch", "machine_cupy": "cupy"}
+    present = [c for c in cols if c in df]
+    table = df[present].drop_duplicates(subset=["file"]).copy()
+    table["file"] = table["file"].map(_file)
+    if "commit" in table:
+        table["commit"] = table["commit"].map(_short_commit)
+    if "datetime" in table:
+        table["datetime"] = table["datetime"].astype(str).str[:16]
+    if "run_loaded" in table:
+        table["run_loaded"] = table["run_loaded"].map(
+            {True: "**yes**", False: "no"}).fillna(NOT_MEASURED)
+    return table.rename(columns=cols).astype(object).fillna(NOT_MEASURED).pipe(_md)
+
+
+def _code_note(df: pd.DataFrame) -> list[str]:
+    """Whether the machines' results come from the same code."""
+    runs = df.drop_duplicates("file")[["file", "commit", "datetime"]]
+    if len(runs) < 2:
+        return []
+    commits = runs["commit"].map(_short_commit)
+    if commits.nunique() == 1 and "unknown" not in set(commits):
+        return [f"All machines ran the same code (commit `{commits.iloc[0]}`): their numbers "
+                "can be compared."]
+    newest = str(runs["datetime"].max())
+    listing = "; ".join(f"`{_file(f)}`: commit `{c}`, run {str(d)[:16]}"
+                        + (" (older code)" if str(d) < newest else "")
+                        for f, c, d in zip(runs["file"], commits, runs["datetime"], strict=True))
+    return [f"**The machines ran different code** ({listing}). Each machine's section compares "
+            "only rows of its own run; numbers are not compared across machines, and a "
+            "difference between sections may come from the code, not the hardware."]
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def summary(df: pd.DataFrame) -> dict[str, list[str]]:
+    """Per machine (result file): what to use for what, each number with its table row."""
+    return {f"{_machine_name(sub)}": [_run_line(sub), *_summary(sub)]
+            for _, sub in df.groupby("file", sort=False)}
+
+
+def _summary(df: pd.DataFrame) -> list[str]:
+    out: list[str] = []
+    ep = _epoch_view(df)
+    if len(ep):
+        n = float(ep["n_train"].max()) if "n_train" in ep else 50_000.0
+        shuffled = ep[ep["order"] == "shuffle"].copy()
+        shuffled["variant_name"] = [_variant_of(r, n) for _, r in shuffled.iterrows()]
+        budgets = ", ".join(sorted(set(shuffled["budget"])))
+        for variant in ("per-sample SGD", "minibatch SGD", "full-batch GD"):
+            g = shuffled[shuffled["variant_name"] == variant]
+            if g.empty:
+                continue
+            best = g.loc[g["seconds_per_epoch"].idxmin()]
+            at = f" at B = {int(best['batch_size'])}" if variant == "minibatch SGD" else ""
+            noisy = " — *too noisy to rank: rerun on a quiet machine*" if best["noisy"] else ""
+            out.append(f"Fastest {variant} epoch (shuffled, budget {budgets}): "
+                       f"**{best['series']}{at}**, {_ms(best['seconds_per_epoch'])} ± "
+                       f"{_ms(best['iqr_epoch_s'])} ms per epoch "
+                       f"{_row_ref(EPOCH_TABLE, best)}{noisy}.")
+    ttt = tidy.time_to_target(df)
+    if len(ttt):
+        target = 100 * float(ttt["cfg_target_error"].iloc[0])
+        reached = ttt[ttt["target_reached"].astype(bool)]
+        if len(reached):
+            best = reached.loc[reached["time_to_target_s"].astype(float).idxmin()]
+            out.append(f"Fastest to {target:.0f} % validation error: **{best['series']} at "
+                       f"B = {int(best['batch_size'])}** (lr {best['cfg_learning_rate']}), "
+                       f"{float(best['time_to_target_s']):.3f} s of training in "
+                       f"{int(best['steps_to_target'])} steps {_row_ref(TTT_TABLE, best)}.")
+        else:
+            out.append(f"No run reached {target:.0f} % validation error within its budget.")
+    if len(ep) and (ep["device"] != "cpu").any():
+        gpu = ep[(ep["device"] != "cpu") & (ep["kernel"].fillna("eager") == "eager")]
+        parts = []
+        for B in sorted(gpu["batch_size"].unique()):
+            g = gpu[gpu["batch_size"] == B]
+            res = g[g["placement"] == "resident"]
+            st = g[(g["placement"] == "streamed") & ~g["pinned"].fillna(False).astype(bool)]
+            if len(res) and len(st):
+                r, s = res.loc[res["seconds_per_epoch"].idxmin()], \
+                    st.loc[st["seconds_per_epoch"].idxmin()]
+                if r["noisy"] or s["noisy"]:
+                    parts.append(f"B = {int(B)}: too noisy to compare")
+                else:
+                    ratio = s["seconds_per_epoch"] / r["seconds_per_epoch"]
+                    parts.append(f"B = {int(B)}: {ratio:.1f}× ({s['series']} "
+                                 f"{_fmt_s(s['seconds_per_epoch'])} vs {r['series']} "
+                                 f"{_fmt_s(r['seconds_per_epoch'])})")
+        if parts:
+            out.append("What moving the data costs: the fastest streamed (pageable memory) epoch "
+                       f"over the fastest resident one, per B [{EPOCH_TABLE}]: "
+                       + "; ".join(parts) + ".")
+    elif len(ep):
+        out.append(f"Transfers: {NA} (CPU only: the data never leaves host memory).")
+    timed = df[df["stat_median"].notna()] if "stat_median" in df else df.iloc[0:0]
+    if "noisy" in timed and len(timed):
+        k = int(timed["noisy"].fillna(False).astype(bool).sum())
+        if k:
+            out.append(f"Noise: {k} of {len(timed)} timed rows have an IQR above "
+                       f"{NOISY_REL_IQR:.0%} of their median ({NOISY} in the tables); findings "
+                       "and targets built on them give no verdict.")
+        else:
+            out.append(f"Noise: every timed row's IQR is within {NOISY_REL_IQR:.0%} of its "
+                       "median.")
+    return out
+
+
+# --------------------------------------------------------------------------- findings
+
+
 def findings(df: pd.DataFrame) -> dict[str, list[str]]:
     """Sentences computed from the data, per result file: ratios never cross machines."""
-    return {f"{_machine_name(sub)} — `{Path(str(file)).name}`": _findings(sub)
+    return {f"{_machine_name(sub)} — `{_file(file)}`": _findings(sub)
             for file, sub in df.groupby("file", sort=False)}
+
+
+def _ratio_or_noise(a: pd.Series, b: pd.Series, col: str = "seconds_per_epoch") -> str:
+    if bool(a.get("noisy")) or bool(b.get("noisy")):
+        return "(too noisy to state a ratio)"
+    return f"{b[col] / a[col]:.1f}×"
 
 
 def _findings(df: pd.DataFrame) -> list[str]:
     out: list[str] = []
-    ep = tidy.epochs(df)
+    ep = _epoch_view(df)
     if len(ep):
-        for B, group in ep.groupby("batch_size"):
+        shuffled = ep[ep["order"] == "shuffle"]
+        for B, group in shuffled.groupby("batch_size"):
             if group["series"].nunique() < 2:
                 continue
             best = group.loc[group["seconds_per_epoch"].idxmin()]
             worst = group.loc[group["seconds_per_epoch"].idxmax()]
-            out.append(f"At B = {int(B)}, the fastest epoch is **{best['series']}** "
+            out.append(f"At B = {int(B)} (shuffled), the fastest epoch is **{best['series']}** "
                        f"({_fmt_s(best['seconds_per_epoch'])}), "
-                       f"{worst['seconds_per_epoch'] / best['seconds_per_epoch']:.1f}× faster "
-                       f"than the slowest ({worst['series']}, "
-                       f"{_fmt_s(worst['seconds_per_epoch'])}).")
-        gpu = ep[(ep["device"] != "cpu") & ep["median_h2d_s"].notna()]
+                       f"{_ratio_or_noise(best, worst)} faster than the slowest "
+                       f"({worst['series']}, {_fmt_s(worst['seconds_per_epoch'])}).")
+        gpu = ep[(ep["device"] != "cpu") & ep["median_h2d_s"].notna()] \
+            if "median_h2d_s" in ep else ep.iloc[0:0]
         if len(gpu):
             share = (gpu["median_h2d_s"] / gpu["median_total_s"]).groupby(
                 [gpu["placement"], gpu["pinned"].astype(bool)]).median()
@@ -78,7 +294,7 @@ def _findings(df: pd.DataFrame) -> list[str]:
                 out.append(f"On the GPU, host→device copies take a median **{100 * value:.1f} %** "
                            f"of the run's wall time with `{name}` data.")
         kernel = ep["kernel"].fillna("eager") if "kernel" in ep else pd.Series("eager", ep.index)
-        resident = ep[(ep["device"] != "cpu") & (ep["placement"] == "resident")]
+        resident = ep[(ep["device"] != "cpu") & (ep.get("placement") == "resident")]
         for (backend, fast), g in resident[kernel[resident.index] != "eager"].groupby(
                 ["backend", kernel[resident.index]]):
             eager = resident[(resident["backend"] == backend)
@@ -87,57 +303,48 @@ def _findings(df: pd.DataFrame) -> list[str]:
             for _, row in g.sort_values("batch_size").iterrows():
                 base = eager[eager["batch_size"] == row["batch_size"]]
                 if len(base):
-                    fast_s = row["seconds_per_epoch"]
                     ratios.append(f"B = {int(row['batch_size'])}: "
-                                  f"{base['seconds_per_epoch'].iloc[0] / fast_s:.1f}× "
-                                  f"({_fmt_s(fast_s)} per epoch)")
+                                  f"{_ratio_or_noise(row, base.iloc[0])} "
+                                  f"({_fmt_s(row['seconds_per_epoch'])} per epoch)")
             if ratios:
                 out.append(f"The {backend} `{fast}` path against its eager steps (data "
                            f"resident): " + "; ".join(ratios) + ".")
-        cpu = ep[ep["device"] == "cpu"]
+        cpu = shuffled[shuffled["device"] == "cpu"]
         if len(gpu) and len(cpu):
-            res = resident
             wins, losses = [], []
-            for B, g in res.groupby("batch_size"):
+            for B, g in resident.groupby("batch_size"):
                 c = cpu[cpu["batch_size"] == B]
                 if len(c):
                     ratio = c["seconds_per_epoch"].min() / g["seconds_per_epoch"].min()
                     (wins if ratio > 1 else losses).append(f"B = {int(B)} ({ratio:.1f}×)")
+            same = "same run, same code and budget"
             if wins:
-                out.append("The best GPU epoch (data resident, any kernel) beats the best CPU "
-                           "epoch at "
-                           + ", ".join(wins) + ".")
+                out.append(f"The best GPU epoch (data resident, any kernel) beats the best "
+                           f"CPU epoch of this machine ({same}) at " + ", ".join(wins) + ".")
             if losses:
-                out.append("The best CPU epoch beats the best GPU epoch at " + ", ".join(losses)
-                           + " (ratio = CPU time / GPU time).")
+                out.append(f"The best CPU epoch of this machine ({same}) beats the best GPU "
+                           "epoch at " + ", ".join(losses) + " (ratio = CPU time / GPU time).")
     out += _reshuffle_findings(df)
     ttt = tidy.time_to_target(df)
     if len(ttt):
         reached = ttt[ttt["target_reached"].astype(bool)]
-        target = 100 * float(ttt["cfg_target_error"].iloc[0])
-        if len(reached):
-            best = reached.loc[reached["time_to_target_s"].idxmin()]
-            out.append(f"Fastest to {target:.0f} % validation error: **{best['series']} at "
-                       f"B = {int(best['batch_size'])}** (lr {best['cfg_learning_rate']}), "
-                       f"{_fmt_s(best['time_to_target_s'])} of training (evaluation excluded) "
-                       f"and {int(best['steps_to_target'])} steps.")
-            for series, g in reached.groupby("series"):
-                g = g.sort_values("batch_size")
-                b, s = g["batch_size"].to_numpy(float), g["steps_to_target"].to_numpy(float)
-                if len(b) < 3:
-                    continue
-                # perfect scaling: steps ∝ 1/B; call the knee where a B step cuts steps by
-                # less than half of what perfect scaling would
-                for i in range(1, len(b)):
-                    gain = np.log(s[i - 1] / s[i]) / np.log(b[i] / b[i - 1])
-                    if gain < 0.5:
-                        out.append(f"{series}: steps to target shrink with B up to "
-                                   f"B = {int(b[i - 1])}; beyond it they shrink at less than "
-                                   "half the perfect-scaling rate.")
-                        break
+        for series, g in reached.groupby("series"):
+            g = g.sort_values("batch_size")
+            b, s = g["batch_size"].to_numpy(float), g["steps_to_target"].to_numpy(float)
+            if len(b) < 3:
+                continue
+            # perfect scaling: steps ∝ 1/B; call the knee where a B step cuts steps by
+            # less than half of what perfect scaling would
+            for i in range(1, len(b)):
+                gain = np.log(s[i - 1] / s[i]) / np.log(b[i] / b[i - 1])
+                if gain < 0.5:
+                    out.append(f"{series}: steps to target shrink with B up to "
+                               f"B = {int(b[i - 1])}; beyond it they shrink at less than "
+                               "half the perfect-scaling rate.")
+                    break
         missed = ttt[~ttt["target_reached"].astype(bool)]
         if len(missed):
-            out.append("Not reached within budget: " + ", ".join(
+            out.append(f"{NOT_REACHED.capitalize()} within budget: " + ", ".join(
                 f"{r.series} B = {int(r.batch_size)}" for r in missed.itertuples()) + ".")
     return out
 
@@ -174,6 +381,9 @@ def _reshuffle_findings(df: pd.DataFrame, batch_size: int = 600) -> list[str]:
             f"{_fmt_s(copy_s)} (the copy floor). " + "; ".join(parts) + "."]
 
 
+# --------------------------------------------------------------------------- tables
+
+
 def _floor_ratios(ep: pd.DataFrame, df: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     """Training time per epoch over the same file's products-only epoch at that B, and over
     its FLOP floor (NaN where the file has no floor measurements)."""
@@ -194,44 +404,77 @@ def _floor_ratios(ep: pd.DataFrame, df: pd.DataFrame) -> tuple[pd.Series, pd.Ser
     return mm_ratio, flop_ratio
 
 
+def _cells(values: pd.Series, fmt, na_mask: pd.Series | None = None) -> list[str]:
+    out = []
+    for i, v in values.items():
+        if na_mask is not None and bool(na_mask.get(i)):
+            out.append(NA)
+        else:
+            out.append(NOT_MEASURED if _missing(v) else fmt(v))
+    return out
+
+
+def _noise_cells(t: pd.DataFrame) -> list[str]:
+    rel = t["rel_iqr"] if "rel_iqr" in t else pd.Series(np.nan, t.index)
+    return [NOT_MEASURED if _missing(r) else (f"{NOISY} ({100 * r:.0f} %)" if n
+                                                else f"{100 * r:.0f} %")
+            for r, n in zip(rel, t["noisy"].fillna(False), strict=True)]
+
+
 def tables(df: pd.DataFrame) -> dict[str, str]:
     out = {}
-    ep = tidy.epochs(df)
+    ep = _epoch_view(df)
     if len(ep):
-        t = ep.sort_values(["batch_size", "series"])
+        t = ep.sort_values(["file", "batch_size", "series", "order"])
         mm_ratio, flop_ratio = _floor_ratios(t, df)
-        t = pd.DataFrame({
-            "series": t["series"], "B": t["batch_size"].astype(int),
-            "order": t.get("cfg_order", pd.Series("shuffle", t.index)),
-            "steps": t["steps"].astype(int),
-            "time per epoch (s)": t["seconds_per_epoch"].round(5),
-            "training ÷ products-only epoch": mm_ratio.round(2),
-            "training ÷ FLOP floor": flop_ratio.round(1),
-            "compute (s)": t["median_compute_s"].round(5),
-            "host→device (s)": t["median_h2d_s"].round(5).astype(object).where(
-                t["median_h2d_s"].notna(), "n/a"),
-            "data movement (s)": t["median_data_move_s"].round(5),
-            "examples/s": t["examples_per_second"].round(0),
-            "final valid error (%)": (100 * t["final_valid_error"].astype(float)).round(2),
-            "status": t["status"]})
-        out["Fixed-budget epochs (medians over rounds)"] = t.to_markdown(index=False)
+        cpu = t["device"] == "cpu"
+        out[f"{EPOCH_TABLE} (medians over rounds; per epoch)"] = pd.DataFrame({
+            "result file": t["file"].map(_file).str.slice(0, 13),
+            "series": t["series"], "B": t["batch_size"].astype(int), "data order": t["order"],
+            "budget per round": t["budget"],
+            "time per epoch, incl. validation (ms, median ± IQR)": [
+                f"{_ms(m)} ± {_ms(q)}" for m, q in zip(t["seconds_per_epoch"],
+                                                       t["iqr_epoch_s"], strict=True)],
+            "IQR / median (rounds)": _noise_cells(t),
+            "training per epoch (ms)": _cells(t["train_s"], _ms),
+            "compute per epoch (ms)": _cells(t["compute_epoch_s"], _ms),
+            "host→device per epoch (ms)": _cells(t["h2d_epoch_s"], _ms, cpu),
+            "data movement per epoch (ms)": _cells(t["move_epoch_s"], _ms),
+            "training ÷ products-only epoch": _cells(mm_ratio, "{:.2f}".format),
+            "training ÷ FLOP floor": _cells(flop_ratio, "{:.1f}".format),
+            "examples/s (training)": _cells(t["examples_per_s"], "{:,.0f}".format),
+            "final valid error (%)": _cells(100 * t["final_valid_error"].astype(float),
+                                            "{:.2f}".format),
+            "status": t["status"].fillna(NOT_MEASURED)}).pipe(_md)
     st = tidy.steps(df)
     if len(st):
-        t = st.sort_values(["batch_size", "series"])
-        out["One optimizer step"] = pd.DataFrame({
+        t = st.sort_values(["file", "batch_size", "series"])
+        t = t.assign(noisy=t.get("noisy", pd.Series(False, t.index)).fillna(False))
+        out["One optimizer step (median over rounds)"] = pd.DataFrame({
+            "result file": t["file"].map(_file).str.slice(0, 13),
             "series": t["series"], "B": t["batch_size"].astype(int),
-            "time per step (µs)": (1e6 * t["seconds_per_step"]).round(1)}).to_markdown(
-                index=False)
+            "time per step (µs, median ± IQR)": [
+                f"{1e6 * m:.1f} ± {1e6 * q:.1f}" if not _missing(q) else f"{1e6 * m:.1f}"
+                for m, q in zip(t["seconds_per_step"], t["stat_iqr"], strict=True)],
+            "IQR / median (rounds)": _noise_cells(t)}).pipe(_md)
     ttt = tidy.time_to_target(df)
     if len(ttt):
-        t = ttt.sort_values(["batch_size", "series"])
-        out["Time to target"] = pd.DataFrame({
+        t = ttt.sort_values(["file", "batch_size", "series"])
+        reached = t["target_reached"].astype(bool)
+        out[f"{TTT_TABLE} (one run per point; best learning rate per B)"] = pd.DataFrame({
+            "result file": t["file"].map(_file).str.slice(0, 13),
             "series": t["series"], "B": t["batch_size"].astype(int),
-            "lr": t["cfg_learning_rate"], "reached": t["target_reached"],
-            "training time to target (s)": t["time_to_target_s"].astype(float).round(3),
-            "steps to target": t["steps_to_target"],
-            "best valid error (%)": (100 * t["best_valid_error"].astype(float)).round(2),
-            "epochs run": t["epochs"]}).to_markdown(index=False)
+            "lr": t["cfg_learning_rate"],
+            "budget": [f"{int(e)} epochs" if not _missing(e) else NOT_MEASURED
+                       for e in t.get("cfg_max_epochs", pd.Series(np.nan, t.index))],
+            "training time to target (s)": [f"{float(v):.3f}" if r else NOT_REACHED
+                                            for v, r in zip(t["time_to_target_s"], reached,
+                                                            strict=True)],
+            "steps to target": [f"{int(v)}" if r else NOT_REACHED
+                                for v, r in zip(t["steps_to_target"], reached, strict=True)],
+            "best valid error (%)": _cells(100 * t["best_valid_error"].astype(float),
+                                           "{:.2f}".format),
+            "epochs run": t["epochs"]}).pipe(_md)
     if "kind" in df and "floor" in set(df["kind"]):
         f = df[df["kind"] == "floor"]
         rows = []
@@ -239,7 +482,7 @@ def tables(df: pd.DataFrame) -> dict[str, str]:
             def pick(name, col, g=g):
                 sel = g[g["floor"] == name]
                 return float(sel[col].iloc[0]) if len(sel) else float("nan")
-            rows.append({"result file": Path(str(file)).name,
+            rows.append({"result file": _file(file)[:13],
                          "peak float32 matmul (GFLOP/s)": round(pick("peak_matmul",
                                                                      "gflop_per_s"), 1),
                          "read (GB/s)": round(pick("read_bandwidth", "gb_per_s"), 2),
@@ -250,21 +493,27 @@ def tables(df: pd.DataFrame) -> dict[str, str]:
                          "bandwidth floor of an epoch (ms)": round(
                              1e3 * pick("read_bandwidth", "bandwidth_floor_epoch_s"), 2)})
         out["The machine's floors (measured by the suite, NumPy float32)"] = pd.DataFrame(
-            rows).to_markdown(index=False)
-        mm = f[f["floor"] == "matmul_epoch"].sort_values("batch_size")
+            rows).pipe(_md)
+        mm = f[f["floor"] == "matmul_epoch"].sort_values(["file", "batch_size"])
         if len(mm):
+            mm = mm.assign(noisy=mm.get("noisy", pd.Series(False, mm.index)).fillna(False))
             out["Matrix-products-only epoch (forward + weight gradient, in order)"] = \
-                pd.DataFrame({"B": mm["batch_size"].astype(int),
-                              "time (s)": mm["mm_epoch_s"].round(5),
-                              "GFLOP/s": mm["gflop_per_s"].round(1)}).to_markdown(index=False)
+                pd.DataFrame({"result file": mm["file"].map(_file).str.slice(0, 13),
+                              "B": mm["batch_size"].astype(int),
+                              "time per epoch (ms)": _cells(mm["mm_epoch_s"], _ms),
+                              "GFLOP/s": mm["gflop_per_s"].round(1),
+                              "IQR / median (rounds)": _noise_cells(mm)}).pipe(_md)
     if "kind" in df and "peer" in set(df["kind"]):
-        p = df[df["kind"] == "peer"].sort_values(["peer", "batch_size"])
+        p = df[df["kind"] == "peer"].sort_values(["file", "peer", "batch_size"])
+        p = p.assign(noisy=p.get("noisy", pd.Series(False, p.index)).fillna(False))
         out["Peers (what users would pick instead; one epoch)"] = pd.DataFrame({
+            "result file": p["file"].map(_file).str.slice(0, 13),
             "peer": p["peer"], "B": p["batch_size"].astype(int),
-            "time per epoch (s)": p["seconds_per_epoch"].round(4),
+            "time per epoch (ms)": _cells(p["seconds_per_epoch"], _ms),
+            "IQR / median (rounds)": _noise_cells(p),
             "valid error (%)": (100 * p["final_valid_error"].astype(float)).round(2),
-            "note": p.get("note", pd.Series("", p.index)).fillna("")}).to_markdown(index=False)
-    targets = [evaluate(g).assign(file=Path(str(file)).name)
+            "note": p.get("note", pd.Series("", p.index)).fillna("")}).pipe(_md)
+    targets = [evaluate(g).assign(file=_file(file))
                for file, g in df.groupby("file", sort=False)] if "file" in df else []
     targets = [t for t in targets if len(t)]
     if targets:
@@ -272,23 +521,56 @@ def tables(df: pd.DataFrame) -> dict[str, str]:
         out["Performance targets (ratios measured in one run)"] = pd.DataFrame({
             "result file": t["file"].str.slice(0, 13), "target": t["target"],
             "subject": t["subject"],
-            "measured (s)": t["measured_s"].round(4), "reference (s)": t["reference_s"].round(4),
+            "measured (ms)": t["measured_s"].map(_ms), "reference (ms)": t["reference_s"].map(_ms),
             "ratio": t["ratio"].round(2), "limit": t["limit"],
-            "holds": t["holds"].map({True: "yes", False: "**no**"}),
+            "verdict": [verdict(r) for r in t.itertuples()],
             "timed": t["paired"].map({True: "paired rounds", False: "separate benchmarks"}),
-        }).to_markdown(index=False)
+        }).pipe(_md)
     tr = tidy.transfers(df)
     if len(tr):
-        t = tr.sort_values(["copy", "rows", "series"])
-        out["Transfers (device events)"] = pd.DataFrame({
+        t = tr.sort_values(["file", "copy", "rows", "series"])
+        t = t.assign(noisy=t.get("noisy", pd.Series(False, t.index)).fillna(False))
+        out[TRANSFER_TABLE] = pd.DataFrame({
+            "result file": t["file"].map(_file).str.slice(0, 13),
             "series": t["series"], "copy": t["copy"], "rows": t["rows"].astype(int),
             "MB": (t["bytes"] / 1e6).round(3), "time (µs)": (1e6 * t["event_median_s"]).round(1),
-            "GB/s": t["gb_per_s"].round(2)}).to_markdown(index=False)
+            "GB/s": t["gb_per_s"].round(2),
+            "IQR / median (rounds)": _noise_cells(t)}).pipe(_md)
     return out
 
 
+# --------------------------------------------------------------------------- comparison
+
+
+def beyond_noise(new: pd.Series, old: pd.Series) -> str:
+    """Whether two runs of one benchmark differ by more than their noise.
+
+    With per-round times in both files (saved with ``--benchmark-save-data``) and at least 5
+    rounds each, a two-sided Mann–Whitney U test at 5 % (asv's test); otherwise asv's
+    fallback: the runs differ only if their interquartile ranges do not overlap.
+    """
+    a, b = new.get("stat_data"), old.get("stat_data")
+    if isinstance(a, list) and isinstance(b, list) and min(len(a), len(b)) >= 5:
+        from scipy.stats import mannwhitneyu
+
+        p = float(mannwhitneyu(a, b, alternative="two-sided").pvalue)
+        return f"{'yes' if p < 0.05 else 'no'} (Mann–Whitney p = {p:.2g})"
+
+    def quartiles(r: pd.Series) -> tuple[float, float]:
+        q1, q3 = r.get("stat_q1"), r.get("stat_q3")
+        if _missing(q1) or _missing(q3):
+            med, iqr = float(r["stat_median"]), r.get("stat_iqr")
+            half = 0.0 if _missing(iqr) else float(iqr) / 2
+            return med - half, med + half
+        return float(q1), float(q3)
+
+    (a1, a3), (b1, b3) = quartiles(new), quartiles(old)
+    return "yes (IQRs apart)" if a3 < b1 or b3 < a1 else "no (IQRs overlap)"
+
+
 def comparison_table(new: pd.DataFrame, old: pd.DataFrame) -> str | None:
-    """Ratios old / new of the median benchmark time, for benchmarks present in both."""
+    """Ratios old / new of the median benchmark time, for benchmarks present in both, with
+    whether each difference is larger than the noise (``beyond_noise``)."""
     if new.empty or old.empty:
         return None
     # compare like with like: only results of the baseline's machine(s)
@@ -297,15 +579,33 @@ def comparison_table(new: pd.DataFrame, old: pd.DataFrame) -> str | None:
     new = new[[tuple(r) in machines for r in new[key].astype(str).itertuples(index=False)]]
     if new.empty:
         return None
-    a = new.groupby("name")["stat_median"].median()
-    b = old.groupby("name")["stat_median"].median()
+    a = new.drop_duplicates("name", keep="last").set_index("name")
+    b = old.drop_duplicates("name", keep="last").set_index("name")
     both = a.index.intersection(b.index)
     if both.empty:
         return None
-    t = pd.DataFrame({"benchmark": both, "baseline median (s)": b[both].round(6).to_numpy(),
-                      "this run median (s)": a[both].round(6).to_numpy(),
-                      "speed-up (baseline / this)": (b[both] / a[both]).round(2).to_numpy()})
-    return t.to_markdown(index=False)
+    rows = []
+    for name in both:
+        rows.append({"benchmark": name,
+                     "baseline median (s)": round(float(b.at[name, "stat_median"]), 6),
+                     "this run median (s)": round(float(a.at[name, "stat_median"]), 6),
+                     "speed-up (baseline / this)": round(float(b.at[name, "stat_median"])
+                                                        / float(a.at[name, "stat_median"]), 2),
+                     "beyond the noise?": beyond_noise(a.loc[name], b.loc[name])})
+    return pd.DataFrame(rows).pipe(_md)
+
+
+def _comparison_header(new: pd.DataFrame, old: pd.DataFrame) -> list[str]:
+    c_new = sorted({_short_commit(c) for c in new["commit"]}) if "commit" in new else []
+    c_old = sorted({_short_commit(c) for c in old["commit"]}) if "commit" in old else []
+    return [f"Baseline commit {', '.join(f'`{c}`' for c in c_old)}; this run "
+            f"{', '.join(f'`{c}`' for c in c_new)}. A speed-up counts only where "
+            "*beyond the noise?* says yes: with per-round data (files saved with "
+            "`--benchmark-save-data`, ≥ 5 rounds) a Mann–Whitney U test at 5 %, otherwise "
+            "non-overlapping interquartile ranges of the rounds.", ""]
+
+
+# --------------------------------------------------------------------------- the report
 
 
 def render(df: pd.DataFrame, figures: list[tuple[str, str | None]], command: str,
@@ -316,8 +616,17 @@ def render(df: pd.DataFrame, figures: list[tuple[str, str | None]], command: str
              + ", ".join(f"`{f}`" for f in files) + ".", "",
              "Softmax regression on MNIST (50,000 train / 10,000 validation), mean NLL, "
              "trained by minibatch SGD; B = 1 is per-sample SGD, B = 50,000 full-batch GD. "
-             "All times are medians over the benchmark's rounds, warm-up excluded.", "",
-             "## Machine and software", "", machine_table(df), "", "## Findings", ""]
+             "All times are medians over the benchmark's rounds, warm-up excluded; ± is the "
+             "interquartile range of the rounds.", "",
+             "## Summary: what to use for what", ""]
+    lines += [f"- {s}" for s in _code_note(df)]
+    if _code_note(df):
+        lines.append("")
+    for machine, found in summary(df).items():
+        lines += [f"### {machine}", "", found[0], ""]
+        lines += [f"- {s}" for s in found[1:]] or ["- (no comparable measurements)"]
+        lines.append("")
+    lines += ["## Machine and software", "", machine_table(df), "", "## Findings", ""]
     for machine, found in findings(df).items():
         lines += [f"### {machine}", ""]
         lines += [f"- {s}" for s in found] if found else ["- (no comparable measurements)"]
@@ -329,11 +638,18 @@ def render(df: pd.DataFrame, figures: list[tuple[str, str | None]], command: str
                       ""]
         else:
             lines += [f"### {title}", "", f"![{title}]({path})", ""]
-    lines += ["## Tables", ""]
+    lines += ["## Tables", "",
+              f"`{NA}`: not applicable (e.g. host→device on a CPU); `{NOT_REACHED}`: the target "
+              f"error was not reached within the budget; `{NOT_MEASURED}`: not measured in that "
+              f"result file; {NOISY}: the rounds' IQR exceeds {NOISY_REL_IQR:.0%} of the median, "
+              "too noisy to read. Per-epoch times divide each run's step-proportional time by "
+              "the epochs' worth of steps it ran, and its once-per-epoch time (the reshuffle) by "
+              "the epochs begun.", ""]
     for title, table in tables(df).items():
         lines += [f"### {title}", "", table, ""]
     if compare is not None:
         table = comparison_table(df, compare)
-        lines += ["## Comparison with the baseline run", "",
-                  table or "No benchmark appears in both result sets.", ""]
+        lines += ["## Comparison with the baseline run", ""]
+        lines += _comparison_header(df, compare) if table else []
+        lines += [table or "No benchmark appears in both result sets.", ""]
     return "\n".join(lines) + "\n"

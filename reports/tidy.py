@@ -7,7 +7,8 @@ import pandas as pd
 
 from bench.results import epoch_seconds
 
-__all__ = ["HUE", "STYLE", "epochs", "label", "steps", "time_to_target", "transfers"]
+__all__ = ["HUE", "STYLE", "epochs", "label", "machine", "steps", "time_to_target",
+           "transfers"]
 
 # column names, shown as legend titles
 HUE = "backend-device"
@@ -34,6 +35,17 @@ def label(df: pd.DataFrame) -> pd.Series:
     return lab
 
 
+def machine(df: pd.DataFrame) -> pd.Series:
+    """A short machine name per row: the GPU where there is one, else the CPU model."""
+    gpu = df["machine_gpu"] if "machine_gpu" in df else pd.Series(None, df.index, dtype=object)
+    cpu = df["machine_cpu"] if "machine_cpu" in df else pd.Series("CPU", df.index)
+    count = df["machine_cpu_count"] if "machine_cpu_count" in df else pd.Series(None, df.index)
+    cpu_name = cpu.astype(str) + count.map(lambda c: f" ({int(c)} CPUs)"
+                                           if pd.notna(c) else "")
+    return gpu.where(gpu.notna() & (gpu.astype(str) != ""), cpu_name).astype(str).str.replace(
+        "NVIDIA ", "", regex=False)
+
+
 def _kind(df: pd.DataFrame, kind: str) -> pd.DataFrame:
     """Rows of one benchmark kind, with ``series`` (the full label), ``HUE`` (backend-device:
     one colour each) and ``STYLE`` (the rest of the label: placement, kernel, machine)."""
@@ -45,6 +57,7 @@ def _kind(df: pd.DataFrame, kind: str) -> pd.DataFrame:
         out[HUE] = out["backend"].astype(str) + "-" + out["device"].astype(str)
         out[STYLE] = [s[len(h):].strip() or "—"
                       for s, h in zip(out["series"], out[HUE], strict=True)]
+        out["machine"] = machine(out)
     return out
 
 

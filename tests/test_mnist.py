@@ -77,7 +77,7 @@ def _folder_with(tmp_path, role, writer):
 
 
 @pytest.mark.parametrize("case, expected", [
-    ("truncated_gzip", ["train-images-idx3-ubyte.gz", "truncated or corrupt", "download it again"]),
+    ("truncated_gzip", ["train-images-idx3-ubyte.gz", "truncated or corrupt", "Replace"]),
     ("corrupt_gzip", ["train-images-idx3-ubyte.gz", "truncated or corrupt"]),
     ("wrong_magic", ["train-labels-idx1-ubyte.gz", "wrong IDX magic", "0x00000803"]),
     ("wrong_count", ["t10k-images-idx3-ubyte.gz", "header says 31 items", "truncated"]),
@@ -123,8 +123,92 @@ def test_checksum_mismatch_says_expected_and_found(tmp_path):
     msg = str(info.value)
     assert "SHA-256 mismatch" in msg
     assert M.SHA256["train-images-idx3-ubyte.gz"] in msg or M.SHA256[path.name] in msg
-    assert "delete" in msg.lower()
     assert found in msg or "found" in msg
+    # outside the cache, deleting would not bring a download: the advice must not say so
+    assert "Delete" not in msg
+    assert "Replace" in msg and "unset GDBENCH_DATA_DIR" in msg
+
+
+def test_checksum_mismatch_in_the_cache_says_delete(tmp_path, monkeypatch):
+    cache = write_idx_folder(tmp_path / "cache")
+    monkeypatch.setenv("GDBENCH_CACHE_DIR", str(cache))
+    with pytest.raises(DataError, match=r"SHA-256 mismatch.*Delete .*download it again"):
+        load(cache, verify=True)
+
+
+def _pickle_gz(path, obj, module=pickle):
+    with gzip.open(path, "wb") as fh:
+        module.dump(obj, fh)
+    return path
+
+
+def _pkl_parts(labels=None):
+    xtr, ytr, xte, yte = synthetic_arrays()
+    def f(x):
+        return x.reshape(len(x), -1).astype(np.float32) / 256
+    ytr = ytr if labels is None else labels(ytr)
+    return ((f(xtr[:100]), ytr[:100]), (f(xtr[100:]), ytr[100:]), (f(xte), yte))
+
+
+class _NotNumpy:  # pickled by reference to this test module: a class a data file never needs
+    def __reduce__(self):
+        return (os.getcwd, ())
+
+
+def test_bad_npz_input_names_the_file_and_the_problem(tmp_path):
+    xtr, ytr, xte, yte = synthetic_arrays()
+    np.savez(tmp_path / "full.npz", x_train=xtr, y_train=ytr, x_test=xte, y_test=yte)
+    raw = (tmp_path / "full.npz").read_bytes()
+    (tmp_path / "truncated.npz").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(DataError, match=r"truncated.npz: not a readable .npz.*Replace"):
+        load(tmp_path / "truncated.npz")
+    np.savez(tmp_path / "keys.npz", images=xtr, labels=ytr)
+    with pytest.raises(DataError) as info:
+        load(tmp_path / "keys.npz")
+    msg = str(info.value)
+    assert "missing array 'x_train', 'y_train', 'x_test', 'y_test'" in msg
+    assert "found: 'images', 'labels'" in msg and "truncated" not in msg
+    np.savez(tmp_path / "float.npz", x_train=xtr, y_train=ytr.astype(np.float32), x_test=xte,
+             y_test=yte)
+    with pytest.raises(DataError, match=r"float.npz \(train\): labels are float32, expected "
+                                        r"integer"):
+        load(tmp_path / "float.npz")
+
+
+def test_bad_pkl_input_is_refused_without_running_it(tmp_path):
+    ran = tmp_path / "ran"
+    evil = _pickle_gz(tmp_path / "evil.pkl.gz", (_NotNumpy(), str(ran)))
+    with pytest.raises(DataError, match=r"evil.pkl.gz: not the tutorial's pickle.*posix.getcwd"
+                                        r"|evil.pkl.gz: not the tutorial's pickle.*getcwd"):
+        load(evil)
+    # a class the reader does not have: refused by name, not a ModuleNotFoundError
+    raw = pickle.dumps(_pkl_parts()).replace(b"numpy", b"nompy")
+    (tmp_path / "missing.pkl.gz").write_bytes(gzip.compress(raw))
+    with pytest.raises(DataError, match=r"missing.pkl.gz: .*refers to nompy"):
+        load(tmp_path / "missing.pkl.gz")
+    strings = _pickle_gz(tmp_path / "strings.pkl.gz",
+                         _pkl_parts(labels=lambda y: y.astype(str)))
+    with pytest.raises(DataError, match=r"strings.pkl.gz \(train\): labels are <U\d+, "
+                                        r"expected integer"):
+        load(strings)
+
+
+def test_unreadable_file_says_how_to_fix(tmp_path, monkeypatch):
+    # tests run as root, which reads any file: simulate a file without read permission
+    folder = write_idx_folder(tmp_path)
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(args[0]))
+
+    monkeypatch.setattr(M.gzip, "open", denied)
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte.gz: cannot be read "
+                                        r"\(Permission denied\).*chmod a\+r"):
+        load(folder)
+    xtr, ytr, xte, yte = synthetic_arrays()
+    np.savez(tmp_path / "mnist.npz", x_train=xtr, y_train=ytr, x_test=xte, y_test=yte)
+    monkeypatch.setattr(M.np, "load", denied)
+    with pytest.raises(DataError, match=r"mnist.npz: cannot be read.*chmod"):
+        load(tmp_path / "mnist.npz")
 
 
 def test_bad_npz_and_pkl(tmp_path):

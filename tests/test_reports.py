@@ -74,15 +74,24 @@ def test_report_with_every_figure_and_numbers_that_match(result_file, tmp_path):
         assert re.search(rf"!\[[^\]]+\]\(fig{n}_\w+\.png\)", report)
     assert "Test CPU" in report and "0123456789" in report
     assert "## Findings" in report and "fastest epoch is" in report
-    assert "Fastest to 50 % validation error" in report
+    # the answer first: the summary comes before everything else
+    assert report.index("## Summary") < report.index("## Machine and software") \
+        < report.index("## Findings")
+    summary = report.split("## Summary")[1].split("## Machine and software")[0]
+    assert "Fastest to 50 % validation error" in summary
+    assert "Fastest per-sample SGD epoch" in summary and "Profile `test`" in summary
     # a sample of table numbers against the DataFrame
     df = load_results(result_file)
     ep = df[df["kind"] == "epoch"]
+    table = report.split("### Fixed-budget epochs")[1].split("###")[0]
     for _, row in ep.sample(3, random_state=0).iterrows():
-        for value in (round(row["seconds_per_epoch"], 5),
-                      round(100 * row["final_valid_error"], 2)):
-            assert re.search(rf"\|\s+{re.escape(f'{value:g}')}\s+\|", report), value
-    assert "host→device (s)" in report and "n/a" in report  # CPU: not applicable
+        assert f"| {1e3 * row['seconds_per_epoch']:.2f} ± " in table, row["name"]
+        assert f"{100 * row['final_valid_error']:.2f}" in table
+    # every number in the summary names a row that is in its table
+    for series, B in re.findall(r"\[Fixed-budget epochs: ([^,\]]+), B = (\d+)\]", summary):
+        assert re.search(rf"\| {re.escape(series)}\s+\| {B}\s+\|", table), (series, B)
+    assert "host→device per epoch (ms)" in table and "| n/a " in table  # CPU: not applicable
+    assert "nan" not in report.replace("finance", "")  # one spelling for missing values
 
 
 def test_missing_measurements_leave_a_note(tmp_path):
@@ -99,8 +108,38 @@ def test_compare_two_runs(result_file, tmp_path):
                             str(tmp_path / "o")]) == 0
     report = (tmp_path / "o" / "report.md").read_text()
     assert "## Comparison with the baseline run" in report
-    assert "speed-up (baseline / this)" in report
+    assert "speed-up (baseline / this)" in report and "beyond the noise?" in report
     assert "test_epoch[numpy-cpu-B16]" in report.split("## Comparison")[1]
+
+
+def test_a_difference_counts_only_beyond_the_noise():
+    import pandas as pd
+
+    from reports.markdown import beyond_noise
+
+    def row(median, iqr, data=None):
+        return pd.Series({"stat_median": median, "stat_iqr": iqr, "stat_q1": median - iqr / 2,
+                          "stat_q3": median + iqr / 2, "stat_data": data})
+
+    assert beyond_noise(row(1.0, 0.1), row(2.0, 0.1)) == "yes (IQRs apart)"
+    assert beyond_noise(row(1.0, 1.0), row(1.4, 1.0)) == "no (IQRs overlap)"
+    fast, slow = [1.0, 1.1, 0.9, 1.05, 0.95, 1.0], [2.0, 2.1, 1.9, 2.05, 1.95, 2.0]
+    assert beyond_noise(row(1.0, 0.1, fast), row(2.0, 0.1, slow)).startswith(
+        "yes (Mann–Whitney p = ")
+    assert beyond_noise(row(1.0, 0.1, fast), row(1.0, 0.1, fast[::-1])).startswith("no (")
+
+
+def test_noisy_rows_give_no_verdict(tmp_path):
+    f = write_result(tmp_path / "m" / "0001.json", backends=("numpy", "torch"), with_ttt=False)
+    doc = json.loads(f.read_text())
+    for b in doc["benchmarks"]:
+        b["stats"]["iqr"] = 0.9 * b["stats"]["median"]   # rounds all over the place
+    f.write_text(json.dumps(doc))
+    assert make_plots.main([str(f), "--out", str(tmp_path / "o")]) == 0
+    report = (tmp_path / "o" / "report.md").read_text()
+    assert "(too noisy to state a ratio)" in report
+    assert "too noisy to rank" in report and "**noisy** (90 %)" in report
+    assert re.search(r"Noise: \d+ of \d+ timed rows have an IQR above 50%", report)
 
 
 def test_default_reads_newest_file_per_machine(tmp_path):
@@ -111,12 +150,20 @@ def test_default_reads_newest_file_per_machine(tmp_path):
     new.write_text(json.dumps(doc))
     assert make_plots.default_files(tmp_path / "results") == [new]
     assert old.exists()
+    # a newer partial run (a -k selection) is passed over, and said to be
+    partial = write_result(tmp_path / "results" / "m1" / "0003.json")
+    doc = json.loads(partial.read_text())
+    doc.update(datetime="2026-11-29T00:00:00",
+               gdbench={"profile": "test", "complete": False, "incomplete_because": ["-k 'x'"]})
+    partial.write_text(json.dumps(doc))
+    assert make_plots.default_files(tmp_path / "results", quiet=True) == [new]
+    assert make_plots.default_files(tmp_path / "results", profile="standard") == []
 
 
 def test_errors(tmp_path, capsys):
     assert make_plots.main(["--results", str(tmp_path / "empty"), "--out",
                             str(tmp_path)]) == 2
-    assert "Run `pytest --benchmark-only` first" in capsys.readouterr().err
+    assert "no complete run under" in capsys.readouterr().err
     bad = tmp_path / "bad.json"
     bad.write_text("{oops")
     with pytest.warns(UserWarning, match="bad.json: skipped"):

@@ -72,6 +72,22 @@ def test_targets_use_the_side_by_side_references_when_a_file_has_them():
     assert t["paired"].all()
 
 
+def test_noisy_rows_and_epochs_below_their_floor_get_no_verdict():
+    from bench.targets import verdict
+
+    floor = {"kind": "floor", "floor": "matmul_epoch", "batch_size": 600, "mm_epoch_s": 0.02,
+             "device": "cpu", "backend": "numpy"}
+    noisy = pd.DataFrame([_epoch_row("in-order"), {**_epoch_row("shuffle"), "noisy": True},
+                          floor])
+    t = evaluate(noisy).set_index("target")
+    assert bool(t.loc[T_SHUFFLE, "noisy"]) and verdict(t.loc[T_SHUFFLE]) == "too noisy"
+    assert not bool(t.loc[T_MATMUL, "noisy"]) and verdict(t.loc[T_MATMUL]) == "MISSED"
+    # a products-only reference that ran slower than the epoch it bounds: disturbed, no verdict
+    slow_floor = pd.DataFrame([_epoch_row("in-order"), {**floor, "mm_epoch_s": 0.08}])
+    t = evaluate(slow_floor).set_index("target")
+    assert t.loc[T_MATMUL, "ratio"] == pytest.approx(0.5) and bool(t.loc[T_MATMUL, "noisy"])
+
+
 def test_peer_targets_use_peers_timed_next_to_each_round():
     sk = {"kind": "peer", "peer": "sklearn-sgdclassifier", "batch_size": 1,
           "seconds_per_epoch": 2.0, "device": "cpu"}

@@ -21,6 +21,7 @@ import gzip
 import hashlib
 import os
 import pickle
+import zipfile
 import zlib
 from dataclasses import dataclass
 from functools import lru_cache
@@ -238,6 +239,27 @@ def download(folder: Path | None = None, mirrors: tuple[str, ...] | None = None)
 # --------------------------------------------------------------------------- reading
 
 
+def _fix(path: Path) -> str:
+    """What to do about a bad file: true advice for where it lies. Only the cache folder is
+    refilled by a download; a file in ``$GDBENCH_DATA_DIR`` or a named path is not."""
+    try:
+        in_cache = path.resolve().parent == cache_dir().resolve()
+    except OSError:
+        in_cache = False
+    if in_cache:
+        return f"Delete {path} to download it again, or replace it with an intact copy."
+    return (f"Replace {path} with an intact copy of the original, or unset {ENV_DATA_DIR} (and "
+            f"pass no path) to use the cache {cache_dir()}, where MNIST is downloaded on first "
+            "use.")
+
+
+def _unreadable(path: Path, exc: OSError) -> DataError:
+    return DataError(
+        f"{path}: cannot be read ({exc.strerror or exc}). Make it readable by this user "
+        f"(e.g. `chmod a+r {path}`), or point {ENV_DATA_DIR} at a readable copy."
+    )
+
+
 def _read_bytes(path: Path) -> bytes:
     """Read a file, gunzipping it when its name ends in .gz; corrupt gzip is a DataError."""
     try:
@@ -245,10 +267,11 @@ def _read_bytes(path: Path) -> bytes:
             with gzip.open(path, "rb") as fh:
                 return fh.read()
         return path.read_bytes()
+    except PermissionError as exc:
+        raise _unreadable(path, exc) from exc
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise DataError(
-            f"{path}: the gzip stream is truncated or corrupt ({exc}). Delete the file and "
-            "download it again, or replace it with an intact copy."
+            f"{path}: the gzip stream is truncated or corrupt ({exc}). {_fix(path)}"
         ) from exc
 
 
@@ -256,12 +279,14 @@ def _verify_sha256(path: Path) -> None:
     expected = SHA256.get(path.name)
     if expected is None:
         return
-    found = hashlib.sha256(path.read_bytes()).hexdigest()
+    try:
+        found = hashlib.sha256(path.read_bytes()).hexdigest()
+    except PermissionError as exc:
+        raise _unreadable(path, exc) from exc
     if found != expected:
         raise DataError(
             f"{path.name}: SHA-256 mismatch (expected {expected}, found {found}); the file is "
-            f"corrupt or not the original. Delete {path} to download it again, or set "
-            f"{ENV_DATA_DIR} to a folder with the original files."
+            f"corrupt or not the original. {_fix(path)}"
         )
 
 
@@ -273,7 +298,8 @@ def read_idx(path: str | os.PathLike, ndim: int, verify: bool = True) -> np.ndar
     """
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: file not found. Check the folder, or delete it to re-download.")
+        raise DataError(f"{path}: file not found. Check the folder, or put the original file "
+                        "there.")
     if verify:
         _verify_sha256(path)
     raw = _read_bytes(path)
@@ -302,11 +328,18 @@ def read_idx(path: str | os.PathLike, ndim: int, verify: bool = True) -> np.ndar
 
 
 def _check_pair(images: np.ndarray, labels: np.ndarray, where: str) -> None:
+    if labels.dtype.kind not in "iu":
+        raise DataError(f"{where}: labels are {labels.dtype}, expected integer class numbers "
+                        "0-9; this is not an MNIST label array. Replace the file with an "
+                        "intact copy.")
+    if labels.ndim != 1:
+        raise DataError(f"{where}: labels have shape {labels.shape}, expected (n,).")
     if images.shape[0] != labels.shape[0]:
         raise DataError(f"{where}: {images.shape[0]} images but {labels.shape[0]} labels; "
                         "the image and label files do not belong together.")
-    if labels.size and int(labels.max()) >= N_CLASSES:
-        bad = int(np.argmax(labels >= N_CLASSES))
+    outside = (labels >= N_CLASSES) | (labels < 0)
+    if outside.any():
+        bad = int(np.argmax(outside))
         raise DataError(f"{where}: label {int(labels[bad])} at index {bad} is outside 0-9; the "
                         "label file is corrupt.")
 
@@ -330,13 +363,18 @@ def _read_npz(path: Path) -> tuple[np.ndarray, ...]:
         with np.load(path, allow_pickle=False) as f:
             missing = [k for k in keys if k not in f.files]
             if missing:
-                raise DataError(f"{path}: missing array {', '.join(map(repr, missing))}; "
-                                "expected the Keras mnist.npz with x_train, y_train, x_test, "
-                                "y_test.")
+                raise DataError(
+                    f"{path}: missing array {', '.join(map(repr, missing))} (found: "
+                    f"{', '.join(map(repr, f.files)) or 'none'}); expected the Keras mnist.npz "
+                    f"with x_train, y_train, x_test, y_test. {_fix(path)}")
             arrays = [np.asarray(f[k]) for k in keys]
-    except (OSError, ValueError, zlib.error, EOFError) as exc:
+    except DataError:
+        raise
+    except PermissionError as exc:
+        raise _unreadable(path, exc) from exc
+    except (OSError, ValueError, zlib.error, EOFError, zipfile.BadZipFile) as exc:
         raise DataError(f"{path}: not a readable .npz file ({exc}); it is truncated or "
-                        "corrupt. Replace it with an intact copy.") from exc
+                        f"corrupt. {_fix(path)}") from exc
     xtr, ytr, xte, yte = arrays
     for name, x in (("x_train", xtr), ("x_test", xte)):
         if x.dtype != np.uint8 or x.ndim != 3 or x.shape[1:] != (28, 28):
@@ -344,6 +382,26 @@ def _read_npz(path: Path) -> tuple[np.ndarray, ...]:
     _check_pair(xtr, ytr, f"{path} (train)")
     _check_pair(xte, yte, f"{path} (test)")
     return xtr, ytr, xte, yte
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles only what a pickled tuple of NumPy arrays needs: no other class is imported,
+    so a foreign pickle cannot run code while it loads."""
+
+    _ALLOWED = frozenset({
+        ("numpy", "ndarray"), ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+        ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+        ("copy_reg", "_reconstructor"), ("copyreg", "_reconstructor"),
+    })
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(
+                f"it refers to {module}.{name}, which a pickle of NumPy arrays never needs "
+                "(refused unloaded: unpickling runs code)")
+        return super().find_class(module, name)
 
 
 def _read_pkl(path: Path) -> tuple[np.ndarray, ...]:
@@ -355,10 +413,15 @@ def _read_pkl(path: Path) -> tuple[np.ndarray, ...]:
     try:
         opener = gzip.open if path.name.endswith(".gz") else open
         with opener(path, "rb") as fh:
-            parts = pickle.load(fh, encoding="latin1")
-    except (EOFError, gzip.BadGzipFile, zlib.error, pickle.UnpicklingError) as exc:
+            parts = _ArrayUnpickler(fh, encoding="latin1").load()
+    except PermissionError as exc:
+        raise _unreadable(path, exc) from exc
+    except pickle.UnpicklingError as exc:
+        raise DataError(f"{path}: not the tutorial's pickle of NumPy arrays: {exc}. "
+                        f"{_fix(path)}") from exc
+    except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
         raise DataError(f"{path}: not a readable gzipped pickle ({exc}); it is truncated or "
-                        "corrupt. Replace it with an intact copy.") from exc
+                        f"corrupt. {_fix(path)}") from exc
     try:
         (trx, tr_y), (vax, va_y), (tex, te_y) = parts
     except (TypeError, ValueError) as exc:
@@ -367,6 +430,9 @@ def _read_pkl(path: Path) -> tuple[np.ndarray, ...]:
     out = []
     for name, x, y in (("train", trx, tr_y), ("valid", vax, va_y), ("test", tex, te_y)):
         x = np.asarray(x)
+        if x.dtype.kind != "f":
+            raise DataError(f"{path}: {name}_x is {x.dtype}, expected float pixels k/256; this "
+                            "is not the tutorial's mnist.pkl.gz.")
         if x.ndim != 2 or x.shape[1] != N_PIXELS:
             raise DataError(f"{path}: {name}_x has shape {x.shape}, expected (n, 784).")
         k = np.rint(x.astype(np.float64) * 256.0)
