@@ -11,25 +11,16 @@ from typing import Any
 
 import torch
 
-from bench.spec.models import Params
+from impls.ops import ModelOps
 from impls.pytorch.softmax import add_penalty, softmax_delta
 
 __all__ = ["MLPOps"]
 
 
-class MLPOps:
+class MLPOps(ModelOps):
     """``W1`` (784, 500), ``b1``, ``W2`` (500, 10), ``b2`` as tensors on the trainer's device."""
 
     names = ("W1", "b1", "W2", "b2")
-
-    def __init__(self, trainer: Any) -> None:
-        self.t = trainer
-
-    def to_device(self, params: Params) -> dict[str, Any]:
-        return {k: self.t._param(params[k]) for k in self.names}
-
-    def to_host(self, params: dict[str, Any]) -> Params:
-        return {k: self.t._to_numpy(v) for k, v in params.items()}
 
     def gradient(self, params: dict[str, Any], X: torch.Tensor, y: torch.Tensor, l1: float,
                  l2: float, grads: dict[str, Any]) -> torch.Tensor:

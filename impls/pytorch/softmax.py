@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from bench.spec.models import Params
+from impls.ops import ModelOps
 
 __all__ = ["SoftmaxOps", "add_penalty", "softmax_delta"]
 
@@ -41,18 +42,14 @@ def add_penalty(g: torch.Tensor, W: torch.Tensor, l1: float, l2: float) -> None:
         g.add_(W, alpha=2.0 * l2)
 
 
-class SoftmaxOps:
+class SoftmaxOps(ModelOps):
     """``W`` as a (784, 10) view of the contiguous ``Wt`` (10, 784), and ``b`` (10,)."""
 
-    def __init__(self, trainer: Any) -> None:
-        self.t = trainer
+    names = ("W", "b")
 
     def to_device(self, params: Params) -> dict[str, Any]:
         Wt = self.t._param(np.ascontiguousarray(np.asarray(params["W"]).T))
         return {"W": Wt.t(), "b": self.t._param(params["b"])}
-
-    def to_host(self, params: dict[str, Any]) -> Params:
-        return {k: self.t._to_numpy(v) for k, v in params.items()}
 
     def gradient(self, params: dict[str, Any], X: torch.Tensor, y: torch.Tensor, l1: float,
                  l2: float, grads: dict[str, Any]) -> torch.Tensor:

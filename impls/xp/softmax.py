@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.spec.models import Params
+from impls.ops import ModelOps
 
 __all__ = ["SoftmaxOps", "add_penalty", "softmax_delta"]
 
@@ -43,17 +43,10 @@ def add_penalty(xp: Any, g: Any, W: Any, l1: float, l2: float) -> None:
         g += (2.0 * l2) * W
 
 
-class SoftmaxOps:
+class SoftmaxOps(ModelOps):
     """Parameters ``W`` (784, 10) and ``b`` (10,) as arrays of the trainer's ``xp``."""
 
-    def __init__(self, trainer: Any) -> None:
-        self.t = trainer
-
-    def to_device(self, params: Params) -> dict[str, Any]:
-        return {k: self.t._param(params[k]) for k in ("W", "b")}
-
-    def to_host(self, params: dict[str, Any]) -> Params:
-        return {k: self.t._to_numpy(v) for k, v in params.items()}
+    names = ("W", "b")
 
     def gradient(self, params: dict[str, Any], X: Any, y: Any, l1: float, l2: float,
                  grads: dict[str, Any]) -> Any:
