@@ -58,3 +58,14 @@ def test_the_report_imports_no_implementation():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                          text=True, timeout=120, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_ab_cases_read_like_benchmark_ids(tmp_path):
+    from bench.ab import ABCase, export
+
+    assert ABCase.parse("numpy-cpu-B600-in-order") == ABCase("numpy", 600, "in-order")
+    assert ABCase.parse("torch-cpu-B20") == ABCase("torch", 20, "shuffle")
+    with pytest.raises(SystemExit, match="cannot read case 'torch-cuda-B20'"):
+        ABCase.parse("torch-cuda-B20")
+    tree = export("HEAD", tmp_path)
+    assert (tree / "bench" / "harness.py").is_file() and not (tree / ".git").exists()
