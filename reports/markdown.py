@@ -533,7 +533,8 @@ def tables(df: pd.DataFrame) -> dict[str, str]:
         out[TRANSFER_TABLE] = pd.DataFrame({
             "result file": t["file"].map(_file).str.slice(0, 13),
             "series": t["series"], "copy": t["copy"], "rows": t["rows"].astype(int),
-            "MB": (t["bytes"] / 1e6).round(3), "time (µs)": (1e6 * t["event_median_s"]).round(1),
+            "MB per copy": (t["bytes"] / 1e6).round(3),
+            "time per copy (µs, median of device events)": (1e6 * t["event_median_s"]).round(1),
             "GB/s": t["gb_per_s"].round(2),
             "IQR / median (rounds)": _noise_cells(t)}).pipe(_md)
     return out
