@@ -499,6 +499,7 @@ class _Progress:
         self.record = record
         self.start = time.perf_counter()
         self.done = 0
+        self.skipped = 0
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         self.start = time.perf_counter()
@@ -510,6 +511,7 @@ class _Progress:
             report.when == "call" and report.skipped)
         if not_run:
             self.done += 1
+            self.skipped += 1
             return  # skipped (or failed before it ran): counted, not announced
         if report.when != "call":
             return
@@ -521,8 +523,9 @@ class _Progress:
 
         meter = tqdm.format_meter(
             self.done, len(self.record.collected), time.perf_counter() - self.start,
-            bar_format="{n_fmt}/{total_fmt} benchmarks, {elapsed} elapsed, ~{remaining} left")
-        tr.write_line(f"[gdbench {self.config._gdbench_profile.name}] {meter}: "
+            bar_format="{n_fmt}/{total_fmt} benchmarks done, {elapsed} elapsed, ~{remaining} left")
+        skipped = f" ({self.skipped} of them skipped)" if self.skipped else ""
+        tr.write_line(f"[gdbench {self.config._gdbench_profile.name}] {meter}{skipped}: "
                       f"{report.nodeid.split('::')[-1]}")
 
 
