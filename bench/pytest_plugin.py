@@ -15,8 +15,11 @@ what finished stays in the journal (``<storage>/partial/``), marked interrupted.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import threading
 import time
 from collections import Counter
 from datetime import datetime, timezone
@@ -196,6 +199,7 @@ class _SessionRecord:
         self.collected_ids = set(self.collected)
         self.modules = {str(i.path) for i in bench}
 
+    @pytest.hookimpl(tryfirst=True)  # before the journal, which may re-raise an interrupt
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.nodeid not in self.collected_ids:
             if report.skipped and report.when == "setup":
@@ -283,7 +287,9 @@ class _SessionRecord:
                 bs.benchmarks[:] = [b for b in bs.benchmarks if b.fullname in self.passed_ids]
             if exitstatus == pytest.ExitCode.INTERRUPTED or not bs.benchmarks:
                 bs.save = bs.autosave = None  # the journal keeps what finished
-        yield
+        with _interrupts_deferred(self.config, "gdbench: interrupt received while the finished "
+                                  "run is saved and summarised; finishing that first."):
+            yield  # a Ctrl-C now would tear the saved file
 
     def pytest_benchmark_update_json(self, config: pytest.Config, benchmarks: list,
                                      output_json: dict[str, Any]) -> None:
@@ -304,6 +310,34 @@ class _SessionRecord:
             tr.write_line(f"gdbench: {state} run of the {config._gdbench_profile.name} profile; "
                           + _load_line(self.load_before, self.load_after))
         _targets_table(tr, config)
+
+
+@contextlib.contextmanager
+def _interrupts_deferred(config: pytest.Config, message: str | None = None,
+                         reraise: bool = False):
+    """SIGINT inside the block is noted (and ``message`` shown) instead of raised at once, so a
+    file being written is never torn; with ``reraise`` the interrupt takes effect right after.
+    Used around the journal's writes (then it re-raises) and around the final save and
+    summary (the run has ended by then: it is finished, not stopped)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    heard = []
+
+    def note(signum: int, frame: object) -> None:
+        if not heard and message:
+            tr = config.pluginmanager.get_plugin("terminalreporter")
+            if tr is not None:
+                tr.write_line(message)
+        heard.append(signum)
+
+    previous = signal.signal(signal.SIGINT, note)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if heard and reraise:
+        raise KeyboardInterrupt
 
 
 def _skip_reason(report: pytest.TestReport) -> str:
@@ -345,6 +379,10 @@ class _Journal:
         if (report.when != "call" or not report.passed or bs is None or not bs.benchmarks
                 or not hasattr(bs.storage, "path")):
             return
+        with _interrupts_deferred(self.config, reraise=True):  # keep the journal whole
+            self._record(bs)
+
+    def _record(self, bs: Any) -> None:
         if self.context is None:
             import pytest_benchmark
 
@@ -397,6 +435,7 @@ class _Progress:
         self.record = record
         self.start = time.perf_counter()
         self.done = 0
+        self.skipped = 0
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         self.start = time.perf_counter()
@@ -408,6 +447,7 @@ class _Progress:
             report.when == "call" and report.skipped)
         if not_run:
             self.done += 1
+            self.skipped += 1
             return  # skipped (or failed before it ran): counted, not announced
         if report.when != "call":
             return
@@ -419,8 +459,9 @@ class _Progress:
 
         meter = tqdm.format_meter(
             self.done, len(self.record.collected), time.perf_counter() - self.start,
-            bar_format="{n_fmt}/{total_fmt} benchmarks, {elapsed} elapsed, ~{remaining} left")
-        tr.write_line(f"[gdbench {self.config._gdbench_profile.name}] {meter}: "
+            bar_format="{n_fmt}/{total_fmt} benchmarks done, {elapsed} elapsed, ~{remaining} left")
+        skipped = f" ({self.skipped} of them skipped)" if self.skipped else ""
+        tr.write_line(f"[gdbench {self.config._gdbench_profile.name}] {meter}{skipped}: "
                       f"{report.nodeid.split('::')[-1]}")
 
 

@@ -30,7 +30,8 @@ import pandas as pd
 from bench.record import per_epoch_seconds
 
 __all__ = ["NOISY_REL_IQR", "RunInfo", "epoch_seconds", "find_result_files", "load_results",
-           "newest_result_file", "rows_from_benchmarks", "run_info", "select_runs"]
+           "newest_result_file", "per_epoch_seconds", "rows_from_benchmarks", "run_info",
+           "select_runs"]
 
 _STATS = ("min", "max", "mean", "stddev", "median", "iqr", "q1", "q3", "rounds", "iterations",
           "ops")

@@ -16,8 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.record import per_epoch_seconds
-from bench.results import NOISY_REL_IQR, epoch_seconds
+from bench.results import NOISY_REL_IQR, epoch_seconds, per_epoch_seconds
 from bench.targets import evaluate, verdict
 from reports import tidy
 
@@ -188,7 +187,34 @@ def summary(df: pd.DataFrame) -> dict[str, list[str]]:
             for _, sub in df.groupby("file", sort=False)}
 
 
+def _models(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """(sentence prefix, rows) per model, softmax regression first: never compared across."""
+    model = df["model"].fillna("softmax").astype(str) if "model" in df else \
+        pd.Series("softmax", df.index)
+    names = sorted(model.unique(), key=lambda m: (m != "softmax", m))
+    return [("" if m == "softmax" else f"{m.upper()}: ", df[model == m]) for m in names]
+
+
 def _summary(df: pd.DataFrame) -> list[str]:
+    out: list[str] = []
+    for prefix, rows in _models(df):
+        out += [prefix + line for line in _summary_of_model(rows)]
+    softmax = [rows for prefix, rows in _models(df) if not prefix]
+    out += _transfer_summary(_epoch_view(softmax[0]) if softmax else df.iloc[0:0])
+    timed = df[df["stat_median"].notna()] if "stat_median" in df else df.iloc[0:0]
+    if "noisy" in timed and len(timed):
+        k = int(timed["noisy"].fillna(False).astype(bool).sum())
+        if k:
+            out.append(f"Noise: {k} of {len(timed)} timed rows have an IQR above "
+                       f"{NOISY_REL_IQR:.0%} of their median ({NOISY} in the tables); findings "
+                       "and targets built on them give no verdict.")
+        else:
+            out.append(f"Noise: every timed row's IQR is within {NOISY_REL_IQR:.0%} of its "
+                       "median.")
+    return out
+
+
+def _summary_of_model(df: pd.DataFrame) -> list[str]:
     out: list[str] = []
     ep = _epoch_view(df)
     if len(ep):
@@ -219,6 +245,11 @@ def _summary(df: pd.DataFrame) -> list[str]:
                        f"{int(best['steps_to_target'])} steps {_row_ref(TTT_TABLE, best)}.")
         else:
             out.append(f"No run reached {target:.0f} % validation error within its budget.")
+    return out
+
+
+def _transfer_summary(ep: pd.DataFrame) -> list[str]:
+    out: list[str] = []
     if len(ep) and (ep["device"] != "cpu").any():
         gpu = ep[(ep["device"] != "cpu") & (ep["kernel"].fillna("eager") == "eager")]
         parts = []
@@ -242,16 +273,6 @@ def _summary(df: pd.DataFrame) -> list[str]:
                        + "; ".join(parts) + ".")
     elif len(ep):
         out.append(f"Transfers: {NA} (CPU only: the data never leaves host memory).")
-    timed = df[df["stat_median"].notna()] if "stat_median" in df else df.iloc[0:0]
-    if "noisy" in timed and len(timed):
-        k = int(timed["noisy"].fillna(False).astype(bool).sum())
-        if k:
-            out.append(f"Noise: {k} of {len(timed)} timed rows have an IQR above "
-                       f"{NOISY_REL_IQR:.0%} of their median ({NOISY} in the tables); findings "
-                       "and targets built on them give no verdict.")
-        else:
-            out.append(f"Noise: every timed row's IQR is within {NOISY_REL_IQR:.0%} of its "
-                       "median.")
     return out
 
 
@@ -271,6 +292,13 @@ def _ratio_or_noise(a: pd.Series, b: pd.Series, col: str = "seconds_per_epoch") 
 
 
 def _findings(df: pd.DataFrame) -> list[str]:
+    out: list[str] = []
+    for prefix, rows in _models(df):
+        out += [prefix + line for line in _findings_of_model(rows)]
+    return out
+
+
+def _findings_of_model(df: pd.DataFrame) -> list[str]:
     out: list[str] = []
     ep = _epoch_view(df)
     if len(ep):
@@ -533,7 +561,8 @@ def tables(df: pd.DataFrame) -> dict[str, str]:
         out[TRANSFER_TABLE] = pd.DataFrame({
             "result file": t["file"].map(_file).str.slice(0, 13),
             "series": t["series"], "copy": t["copy"], "rows": t["rows"].astype(int),
-            "MB": (t["bytes"] / 1e6).round(3), "time (µs)": (1e6 * t["event_median_s"]).round(1),
+            "MB per copy": (t["bytes"] / 1e6).round(3),
+            "time per copy (µs, median of device events)": (1e6 * t["event_median_s"]).round(1),
             "GB/s": t["gb_per_s"].round(2),
             "IQR / median (rounds)": _noise_cells(t)}).pipe(_md)
     return out

@@ -27,6 +27,9 @@ def label(df: pd.DataFrame) -> pd.Series:
     if "kernel" in df:
         kernel = df["kernel"].fillna("eager").astype(str)
         lab = lab.where(kernel == "eager", lab + " " + kernel)
+    if "model" in df:  # softmax regression unmarked; any other model named
+        model = df["model"].fillna("softmax").astype(str)
+        lab = lab.where(model == "softmax", lab + " " + model)
     if "machine_gpu" in df and df["machine_gpu"].notna().any():
         # results from several machines: keep them apart
         machine = df["machine_gpu"].fillna(df.get("machine_cpu", "cpu")).astype(str)

@@ -87,6 +87,35 @@ def test_sigint_ends_cleanly_and_keeps_what_finished(tmp_path, moment):
         assert journals == []  # nothing had finished
 
 
+SLOW_SAVE = '''
+import time
+from pathlib import Path
+
+pytest_plugins = ["bench.pytest_plugin"]
+
+def pytest_benchmark_update_json(config, benchmarks, output_json):
+    Path("saving").touch()
+    time.sleep(2.0)
+'''
+
+
+def test_sigint_while_saving_a_finished_run_is_deferred(tmp_path):
+    project = _project(tmp_path)
+    (project / "conftest.py").write_text(SLOW_SAVE)
+    (project / "test_fake.py").write_text(BENCHMARKS.replace("rounds=30", "rounds=2"))
+    proc = _pytest(project)
+    try:
+        _wait_for(project / "saving", proc)
+        proc.send_signal(signal.SIGINT)
+        out = proc.communicate(timeout=60)[0]
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, out
+    assert "Traceback" not in out and "interrupt received while the finished run is saved" in out
+    (saved,) = find_result_files(project / "results")
+    assert json.loads(saved.read_text())["gdbench"]["complete"] is True
+
+
 def test_complete_and_filtered_runs_are_marked(tmp_path):
     project = _project(tmp_path)
     (project / "test_fake.py").write_text(BENCHMARKS.replace("rounds=30", "rounds=2"))

@@ -59,7 +59,8 @@ def test_not_a_benchmark():
     assert len(list((project / "results").rglob("*.json"))) == 1
     assert not (sub / "results").exists()
     # progress: done / total with time left; skips: one line per reason; the targets last
-    assert "[gdbench standard] 1/5 benchmarks" in out and "left: test_a" in out
+    assert "[gdbench standard] 1/5 benchmarks done" in out and "left: test_a" in out
+    assert "5/5 benchmarks done" not in out  # the last three were skipped: not announced
     assert "   3 × cupy: not installed" in out
     assert out.count("cupy: not installed") == 1
     assert "gdbench: complete run of the standard profile" in out

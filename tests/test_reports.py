@@ -94,6 +94,37 @@ def test_report_with_every_figure_and_numbers_that_match(result_file, tmp_path):
     assert "nan" not in report.replace("finance", "")  # one spelling for missing values
 
 
+def test_models_are_never_compared_with_each_other(tmp_path):
+    f = write_result(tmp_path / "m" / "0001.json", backends=("numpy", "torch"), with_ttt=False)
+    doc = json.loads(f.read_text())
+    mlp = []
+    for b in doc["benchmarks"]:
+        if b["extra_info"].get("kind") == "epoch":
+            c = json.loads(json.dumps(b))
+            c["name"] = c["name"].replace("test_epoch", "test_epoch_mlp")
+            c["stats"]["median"] /= 100   # "faster" than every softmax row: must not win
+            c["extra_info"]["model"] = "mlp"
+            for k in ("median_compute_s", "median_eval_s", "median_data_move_s"):
+                c["extra_info"][k] = (c["extra_info"].get(k) or 0.0) / 100
+            mlp.append(c)
+    doc["benchmarks"] += mlp
+    f.write_text(json.dumps(doc))
+    assert make_plots.main([str(f), "--out", str(tmp_path / "o")]) == 0
+    report = (tmp_path / "o" / "report.md").read_text()
+    summary = report.split("## Summary")[1].split("## Machine and software")[0]
+    lines = [line for line in summary.splitlines() if line.startswith("- ")]
+    assert any(line.startswith("- MLP: Fastest") for line in lines)
+    for line in lines:
+        assert ("mlp" in line.split("**")[1]) == line.startswith("- MLP:") \
+            if "**" in line else True
+    findings = report.split("## Findings")[1].split("## Figures")[0]
+    for line in findings.splitlines():
+        if line.startswith("- At B"):
+            assert " mlp" not in line
+        if " mlp" in line:
+            assert line.startswith("- MLP: ")
+
+
 def test_missing_measurements_leave_a_note(tmp_path):
     f = write_result(tmp_path / "m" / "0001.json", with_ttt=False)
     assert make_plots.main([str(f), "--out", str(tmp_path / "o")]) == 0
