@@ -158,19 +158,15 @@ def launch(job: Callable[..., Any], world_size: int, args: Sequence[Any] = (), *
                 rank = None
             if rank is not None:
                 if not ok:
-                    raise DistributedError(f"{_where(job, world_size, device)}: rank {rank} "
-                                           f"raised:\n{value}")
+                    raise DistributedError(_failure(job, world_size, device, procs, results,
+                                                    values, {rank: value}))
                 values[rank] = value
                 continue
-            dead = [(r, p.exitcode) for r, p in enumerate(procs)
-                    if r not in values and p.exitcode is not None]
-            if dead:
-                r, code = dead[0]
+            if any(r not in values and p.exitcode is not None for r, p in enumerate(procs)):
                 time.sleep(0.5)  # a result put just before exiting may still be in flight
                 if results.empty():
-                    raise DistributedError(f"{_where(job, world_size, device)}: rank {r} exited "
-                                           f"with code {code} before returning a result (killed, "
-                                           "out of memory, or a crash in native code).")
+                    raise DistributedError(_failure(job, world_size, device, procs, results,
+                                                    values, {}))
             if time.monotonic() > deadline:
                 waiting = sorted(set(range(world_size)) - set(values))
                 raise DistributedError(f"{_where(job, world_size, device)}: timed out after "
@@ -178,18 +174,51 @@ def launch(job: Callable[..., Any], world_size: int, args: Sequence[Any] = (), *
                                        "in a collective or too slow); raise timeout_s if the "
                                        "work is simply long.")
     finally:
-        _stop(procs)
+        _stop(procs, wait_s=5.0 if len(values) == world_size else 0.5)
     return [values[r] for r in range(world_size)]
+
+
+#: Words of an error that a rank gets because *another* rank failed (its peer vanished).
+_CONSEQUENCE = ("Connection reset", "Connection closed", "connection closed", "Timed out",
+                "timed out", "Broken pipe", "NCCL communicator was aborted")
+#: Seconds to wait, after the first failure, for the other ranks' reports.
+_GRACE_S = 3.0
+
+
+def _failure(job: Callable[..., Any], world_size: int, device: str, procs: list[Any],
+             results: Any, values: dict[int, Any], raised: dict[int, str]) -> str:
+    """The error message of a failed launch: every failed rank, the likely cause first (ranks
+    that died, then errors that are not a lost peer), then the ranks that only lost a peer."""
+    end = time.monotonic() + _GRACE_S
+    while time.monotonic() < end and len(values) + len(raised) < world_size:
+        try:
+            rank, ok, value = results.get(timeout=0.1)
+        except queue_module.Empty:
+            if all(p.exitcode is not None for p in procs):
+                break
+            continue
+        (values if ok else raised)[rank] = value
+    died = [(r, p.exitcode) for r, p in enumerate(procs)
+            if r not in values and r not in raised and p.exitcode not in (None, 0)]
+    lines = [f"rank {r} exited with code {code} before returning a result (killed, out of "
+             "memory, or a crash in native code)" for r, code in died]
+    ordered = sorted(raised.items(), key=lambda kv: (any(w in kv[1] for w in _CONSEQUENCE),
+                                                     kv[0]))
+    lines += [f"rank {r} raised:\n{tb}" for r, tb in ordered]
+    if not lines:
+        lines = ["a rank exited without a result"]
+    return f"{_where(job, world_size, device)}: " + "\n".join(lines)
 
 
 def _where(job: Callable[..., Any], world_size: int, device: str) -> str:
     return f"data-parallel {getattr(job, '__name__', job)} (P={world_size}, {device})"
 
 
-def _stop(procs: list[Any]) -> None:
-    """Join the ranks briefly; terminate, then kill, those still running (ours only)."""
+def _stop(procs: list[Any], wait_s: float) -> None:
+    """Join the ranks (``wait_s`` each); terminate, then kill, those still running (ours
+    only)."""
     for p in procs:
-        p.join(timeout=5.0)
+        p.join(timeout=wait_s)
     for p in procs:
         if p.is_alive():
             p.terminate()
