@@ -370,10 +370,11 @@ def _allreduce_job(rank: int, world_size: int, sizes: Sequence[int], min_repeats
             torch.cuda.synchronize()
         times: list[float] = []
         spent = 0.0
-        while len(times) < min_repeats or (spent < seconds_per_size and len(times) < 1000):
-            # the ranks agree on whether to go on (rank 0 decides), so no rank waits alone
-            go = torch.tensor([1.0 if (len(times) < min_repeats or spent < seconds_per_size)
-                               else 0.0], device=dev)
+        while True:
+            # rank 0 decides whether to go on and tells the others, so all ranks make the same
+            # number of calls (a rank deciding alone would pair its calls with the wrong ones)
+            more = len(times) < min_repeats or (spent < seconds_per_size and len(times) < 1000)
+            go = torch.tensor([1.0 if more else 0.0], device=dev)
             dist.broadcast(go, 0)
             if float(go) == 0.0:
                 break

@@ -47,6 +47,7 @@ class Profile:
     peer_batch_sizes: tuple[int, ...] = (1, 20, 600)
     progress: bool = True
     paired_rounds: int = 7
+    world_sizes: tuple[int, ...] = (1, 2)  # data-parallel ranks (bench_distributed.py)
 
 
 PROFILES = {

@@ -175,7 +175,7 @@ class _Journal:
             folder.mkdir(parents=True, exist_ok=True)
             self.path = folder / f"{started:%Y%m%d_%H%M%S}_{os.getpid()}_unfinished.json"
         doc = {**self.context, "benchmarks": [b.as_dict(include_data=False)
-                                              for b in bs.benchmarks]}
+                                              for b in bs.benchmarks if not b.has_error]}
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(doc, default=str))
         os.replace(tmp, self.path)
@@ -217,7 +217,7 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     from bench.targets import evaluate
 
     table = evaluate(rows_from_benchmarks(
-        [b.as_dict(include_data=False) for b in session.benchmarks]))
+        [b.as_dict(include_data=False) for b in session.benchmarks if not b.has_error]))
     if table.empty:
         return
     title = "gdbench performance targets (ratios from this run)"
