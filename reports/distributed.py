@@ -37,8 +37,10 @@ __all__ = ["INTERCONNECTS", "StepModel", "StepsCurve", "figures", "inputs", "pro
 
 #: Largest P projected.
 MAX_P = 1024
-#: Default per-worker batch b of the projection (examples per rank per step).
-PER_WORKER_BATCH = 100
+#: Default per-worker batch b of the projection figure (examples per rank per step) and the
+#: per-worker batches of its table.
+PER_WORKER_BATCH = 10
+PER_WORKER_BATCHES = (10, 100)
 
 
 @dataclass(frozen=True)
@@ -205,7 +207,8 @@ def inputs(df: pd.DataFrame) -> dict[str, Interconnect]:
             name, float(r.alpha_s), float(r.beta_s_per_byte),
             f"fitted to the all-reduce micro-benchmark ({len(r.message_bytes)} sizes, "
             f"{min(r.message_bytes)} B to {max(r.message_bytes) / 2**20:.0f} MiB, RMS relative "
-            f"residual {r.fit_rms_relative:.0%}, 1-min load {getattr(r, 'load_avg_1min', 'n/a')})")
+            f"residual {r.fit_rms_relative:.0%}, 1-min load "
+            f"{getattr(r, 'load_avg_1min', float('nan')):.1f})")
     for ic in INTERCONNECTS:
         out[ic.name] = ic
     return out
@@ -311,7 +314,8 @@ def _projection_figure(df: pd.DataFrame, path: Path, b: int,
             proj = project(models[model], curve, ic, b)
             s = summarize(proj, curve, b)
             c = colors[name]
-            top.loglog(proj["P"], proj["allreduce_s"].clip(lower=1e-9) * 1e3, color=c,
+            ring = proj[proj["P"] >= 2]  # 0 at P = 1
+            top.loglog(ring["P"], ring["allreduce_s"] * 1e3, color=c,
                        label=f"all-reduce, {name}")
             bottom.loglog(proj["P"], proj["time_to_target_s"], color=c,
                           label=f"{name} (best P = {s['p_best']})")
@@ -364,7 +368,7 @@ def _table(frame: pd.DataFrame) -> str:
     return frame.to_markdown(index=False)
 
 
-def section(df: pd.DataFrame, *, per_worker_batch: int = PER_WORKER_BATCH,
+def section(df: pd.DataFrame, *, per_worker_batches: tuple[int, ...] = PER_WORKER_BATCHES,
             given_steps: dict[str, tuple[float, float]] | None = None) -> str:
     """The markdown section: measurements, the fitted all-reduce, the projection and its
     inputs with their sources."""
@@ -397,10 +401,11 @@ def section(df: pd.DataFrame, *, per_worker_batch: int = PER_WORKER_BATCH,
                      & (b1["threads_per_rank"] == r.world_size * r.threads_per_rank)]
             if not ref.empty:
                 speed = float(ref["seconds_per_step"].iloc[0]) / r.seconds_per_step
-                lines.append(f"- {r.model}, B = {r.batch_size}: P = {r.world_size} × "
-                             f"{r.threads_per_rank} thread(s) is {speed:.2f}× the speed of one "
-                             f"process with {r.world_size * r.threads_per_rank} threads; the "
-                             f"all-reduce is {r.allreduce_share:.1%} of its step.")
+                P, t = int(r.world_size), int(r.threads_per_rank)
+                lines.append(f"- {r.model}, B = {int(r.batch_size)}: P = {P} × {t} thread(s) "
+                             f"runs a step {speed:.2f}× as fast as one process with {P * t} "
+                             f"threads; the all-reduce is {r.allreduce_share:.1%} of its step "
+                             f"(1-min load {getattr(r, 'load_avg_1min', float('nan')):.1f}).")
         lines.append("")
     if not fits.empty:
         lines += ["### The all-reduce (ring model fit)", "", _table(pd.DataFrame({
@@ -416,12 +421,12 @@ def section(df: pd.DataFrame, *, per_worker_batch: int = PER_WORKER_BATCH,
         lines += ["(No projection: it needs one-thread-per-rank CPU rows and an all-reduce fit.)",
                   ""]
         return "\n".join(lines) + "\n"
-    b = per_worker_batch
+    bs = ", ".join(map(str, per_worker_batches))
     lines += ["### Projection: time to target vs P", "",
-              f"Fixed per-worker batch b = {b} (global B = P b), P = 1 … {MAX_P}: T_step(P) = "
-              "t0 + c b + 2(P−1)α + 2(P−1)/P n β; steps S(B) = S_min + E_min/B; time to target "
-              "S(P b) T_step(P). A projection from the inputs below, not a measurement.", "",
-              "Inputs:", ""]
+              f"Fixed per-worker batch b ∈ {{{bs}}} (global B = P b), P = 1 … {MAX_P}: "
+              "T_step(P) = t0 + c b + 2(P−1)α + 2(P−1)/P n β; steps S(B) = S_min + E_min/B; "
+              "time to target S(P b) T_step(P). A projection from the inputs below, not a "
+              "measurement.", "", "Inputs:", ""]
     for m in models.values():
         lines.append(f"- {m.model}: t0 = {m.t0_s * 1e3:.3f} ms, c = {m.per_example_s * 1e6:.3f} "
                      f"µs per example, n = {m.gradient_bytes:,} bytes — {m.source}.")
@@ -434,27 +439,31 @@ def section(df: pd.DataFrame, *, per_worker_batch: int = PER_WORKER_BATCH,
                      f"{1e-9 / ic.beta_s_per_byte:.2f} GB/s — {ic.source}.")
     out = []
     for model in sorted(models):
-        for name, ic in ics.items():
-            proj = project(models[model], curves[model], ic, b)
-            s = summarize(proj, curves[model], b)
-            out.append({
-                "model": model + (" (placeholder S(B))" if curves[model].placeholder else ""),
-                "interconnect": name,
-                "P where the all-reduce dominates a step": s["p_allreduce_dominates"]
-                or f"> {MAX_P}",
-                "P beyond which a larger B stops saving steps (B_crit/b)":
-                    f"{s['p_batch_stops_saving']:.2g}",
-                "P with the least time to target": s["p_best"],
-                "speed-up there vs P = 1": f"{s['speedup_at_best']:.2f}×"})
+        for b in per_worker_batches:
+            for name, ic in ics.items():
+                proj = project(models[model], curves[model], ic, b)
+                s = summarize(proj, curves[model], b)
+                out.append({
+                    "model": model + (" (placeholder S(B))" if curves[model].placeholder
+                                      else ""),
+                    "b": b, "interconnect": name,
+                    "P where the all-reduce dominates a step": s["p_allreduce_dominates"]
+                    or f"> {MAX_P}",
+                    "P beyond which a larger B stops saving steps (B_crit/b)":
+                        f"{s['p_batch_stops_saving']:.2g}",
+                    "P with the least time to target": s["p_best"],
+                    "speed-up there vs P = 1": f"{s['speedup_at_best']:.2f}×"})
     lines += ["", _table(pd.DataFrame(out)), ""]
     for model in sorted(models):
         c = curves[model]
-        p_crit = c.b_crit / b
-        note = ("already at P = 1 the global batch exceeds B_crit, so every added worker "
-                "multiplies B without cutting the steps much: data parallelism at this b does "
-                "not shorten the time to target" if p_crit <= 1 else
-                f"beyond P ≈ {p_crit:.0f} a larger global batch stops saving steps")
-        lines.append(f"- {model}: {note}" + (" (placeholder S(B): not a finding)."
-                                             if c.placeholder else "."))
+        for b in per_worker_batches:
+            p_crit = c.b_crit / b
+            note = (f"at b = {b} the global batch exceeds B_crit = {c.b_crit:.0f} already at "
+                    "P = 1, so every added worker multiplies B without cutting the steps much"
+                    if p_crit <= 1 else
+                    f"at b = {b}, beyond P ≈ {p_crit:.1f} a larger global batch stops saving "
+                    "steps")
+            lines.append(f"- {model}: {note}" + (" (placeholder S(B): not a finding)."
+                                                 if c.placeholder else "."))
     lines.append("")
     return "\n".join(lines) + "\n"

@@ -52,7 +52,7 @@ class DPGrid:
 
 GRIDS = {
     "quick": DPGrid(("softmax", "mlp"), (600,), 6_000, seconds_per_size=0.05, timeout_s=300.0),
-    "standard": DPGrid(("softmax", "mlp"), (100, 1000), 20_000),
+    "standard": DPGrid(("softmax", "mlp"), (20, 100, 1000), 20_000),
     "gpu": DPGrid(("softmax", "mlp"), (600, 5000), 50_000),
     "full": DPGrid(("softmax", "mlp"), (100, 600, 5000), 50_000, seconds_per_size=1.0),
 }
