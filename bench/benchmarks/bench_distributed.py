@@ -8,6 +8,7 @@
   (the data-parallel trainer; no fast paths), so the comparison isolates the parallelism.
   The benchmark's own timing includes starting the ranks and loading the data; the numbers to
   use are in ``extra_info`` (medians over the rounds, from rank 0).
+* P runs over ``profile.world_sizes`` (1, 2), and 4, 8 in the ``full`` profile.
 * ``test_allreduce``: one SUM all-reduce of 4 B .. 64 MB (and the two models' gradient sizes)
   at each P >= 2, with the ring model's alpha and beta fitted (``bench.distributed.fit_ring``).
 
@@ -92,15 +93,25 @@ def _placements(world_sizes: tuple[int, ...]) -> list[tuple[str, int, int]]:
     return out
 
 
+#: World sizes the ``full`` profile adds to ``profile.world_sizes`` (skipped with the reason
+#: where the machine has too few cores or GPUs).
+FULL_EXTRA_WORLD_SIZES = (4, 8)
+
+
+def _world_sizes(profile) -> tuple[int, ...]:
+    extra = FULL_EXTRA_WORLD_SIZES if profile.name == "full" else ()
+    return tuple(sorted({*profile.world_sizes, *extra}))
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     profile = metafunc.config._gdbench_profile
     grid = GRIDS.get(profile.name, GRIDS["standard"])
     if "dp_case" in metafunc.fixturenames:
-        found = [DPCase(d, P, t, m, B) for d, P, t in _placements(profile.world_sizes)
+        found = [DPCase(d, P, t, m, B) for d, P, t in _placements(_world_sizes(profile))
                  for m in grid.models for B in grid.batch_sizes]
         metafunc.parametrize("dp_case", found, ids=[c.id for c in found])
     if "allreduce_case" in metafunc.fixturenames:
-        found = [DPCase(d, P, t) for d, P, t in _placements(profile.world_sizes) if P >= 2]
+        found = [DPCase(d, P, t) for d, P, t in _placements(_world_sizes(profile)) if P >= 2]
         metafunc.parametrize("allreduce_case", found,
                              ids=[f"torch-{c.device}-P{c.world_size}" for c in found])
 
