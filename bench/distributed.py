@@ -63,8 +63,13 @@ def dist_backend(device: str) -> str:
     return "nccl" if device.startswith("cuda") else "gloo"
 
 
-def unavailable_reason(device: str, world_size: int, threads_per_rank: int = 1) -> str | None:
-    """Why P = ``world_size`` ranks cannot run on ``device`` here (a skip reason), or None."""
+def unavailable_reason(device: str, world_size: int, threads_per_rank: int = 1, *,
+                       check_cores: bool = True) -> str | None:
+    """Why P = ``world_size`` ranks cannot run on ``device`` here (a skip reason), or None.
+
+    ``check_cores``: on the CPU, also refuse more ranks x threads than cores (a benchmark
+    would measure the oversubscription); correctness runs pass False.
+    """
     try:
         import torch
         import torch.distributed as dist
@@ -74,7 +79,7 @@ def unavailable_reason(device: str, world_size: int, threads_per_rank: int = 1) 
         return "torch.distributed is not available in this torch build"
     if device == "cpu":
         cores = os.cpu_count() or 1
-        if world_size * threads_per_rank > cores:
+        if check_cores and world_size * threads_per_rank > cores:
             return (f"P={world_size} ranks x {threads_per_rank} thread(s) need "
                     f"{world_size * threads_per_rank} cores; this machine has {cores}")
         if not dist.is_gloo_available():
@@ -136,7 +141,7 @@ def launch(job: Callable[..., Any], world_size: int, args: Sequence[Any] = (), *
 
     if not (isinstance(world_size, int) and world_size >= 1):
         raise ValueError(f"world_size must be an int >= 1. Got {world_size!r}.")
-    reason = unavailable_reason(device, world_size, 1)
+    reason = unavailable_reason(device, world_size, check_cores=False)
     if reason:
         raise DistributedError(f"cannot launch P={world_size} on {device!r}: {reason}")
     ctx = mp.get_context("spawn")
