@@ -197,6 +197,10 @@ def steps_curves(df: pd.DataFrame, given: dict[str, tuple[float, float]] | None 
     return out
 
 
+def _int_or(value: object, default: int) -> int:
+    return int(value) if value is not None and pd.notna(value) else int(default)
+
+
 def inputs(df: pd.DataFrame) -> dict[str, Interconnect]:
     """The interconnects projected: the measured fit(s) here (one per device and P, newest),
     then the stated ones."""
@@ -206,7 +210,8 @@ def inputs(df: pd.DataFrame) -> dict[str, Interconnect]:
         out[name] = Interconnect(
             name, float(r.alpha_s), float(r.beta_s_per_byte),
             f"fitted to the all-reduce micro-benchmark ({len(r.message_bytes)} sizes, "
-            f"{min(r.message_bytes)} B to {max(r.message_bytes) / 2**20:.0f} MiB, RMS relative "
+            f"{min(r.message_bytes)} B to {max(r.message_bytes) / 2**20:.0f} MiB, fitted from "
+            f"{_int_or(getattr(r, 'fit_min_bytes', None), min(r.message_bytes))} B, RMS relative "
             f"residual {r.fit_rms_relative:.0%}, 1-min load "
             f"{getattr(r, 'load_avg_1min', float('nan')):.1f})")
     for ic in INTERCONNECTS:
