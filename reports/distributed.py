@@ -122,8 +122,9 @@ def _fits(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def step_models(df: pd.DataFrame) -> dict[str, StepModel]:
-    """Per model, ``t0 + c b`` fitted (least squares, t0 >= 0) to the CPU rows with one thread
-    per rank: compute seconds per step against the local batch ``b = ceil(B / P)``."""
+    """Per model, ``t0 + c b`` fitted (least squares on relative residuals, so b = 10 counts
+    as much as b = 1,000; t0 >= 0) to the CPU rows with one thread per rank: compute seconds
+    per step against the local batch ``b = ceil(B / P)``."""
     rows = _measured(df)
     out: dict[str, StepModel] = {}
     if rows.empty:
@@ -133,7 +134,7 @@ def step_models(df: pd.DataFrame) -> dict[str, StepModel]:
         b = g["local_batch_size"].astype(float).to_numpy()
         t = g["compute_s_per_step"].astype(float).to_numpy()
         if len(set(b)) >= 2:
-            slope, intercept = np.polyfit(b, t, 1)
+            slope, intercept = np.polyfit(b, t, 1, w=1.0 / t)  # relative residuals
             if intercept < 0 or slope <= 0:
                 slope, intercept = float(np.sum(t * b) / np.sum(b * b)), 0.0
         else:
