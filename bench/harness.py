@@ -49,10 +49,12 @@ class TimeSplit:
     data_move_s: float = 0.0
     other_s: float = 0.0
     total_s: float = 0.0
+    allreduce_s: float | None = None  # data-parallel runs only (bench.distributed); else None
 
     def training_s(self) -> float:
         """Time spent training so far: everything but evaluation and bookkeeping."""
-        return self.compute_s + (self.h2d_s or 0.0) + self.d2h_s + self.data_move_s
+        return (self.compute_s + (self.h2d_s or 0.0) + self.d2h_s + self.data_move_s
+                + (self.allreduce_s or 0.0))
 
     def parts(self) -> dict[str, float]:
         return {k: v for k, v in asdict(self).items() if k != "total_s" and v is not None}

@@ -58,6 +58,7 @@ class Profile:
     #: Epochs per round where a model's budget differs from ``epochs`` (an MLP epoch costs
     #: about 60x a softmax-regression one).
     model_epochs: dict[str, int] = field(default_factory=lambda: {"mlp": 1})
+    world_sizes: tuple[int, ...] = (1, 2)  # data-parallel ranks (bench_distributed.py)
 
 
 PROFILES = {

@@ -396,7 +396,8 @@ class _Journal:
             folder = Path(bs.storage.path) / "partial"  # file storage (the default)
             folder.mkdir(parents=True, exist_ok=True)
             self.path = folder / f"{started:%Y%m%d_%H%M%S}_{os.getpid()}_unfinished.json"
-        self.benchmarks = [b.as_dict(include_data=False) for b in bs.benchmarks if b]
+        self.benchmarks = [b.as_dict(include_data=False) for b in bs.benchmarks
+                           if b and not b.has_error]
         self._write(complete=False)
 
     def _write(self, complete: bool, interrupted: bool = False) -> None:
@@ -474,7 +475,8 @@ def _targets_table(terminalreporter, config: pytest.Config) -> None:
     from bench.targets import evaluate, verdict
 
     table = evaluate(rows_from_benchmarks(
-        [b.as_dict(include_data=False) for b in session.benchmarks if b]))
+        [b.as_dict(include_data=False) for b in session.benchmarks
+         if b and not b.has_error]))
     if table.empty:
         return
     title = "gdbench performance targets (ratios from this run)"

@@ -69,6 +69,23 @@ MEASURED = {
     "note": "a remark on the row",
     "world_size": "processes of a data-parallel run, P",
     "threads_per_rank": "intra-op threads of each process",
+    "dist_backend": "torch.distributed backend: gloo (CPU) or nccl (CUDA)",
+    "local_batch_size": "examples per rank and step, ceil(B / P)",
+    "gradient_bytes": "bytes of the flat gradient buffer all-reduced each step",
+    "rounds": "timed rounds behind the medians",
+    "compute_s_per_step": "compute seconds per step, all-reduce excluded (median)",
+    "allreduce_s_per_step": "all-reduce seconds per step (median)",
+    "allreduce_share": "all-reduce / (compute + all-reduce) per step (median)",
+    "allreduce_s_per_epoch": "all-reduce seconds per epoch's worth of steps (median)",
+    "load_avg_1min": "the machine's 1-minute load average after the benchmark",
+    "message_bytes": "all-reduce message sizes, bytes",
+    "seconds": "median seconds of one all-reduce per message size",
+    "repeats": "all-reduces timed per message size",
+    "alpha_s": "ring-model latency alpha, seconds (T(n) = 2(P-1) alpha + 2(P-1)/P n beta)",
+    "beta_s_per_byte": "ring-model inverse bandwidth beta, seconds per byte",
+    "bandwidth_GBps": "1 / beta, 1e9 bytes per second",
+    "fit_rms_relative": "root-mean-square relative residual of the ring fit",
+    "fit_min_bytes": "smallest message size in the ring fit, bytes",
 }
 
 
