@@ -3,6 +3,8 @@ a small study on the real data (the CI's version of the complete study)."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 from concurrent.futures import Future
 from dataclasses import asdict
@@ -223,3 +225,28 @@ def test_small_study_on_real_data(real_mnist, tmp_path):
     assert len(direct) >= 1 and direct["measured_s"].notna().all()
     noise = df[df["record"] == "noise"]
     assert len(noise) >= 4 and (noise["b_simple"] > 0).all()
+
+
+# ---------------------------------------------------------------- the optimizer axis
+
+
+def test_an_unknown_extra_config_field_is_refused_with_the_fix():
+    with pytest.raises(ValueError, match=r"names a field RunConfig does not have"):
+        StudyConfig(extra_config=(("no_such_field", 1),))
+
+
+@pytest.mark.realdata
+def test_momentum_is_an_axis_where_the_tree_has_it(real_mnist):
+    from dataclasses import fields
+
+    from bench.spec.config import RunConfig
+
+    if "optimizer" not in {f.name for f in fields(RunConfig)}:
+        pytest.skip("RunConfig has no 'optimizer' field in this tree (the architecture issue "
+                    "adds momentum/Nesterov); the study passes it through extra_config")
+    spec = dataclasses.replace(_SPEC, extra_config=(("momentum", 0.9),
+                                                    ("optimizer", "momentum")),
+                               lr_units=-4)
+    rec = run_trial(spec, noise=False)
+    assert rec["status"] in ("reached", "budget", "capped", "diverged")
+    assert json.loads(rec["extra_config"]) == {"momentum": 0.9, "optimizer": "momentum"}
