@@ -123,7 +123,8 @@ def _context(cfg: StudyConfig, runner: Any) -> dict[str, Any]:
     label = f"{m.get('cpu_model')} x{m.get('cpu_count')}"
     return {"started_utc": dt.datetime.now(dt.timezone.utc).isoformat(), "commit": m.get("commit"),
             "machine_label": label, "machine_json": json.dumps(m, default=str),
-            "runner": repr(runner), "study_config": json.dumps(dataclasses.asdict(cfg))}
+            "runner": repr(runner), "study_config": json.dumps(dataclasses.asdict(cfg)),
+            "load_average_start": os.getloadavg()[0]}
 
 
 # ------------------------------------------------------------------------------ timing
@@ -183,7 +184,7 @@ def measure_timing(cfg: StudyConfig, store: StudyStore, data: Any) -> list[dict[
                    "step_s": float(np.median(step_s)), "step_s_min": min(step_s),
                    "step_s_max": max(step_s), "step_s_all": step_s,
                    "epoch_move_s": float(np.median(move_s)), "epoch_move_s_all": move_s,
-                   "extra_config": _extra_tag(cfg)}
+                   "extra_config": _extra_tag(cfg), "load_average": os.getloadavg()[0]}
             store.put("timing", key, [rec])
             out.append(rec)
             _progress(f"timing {backend:6s} B={B:6d}: {rec['step_s'] * 1e6:10.1f} us/step")
@@ -390,7 +391,8 @@ def measure_direct(cfg: StudyConfig, store: StudyStore, data: Any,
                "measured_s": float(np.median(times)) if times else None,
                "measured_s_all": times, "measured_steps_all": steps,
                "composition_error": (c["composed_s"] / float(np.median(times)) - 1
-                                     if times else None)}
+                                     if times else None),
+               "load_average": os.getloadavg()[0]}
         store.put("direct", key, [rec])
         out.append(rec)
         _progress(f"direct {backend} B={B}: composed {c['composed_s']:.3f} s, measured "
@@ -438,6 +440,7 @@ def run_study(cfg: StudyConfig, runner: Any, root: str | os.PathLike = DEFAULT_R
         measure_direct(cfg, store, data, _direct_candidates(cfg, composed))
     ctx["finished_utc"] = dt.datetime.now(dt.timezone.utc).isoformat()
     ctx["wall_s"] = time.perf_counter() - t0
+    ctx["load_average_end"] = os.getloadavg()[0]
     store.put("context", ctx["started_utc"].replace(":", "-"), [ctx])
     store.write_table()
     _progress(f"done in {ctx['wall_s']:.0f} s: {store.path}")
