@@ -110,12 +110,16 @@ def section(study_df: pd.DataFrame) -> str:
                          if "target_error" in df else math.nan)
         out += [f"### Study `{study}` — {ctx.get('machine_label', 'unknown machine')}", ""]
         out += [*_answer(df, study), ""]
-        wall = ctx.get("wall_s")
+        ctxs = _kind(study_df, "context")
+        walls = ctxs[ctxs["study"] == study].get("wall_s", pd.Series(dtype=float)).dropna()
+        wall = float(walls.sum()) if len(walls) else None
+        runs = (f" (the sum over {len(walls)} runs; a rerun computes only what is missing)"
+                if len(walls) > 1 else "")
         out.append(f"Target: validation error ≤ {target:.1%}; {cfg.get('dtype', 'float32')}, "
                    f"{cfg.get('init', 'zeros')} init (the seed sets the data order), "
                    f"{_optimizer(cfg)}; seeds {cfg.get('seeds')}; "
                    f"runner {ctx.get('runner', '?')}; commit `{str(ctx.get('commit'))[:10]}`; "
-                   f"study wall time {_fmt_s(wall) if wall else 'n/a (unfinished)'}.")
+                   f"study wall time {_fmt_s(wall) if wall else 'n/a (unfinished)'}{runs}.")
         out.append("")
         fit = fit_study(per_b)
         bs = b_simple_near_target(df, per_b)
@@ -166,8 +170,10 @@ def section(study_df: pd.DataFrame) -> str:
                         "variant": d["batch_size"].map(_variant),
                         "backend": d["backend"],
                         "composed (s)": d["composed_s"].map("{:.3g}".format),
-                        "measured (s, median)": d["measured_s"].map(
-                            lambda v: f"{v:.3g}" if pd.notna(v) else "—"),
+                        "measured (s): median [min–max]": [
+                            f"{r.measured_s:.3g} [{min(r.measured_s_all):.3g}–"
+                            f"{max(r.measured_s_all):.3g}]" if pd.notna(r.measured_s) else "—"
+                            for r in d.itertuples()],
                         "composition error": d["composition_error"].map(
                             lambda v: f"{v:+.0%}" if pd.notna(v) else "—"),
                     }).to_markdown(index=False), ""]
@@ -201,7 +207,9 @@ def _steps_figure(df: pd.DataFrame, out: Path) -> Path | None:
                                 np.maximum(per_b["seed_steps_max"], S) - S],
                     fmt="o", color=c, capsize=3, label=f"{study}: steps-to-target "
                                                        f"(bars: seeds' range)")
-        ax.plot(B, S[0] * B[0] / B, ":", color="grey", label="perfect scaling (S ∝ 1/B)")
+        keep = S[0] * B[0] / B >= S.min() * 0.5
+        ax.plot(B[keep], (S[0] * B[0] / B)[keep], ":", color="grey",
+                label="perfect scaling (S ∝ 1/B)")
         fit = fit_study(per_b)
         if fit is not None:
             grid = np.geomspace(B.min(), B.max(), 200)
@@ -210,11 +218,24 @@ def _steps_figure(df: pd.DataFrame, out: Path) -> Path | None:
             ax.axvline(fit.b_crit, color=c, ls="--", lw=1)
             ax.text(fit.b_crit, S.max(), f" B_crit={fit.b_crit:,.0f}", color=c,
                     rotation=90, va="top", fontsize=8)
+            if len(studies) == 1:
+                edges = [B.min() / 1.5, fit.perfect_scaling_max_b, fit.max_parallelism_min_b,
+                         B.max() * 1.5]
+                names = ["perfect scaling", "diminishing returns", "maximal data parallelism"]
+                for lo, hi, name, shade in zip(edges, edges[1:], names, (0.10, 0.04, 0.10),
+                                               strict=False):
+                    if hi > lo:
+                        ax.axvspan(lo, hi, color="grey", alpha=shade, lw=0)
+                        ax.text(math.sqrt(lo * hi), S.min() * 0.55, name, ha="center",
+                                fontsize=8, color="dimgrey")
         bs = b_simple_near_target(df[df["study"] == study], per_b)["median"]
         if not math.isnan(bs):
             ax.axvline(bs, color=c, ls="-.", lw=1)
             ax.text(bs, S.max(), f" B_simple={bs:,.0f}", color=c, rotation=90, va="top",
                     fontsize=8)
+    all_s = [v for line in ax.get_lines() for v in np.asarray(line.get_ydata(), float)
+             if v > 0]
+    ax.set_ylim(min(all_s) * 0.4 if all_s else None, max(all_s) * 2 if all_s else None)
     ax.set(xscale="log", yscale="log", xlabel="batch size B (examples)",
            ylabel="steps to the target validation error",
            title="Steps-to-target at each B's best learning rate")
@@ -292,17 +313,21 @@ def _noise_figure(df: pd.DataFrame, out: Path) -> Path | None:
         return None
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     for (study, B), g in noise.groupby(["study", "batch_size"]):
-        g = g.sort_values("steps")
-        line, = ax.plot(g["valid_error"], g["b_simple"], "-o", ms=3,
-                        label=f"B = {int(B):,} (lr {g['learning_rate'].iloc[0]:.3g})"
+        g = g[g["steps"] > 0].sort_values("steps")
+        frac = g["steps"] / g["steps_to_target"]
+        line, = ax.plot(frac, g["b_simple"], "-o", ms=3,
+                        label=f"B = {int(B):,} (lr {g['learning_rate'].iloc[0]:.3g}, target at "
+                              f"step {int(g['steps_to_target'].iloc[0]):,})"
                               + (f", {study}" if noise["study"].nunique() > 1 else ""))
         hit = g[g["steps"] == g["steps_to_target"]]
-        ax.scatter(hit["valid_error"], hit["b_simple"], marker="*", s=150,
+        ax.scatter(hit["steps"] / hit["steps_to_target"], hit["b_simple"], marker="*", s=150,
                    color=line.get_color(), zorder=5)
-    ax.axvline(float(_kind(df, "trial")["target_error"].iloc[0]), color="grey", ls=":",
-               label="target")
-    ax.invert_xaxis()
-    ax.set(xscale="log", yscale="log", xlabel="validation error (training proceeds →)",
+    init = noise[noise["steps"] == 0]["b_simple"]
+    if len(init):
+        ax.axhline(float(init.iloc[0]), color="grey", ls=":",
+                   label=f"at the zero initialisation: {float(init.iloc[0]):,.0f}")
+    ax.axvline(1.0, color="grey", ls="--", lw=1)
+    ax.set(xscale="log", yscale="log", xlabel="steps / steps-to-target of that run",
            ylabel="B_simple = tr Σ / |G|² (examples)",
            title="Exact gradient noise scale along the best runs (★ = at the target)")
     ax.legend(fontsize=8)

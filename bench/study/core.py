@@ -359,7 +359,8 @@ def composed_times(timing: list[dict[str, Any]],
 
 def measure_direct(cfg: StudyConfig, store: StudyStore, data: Any,
                    candidates: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Time-to-target measured at the best rate, ``direct_repeats`` times, for each candidate."""
+    """Time-to-target measured at the best rate, ``direct_repeats`` times after one warm-up run,
+    for each candidate (one thread by default, in this process)."""
     from bench.harness import train
     from bench.study.trial import lr_from_units
 
@@ -368,7 +369,7 @@ def measure_direct(cfg: StudyConfig, store: StudyStore, data: Any,
     for c in candidates:
         B, backend = c["batch_size"], c["backend"]
         key = (f"{backend}_B{B}_u{c['lr_units']}_s{cfg.seeds[0]}_t{cfg.timing_threads}"
-               f"_r{cfg.direct_repeats}_{cfg.target_error}_{_extra_tag(cfg)}")
+               f"_w1_r{cfg.direct_repeats}_{cfg.target_error}_{_extra_tag(cfg)}")
         found = store.get("direct", key)
         if found:
             out.extend(found)
@@ -380,9 +381,9 @@ def measure_direct(cfg: StudyConfig, store: StudyStore, data: Any,
                        validations_per_epoch=cfg.validations_per_epoch(B), **_base_kw(cfg, B))
         times, steps = [], []
         with thread_limit(cfg.timing_threads):
-            for _ in range(cfg.direct_repeats):
+            for rep in range(cfg.direct_repeats + 1):      # the first is a warm-up
                 r = train(_trainer(cache, backend, rc, data), rc)
-                if r.target_reached:
+                if rep and r.target_reached:
                     times.append(r.time_to_target_s)
                     steps.append(r.steps_to_target)
         rec = {"key": key, "batch_size": B, "backend": backend, "variant": rc.variant,
