@@ -128,12 +128,19 @@ def section(study_df: pd.DataFrame) -> str:
                        f"{fit.s_min:,.0f} steps, E_min = {fit.e_min:,.0f} examples, B_crit = "
                        f"E_min/S_min = {fit.b_crit:,.0f}** (RMS residual "
                        f"{fit.rms_log_residual:.2f} in log steps over {fit.n_points} B).")
+            if not math.isnan(bs["along_runs"]):
+                out.append(f"Gradient noise scale near the target (exact, over the 50,000 "
+                           f"training examples; mean tr Σ / mean |G|² over 0.5–1.5 × "
+                           f"steps-to-target along the best runs): **B_simple = "
+                           f"{bs['along_runs']:,.0f}** (median over the runs; range "
+                           f"{bs['along_runs_min']:,.0f}–{bs['along_runs_max']:,.0f}): the fitted "
+                           f"B_crit is {fit.b_crit / bs['along_runs']:.2f} × this prediction.")
             if not math.isnan(bs["median"]):
-                out.append(f"Gradient noise scale at the target (exact, over the 50,000 "
-                           f"training examples): **B_simple = {bs['median']:,.0f}** (median over "
-                           f"the best runs of every B; range {bs['min']:,.0f}–{bs['max']:,.0f}"
-                           f"): the fitted B_crit is {fit.b_crit / bs['median']:.2f} × the "
-                           f"predicted one.")
+                out.append(f"At the single point where each B's best trial reached the target, "
+                           f"B_simple has median {bs['median']:,.0f} over B (range "
+                           f"{bs['min']:,.0f}–{bs['max']:,.0f}). B_simple is the noise scale "
+                           f"that sets B_crit only for a Hessian ∝ identity (McCandlish et al.); "
+                           f"with the badly conditioned pixel data the two need not agree.")
             out.append("")
             out.append(_regimes(fit, per_b["batch_size"].tolist()))
         out.append("")

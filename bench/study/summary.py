@@ -65,19 +65,28 @@ def fit_study(per_b: pd.DataFrame) -> StepsFit | None:
 
 
 def b_simple_near_target(df: pd.DataFrame, per_b: pd.DataFrame) -> dict[str, float]:
-    """B_simple where the best runs reached the target: the median over B (and its range) of
-    the at-target values, and the first checkpoint at or below the target along each noise run.
+    """B_simple near the target, two ways.
+
+    ``median`` / ``min`` / ``max``: over B, the value at the parameters where each B's best
+    trial reached the target (one point each: noisy where a large rate makes |G| oscillate).
+    ``along_runs`` (and ``along_runs_min`` / ``_max`` over the noise runs): for each noise run,
+    mean tr S / mean |G|^2 over its checkpoints from 0.5 to 1.5 x steps-to-target — the ratio
+    of averages, as McCandlish et al. average |G|^2 and tr S separately before dividing.
     """
     at_target = per_b.get("b_simple_at_target", pd.Series(dtype=float)).dropna()
     out = {"median": float(at_target.median()) if len(at_target) else math.nan,
            "min": float(at_target.min()) if len(at_target) else math.nan,
-           "max": float(at_target.max()) if len(at_target) else math.nan}
+           "max": float(at_target.max()) if len(at_target) else math.nan,
+           "along_runs": math.nan, "along_runs_min": math.nan, "along_runs_max": math.nan}
     noise = _kind(df, "noise")
     if not noise.empty:
         vals = []
         for _, g in noise.groupby("key"):
-            hit = g[g["steps"] >= g["steps_to_target"]].sort_values("steps")
-            if len(hit):
-                vals.append(hit["b_simple"].iloc[0])
-        out["along_runs_median"] = float(np.median(vals)) if vals else math.nan
+            near = g[(g["steps"] >= 0.5 * g["steps_to_target"])
+                     & (g["steps"] <= 1.5 * g["steps_to_target"])]
+            if len(near):
+                vals.append(near["trace_cov"].mean() / near["grad_sq_norm"].mean())
+        if vals:
+            out.update(along_runs=float(np.median(vals)), along_runs_min=float(min(vals)),
+                       along_runs_max=float(max(vals)))
     return out
