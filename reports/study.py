@@ -138,9 +138,12 @@ def section(study_df: pd.DataFrame) -> str:
             if not math.isnan(bs["median"]):
                 out.append(f"At the single point where each B's best trial reached the target, "
                            f"B_simple has median {bs['median']:,.0f} over B (range "
-                           f"{bs['min']:,.0f}–{bs['max']:,.0f}). B_simple is the noise scale "
-                           f"that sets B_crit only for a Hessian ∝ identity (McCandlish et al.); "
-                           f"with the badly conditioned pixel data the two need not agree.")
+                           f"{bs['min']:,.0f}–{bs['max']:,.0f}): at the best rates the runs "
+                           f"oscillate, |G|² swings by orders of magnitude between checkpoints "
+                           f"while tr Σ stays steady, and the target is met on a downswing of "
+                           f"|G|², so one point overstates B_simple; the ratio of averages above "
+                           f"is the estimate to compare with B_crit (McCandlish et al. average "
+                           f"both before dividing).")
             out.append("")
             out.append(_regimes(fit, per_b["batch_size"].tolist()))
         out.append("")
@@ -171,7 +174,10 @@ def section(study_df: pd.DataFrame) -> str:
             d = direct.sort_values("measured_s")
             out += ["Time-to-target, composed (steps-to-target × the measured time per step at "
                     "one thread, plus the per-epoch reshuffle) against measured directly at the "
-                    "best learning rate:", "",
+                    "best learning rate. *Error (timing phase)*: composed from the study's timing "
+                    "phase, minutes earlier, so it also holds the machine's drift; *error "
+                    "(paired)*: the step re-timed right before each direct run, median of the "
+                    "per-round errors — the composition's own error.", "",
                     pd.DataFrame({
                         "B": d["batch_size"].map("{:,}".format),
                         "variant": d["batch_size"].map(_variant),
@@ -181,7 +187,10 @@ def section(study_df: pd.DataFrame) -> str:
                             f"{r.measured_s:.3g} [{min(r.measured_s_all):.3g}–"
                             f"{max(r.measured_s_all):.3g}]" if pd.notna(r.measured_s) else "—"
                             for r in d.itertuples()],
-                        "composition error": d["composition_error"].map(
+                        "error (timing phase)": d["composition_error"].map(
+                            lambda v: f"{v:+.0%}" if pd.notna(v) else "—"),
+                        "error (paired)": d.get("paired_composition_error",
+                                                pd.Series(index=d.index, dtype=float)).map(
                             lambda v: f"{v:+.0%}" if pd.notna(v) else "—"),
                     }).to_markdown(index=False), ""]
     return "\n".join(out) + "\n"
@@ -223,8 +232,8 @@ def _steps_figure(df: pd.DataFrame, out: Path) -> Path | None:
             ax.plot(grid, fit.steps(grid), "-", color=c,
                     label=f"fit: S_min={fit.s_min:,.0f}, E_min={fit.e_min:,.0f}")
             ax.axvline(fit.b_crit, color=c, ls="--", lw=1)
-            ax.text(fit.b_crit, S.max(), f" B_crit={fit.b_crit:,.0f}", color=c,
-                    rotation=90, va="top", fontsize=8)
+            ax.text(fit.b_crit, S.max(), f"B_crit={fit.b_crit:,.0f} ", color=c,
+                    rotation=90, va="top", ha="right", fontsize=8)
             if len(studies) == 1:
                 edges = [B.min() / 1.5, fit.perfect_scaling_max_b, fit.max_parallelism_min_b,
                          B.max() * 1.5]
@@ -235,18 +244,20 @@ def _steps_figure(df: pd.DataFrame, out: Path) -> Path | None:
                         ax.axvspan(lo, hi, color="grey", alpha=shade, lw=0)
                         ax.text(math.sqrt(lo * hi), S.min() * 0.55, name, ha="center",
                                 fontsize=8, color="dimgrey")
-        bs = b_simple_near_target(df[df["study"] == study], per_b)["median"]
+        near = b_simple_near_target(df[df["study"] == study], per_b)
+        bs = near["along_runs"] if not math.isnan(near["along_runs"]) else near["median"]
         if not math.isnan(bs):
             ax.axvline(bs, color=c, ls="-.", lw=1)
             ax.text(bs, S.max(), f" B_simple={bs:,.0f}", color=c, rotation=90, va="top",
-                    fontsize=8)
+                    ha="left", fontsize=8)
     all_s = [v for line in ax.get_lines() for v in np.asarray(line.get_ydata(), float)
-             if v > 0]
-    ax.set_ylim(min(all_s) * 0.4 if all_s else None, max(all_s) * 2 if all_s else None)
+             if v > 1]            # the axvlines' data are (0, 1) in axes units
+    if all_s:
+        ax.set_ylim(min(all_s) * 0.4, max(all_s) * 2)
     ax.set(xscale="log", yscale="log", xlabel="batch size B (examples)",
            ylabel="steps to the target validation error",
            title="Steps-to-target at each B's best learning rate")
-    ax.legend(fontsize=8, loc="lower left")
+    ax.legend(fontsize=8, loc="lower left", bbox_to_anchor=(0.0, 0.1))
     return _save(fig, out / "study_steps_to_target.png")
 
 
@@ -322,13 +333,17 @@ def _noise_figure(df: pd.DataFrame, out: Path) -> Path | None:
     for (study, B), g in noise.groupby(["study", "batch_size"]):
         g = g[g["steps"] > 0].sort_values("steps")
         frac = g["steps"] / g["steps_to_target"]
+        near = g[(frac >= 0.5) & (frac <= 1.5)]
+        avg = near["trace_cov"].mean() / near["grad_sq_norm"].mean()
         line, = ax.plot(frac, g["b_simple"], "-o", ms=3,
                         label=f"B = {int(B):,} (lr {g['learning_rate'].iloc[0]:.3g}, target at "
-                              f"step {int(g['steps_to_target'].iloc[0]):,})"
+                              f"step {int(g['steps_to_target'].iloc[0]):,}; near it "
+                              f"mean trΣ / mean |G|² = {avg:,.0f})"
                               + (f", {study}" if noise["study"].nunique() > 1 else ""))
         hit = g[g["steps"] == g["steps_to_target"]]
         ax.scatter(hit["steps"] / hit["steps_to_target"], hit["b_simple"], marker="*", s=150,
                    color=line.get_color(), zorder=5)
+        ax.plot([0.5, 1.5], [avg, avg], color=line.get_color(), lw=4, alpha=0.5)
     init = noise[noise["steps"] == 0]["b_simple"]
     if len(init):
         ax.axhline(float(init.iloc[0]), color="grey", ls=":",
@@ -337,7 +352,7 @@ def _noise_figure(df: pd.DataFrame, out: Path) -> Path | None:
     ax.set(xscale="log", yscale="log", xlabel="steps / steps-to-target of that run",
            ylabel="B_simple = tr Σ / |G|² (examples)",
            title="Exact gradient noise scale along the best runs (★ = at the target)")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="upper left")
     return _save(fig, out / "study_noise_scale.png")
 
 
@@ -354,7 +369,8 @@ def figures(study_df: pd.DataFrame, out_dir: str | Path) -> list[tuple[str, Path
         ("Time-to-target vs batch size per backend: steps-to-target × measured time per step "
          "(band: fastest to slowest repeat); crosses: measured directly",
          _time_figure(study_df, out)),
-        ("The exact gradient noise scale B_simple along the best runs",
+        ("The exact gradient noise scale B_simple along the best runs; thick bars: the ratio of "
+         "averages over 0.5–1.5 × steps-to-target",
          _noise_figure(study_df, out)),
     ]
     return [(caption, path) for caption, path in made if path is not None]

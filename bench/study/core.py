@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 import json
 import math
 import os
@@ -196,7 +197,8 @@ def measure_timing(cfg: StudyConfig, store: StudyStore, data: Any) -> list[dict[
                    "step_s": float(np.median(step_s)), "step_s_min": min(step_s),
                    "step_s_max": max(step_s), "step_s_all": step_s,
                    "epoch_move_s": float(np.median(move_s)), "epoch_move_s_all": move_s,
-                   "extra_config": _extra_tag(cfg), "load_average": os.getloadavg()[0]}
+                   "extra_config": json.dumps(dict(cfg.extra_config), sort_keys=True),
+                   "load_average": os.getloadavg()[0]}
             store.put("timing", key, [rec])
             out.append(rec)
             _progress(f"timing {backend:6s} B={B:6d}: {rec['step_s'] * 1e6:10.1f} us/step")
@@ -205,7 +207,11 @@ def measure_timing(cfg: StudyConfig, store: StudyStore, data: Any) -> list[dict[
 
 
 def _extra_tag(cfg: StudyConfig) -> str:
-    return json.dumps(dict(cfg.extra_config), sort_keys=True)
+    """A file-name-safe tag of ``extra_config``: 'default', or a hash of its JSON."""
+    if not cfg.extra_config:
+        return "default"
+    text = json.dumps(dict(cfg.extra_config), sort_keys=True)
+    return "x" + hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
 def _seconds_per_step(rec: dict[str, Any]) -> float:
