@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--target-error", type=float, default=0.08)
     p.add_argument("--backends", default="numpy,torch,numba")
     p.add_argument("--small", action="store_true",
-                   help="the CI's small study: B = 64, 512, 4096; 3 learning rates each "
+                   help="the CI's small study: B = 32, 256, 2048; 3 learning rates each "
                         "(a half-decade apart); one seed; 1 timing repeat; no noise runs")
     p.add_argument("--runner", choices=("pool", "inprocess", "ray"), default="pool")
     p.add_argument("--workers", type=int, default=None, help="pool size (default: CPU count)")
@@ -42,9 +42,9 @@ def main(argv: list[str] | None = None) -> int:
                                       ("momentum", a.momentum)) if v is not None)
     kw = {}
     if a.small:
-        kw = {"batch_sizes": (64, 512, 4096), "seeds": a.seeds[:1], "grid": (-4, 0, 4),
-              "timing_repeats": 1, "timing_examples": 20_000, "direct_top": 1,
-              "direct_repeats": 1, "noise_batch_sizes": ()}
+        kw = {"batch_sizes": (32, 256, 2048), "seeds": a.seeds[:1], "grid": (-4, 0, 4),
+              "validations_per_prior": 20, "timing_repeats": 1, "timing_examples": 20_000,
+              "direct_top": 1, "direct_repeats": 1, "noise_batch_sizes": ()}
     else:
         kw = {"batch_sizes": a.batch_sizes, "seeds": a.seeds}
     cfg = StudyConfig(name=a.name, target_error=a.target_error,

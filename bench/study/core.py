@@ -76,7 +76,8 @@ class StudyConfig:
     direct_top: int = 3
     direct_repeats: int = 3
     noise_batch_sizes: tuple[int, ...] = (16, 1024, N_TRAIN)
-    noise_points: int = 24
+    noise_points: int = 24              # geometric checkpoints up to 1.5 x steps-to-target
+    noise_dense: int = 11               # even checkpoints over 0.5-1.5 x steps-to-target
     extra_config: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
@@ -318,15 +319,16 @@ def noise_along_run(cfg: StudyConfig, store: StudyStore, data: Any, B: int, unit
     """|G|^2, tr S and B_simple over the training set at checkpoints of the best run at B.
 
     Checkpoints: step 0, ``noise_points`` steps spaced geometrically up to 1.5 x
-    steps-to-target, and 11 evenly from 0.5 to 1.5 x steps-to-target (where the report
-    averages |G|^2 and tr S near the target); one thread, in this process.
+    steps-to-target, and ``noise_dense`` evenly from 0.5 to 1.5 x steps-to-target (where the
+    report averages |G|^2 and tr S near the target); one thread, in this process.
     """
     from bench.harness import prepare
     from bench.spec.data_order import epoch_permutation
     from bench.spec.noise_scale import noise_scale
     from bench.study.trial import lr_from_units
 
-    key = f"B{B}_u{units}_s{cfg.seeds[0]}_{backend}_n{cfg.noise_points}d11_S{steps_to_target}"
+    key = (f"B{B}_u{units}_s{cfg.seeds[0]}_{backend}_n{cfg.noise_points}d{cfg.noise_dense}"
+           f"_S{steps_to_target}")
     found = store.get("noise", key)
     if found:
         return found
@@ -334,7 +336,7 @@ def noise_along_run(cfg: StudyConfig, store: StudyStore, data: Any, B: int, unit
                    **_base_kw(cfg, B))
     marks = np.unique(np.r_[0, steps_to_target, np.round(
         np.geomspace(1, 1.5 * steps_to_target, cfg.noise_points)),
-        np.round(np.linspace(0.5, 1.5, 11) * steps_to_target)].astype(int))
+        np.round(np.linspace(0.5, 1.5, cfg.noise_dense) * steps_to_target)].astype(int))
     out = []
     with thread_limit(1):
         trainer, _ = prepare(rc, data)
