@@ -68,17 +68,23 @@ def _answer(df: pd.DataFrame, study: str) -> list[str]:
         if not direct.empty else direct
     if direct.empty:
         return ["*No direct time-to-target measurement stored for this study.*"]
+    def spread(row: pd.Series) -> str:
+        v = row["measured_s_all"]
+        return f" [{min(v):.3g}–{max(v):.3g}]" if isinstance(v, list) and v else ""
+
     best = direct.loc[direct["measured_s"].idxmin()]
     parts = [f"**fastest to the target: {_variant(best['batch_size'])}, "
              f"B = {int(best['batch_size']):,}, {best['backend']}, cpu, in "
-             f"{_fmt_s(best['measured_s'])}**"]
+             f"{_fmt_s(best['measured_s'])}**{spread(best)}"]
     for B in (50_000, 1):
         at = direct[direct["batch_size"] == B]
         if len(at):
             row = at.loc[at["measured_s"].idxmin()]
-            parts.append(f"{_variant(B)}: {_fmt_s(row['measured_s'])} ({row['backend']})")
+            parts.append(f"{_variant(B)}: {_fmt_s(row['measured_s'])}{spread(row)} "
+                         f"({row['backend']})")
     return ["; ".join(parts) + " — time-to-target measured at each one's best learning rate "
-            "(training time, validation excluded, median of the repeats)."]
+            "(training time, validation excluded; median [min–max] of the repeats, one "
+            "thread)."]
 
 
 def _regimes(fit: StepsFit, Bs: list[int]) -> str:
@@ -146,6 +152,17 @@ def section(study_df: pd.DataFrame) -> str:
                            f"both before dividing).")
             out.append("")
             out.append(_regimes(fit, per_b["batch_size"].tolist()))
+            lrs = per_b.dropna(subset=["best_lr"])
+            slopes = []
+            for name in ("perfect scaling", "diminishing returns", "maximal data parallelism"):
+                g = lrs[[regime(fit, B) == name for B in lrs["batch_size"]]]
+                if len(g) >= 2:
+                    k = np.polyfit(np.log(g["batch_size"]), np.log(g["best_lr"]), 1)[0]
+                    slopes.append(f"{name}: B^{k:.2f} (best lr {g['best_lr'].min():.3g}–"
+                                  f"{g['best_lr'].max():.3g})")
+            if slopes:
+                out.append("The best learning rate grows as (least squares of log lr on log B; "
+                           "linear scaling is B^1.00) — " + "; ".join(slopes) + ".")
         out.append("")
         table = pd.DataFrame({
             "B": per_b["batch_size"].map("{:,}".format),

@@ -251,3 +251,23 @@ def test_momentum_is_an_axis_where_the_tree_has_it(real_mnist):
     rec = run_trial(spec, noise=False)
     assert rec["status"] in ("reached", "budget", "capped", "diverged")
     assert json.loads(rec["extra_config"]) == {"momentum": 0.9, "optimizer": "momentum"}
+
+
+# ---------------------------------------------------------------- the report
+
+
+def test_report_section_and_figures_from_a_stored_study(tmp_path):
+    from reports.study import figures, section
+
+    cfg = StudyConfig(name="report", batch_sizes=(1, 16, 256, 4096, 50_000), timing=False)
+    run_study(cfg, _FakeRunner(), tmp_path, noise=False, direct=False)
+    df = load_study(tmp_path)
+    text = section(df)
+    fit = fit_study(per_batch_size(df))
+    assert f"S_min = {fit.s_min:,.0f} steps" in text
+    assert f"B_crit = E_min/S_min = {fit.b_crit:,.0f}" in text
+    assert "| 50,000 | full-batch GD" in text
+    made = figures(df, tmp_path / "figs")
+    assert [p.name for _, p in made] == ["study_steps_to_target.png", "study_best_lr.png"]
+    assert all(p.stat().st_size > 10_000 for _, p in made)
+    assert "No study results found" in section(load_study(tmp_path / "nothing"))
