@@ -23,7 +23,7 @@ import seaborn as sns
 from bench.study.fit import StepsFit, regime
 from bench.study.summary import b_simple_near_target, fit_study, per_batch_size
 
-__all__ = ["figures", "section"]
+__all__ = ["answer", "figures", "section"]
 
 VARIANT_NAMES = {"sgd": "per-sample SGD", "full": "full-batch GD", "minibatch": "minibatch SGD"}
 
@@ -85,6 +85,17 @@ def _answer(df: pd.DataFrame, study: str) -> list[str]:
     return ["; ".join(parts) + " — time-to-target measured at each one's best learning rate "
             "(training time, validation excluded; median [min–max] of the repeats, one "
             "thread)."]
+
+
+def answer(study_df: pd.DataFrame) -> str:
+    """The one-line answer per study (machine), for the top of the report: the fastest to the
+    target (variant, B, backend, device, time), full-batch GD and per-sample SGD; '' if none."""
+    lines = []
+    for study in _studies(study_df):
+        ctx = _context(study_df, study)
+        body = _answer(study_df[study_df["study"] == study], study)[0]
+        lines.append(f"- *{ctx.get('machine_label', study)}* (study `{study}`): {body}")
+    return "\n".join(lines) + ("\n" if lines else "")
 
 
 def _regimes(fit: StepsFit, Bs: list[int]) -> str:

@@ -257,7 +257,7 @@ def test_momentum_is_an_axis_where_the_tree_has_it(real_mnist):
 
 
 def test_report_section_and_figures_from_a_stored_study(tmp_path):
-    from reports.study import figures, section
+    from reports.study import answer, figures, section
 
     cfg = StudyConfig(name="report", batch_sizes=(1, 16, 256, 4096, 50_000), timing=False)
     run_study(cfg, _FakeRunner(), tmp_path, noise=False, direct=False)
@@ -271,3 +271,5 @@ def test_report_section_and_figures_from_a_stored_study(tmp_path):
     assert [p.name for _, p in made] == ["study_steps_to_target.png", "study_best_lr.png"]
     assert all(p.stat().st_size > 10_000 for _, p in made)
     assert "No study results found" in section(load_study(tmp_path / "nothing"))
+    assert "No direct time-to-target" in answer(df)     # direct=False above
+    assert answer(load_study(tmp_path / "nothing")) == ""
