@@ -145,13 +145,18 @@ def section(study_df: pd.DataFrame) -> str:
                        f"{fit.s_min:,.0f} steps, E_min = {fit.e_min:,.0f} examples, B_crit = "
                        f"E_min/S_min = {fit.b_crit:,.0f}** (RMS residual "
                        f"{fit.rms_log_residual:.2f} in log steps over {fit.n_points} B).")
-            if not math.isnan(bs["along_runs"]):
+            if not math.isnan(bs["stable"]):
+                runs = ", ".join(f"B = {b:,}: {v:,.0f}" for b, v in bs["along_runs_by_b"].items())
+                stable = ", ".join(f"{b:,}" for b in bs["stable_bs"])
                 out.append(f"Gradient noise scale near the target (exact, over the 50,000 "
                            f"training examples; mean tr Σ / mean |G|² over 0.5–1.5 × "
-                           f"steps-to-target along the best runs): **B_simple = "
-                           f"{bs['along_runs']:,.0f}** (median over the runs; range "
-                           f"{bs['along_runs_min']:,.0f}–{bs['along_runs_max']:,.0f}): the fitted "
-                           f"B_crit is {fit.b_crit / bs['along_runs']:.2f} × this prediction.")
+                           f"steps-to-target along the best run at each B): **B_simple = "
+                           f"{bs['stable']:,.0f}** along the runs in the perfect-scaling regime "
+                           f"(B = {stable}), whose rates are far below the stability edge: the "
+                           f"fitted B_crit is {fit.b_crit / bs['stable']:.2f} × this "
+                           f"prediction. Every run: {runs}; at the best rates of larger B the "
+                           f"runs oscillate (the validation error jumps between checkpoints) "
+                           f"and |G|² there measures the oscillation, so B_simple drops.")
             if not math.isnan(bs["median"]):
                 out.append(f"At the single point where each B's best trial reached the target, "
                            f"B_simple has median {bs['median']:,.0f} over B (range "
@@ -273,7 +278,7 @@ def _steps_figure(df: pd.DataFrame, out: Path) -> Path | None:
                         ax.text(math.sqrt(lo * hi), S.min() * 0.55, name, ha="center",
                                 fontsize=8, color="dimgrey")
         near = b_simple_near_target(df[df["study"] == study], per_b)
-        bs = near["along_runs"] if not math.isnan(near["along_runs"]) else near["median"]
+        bs = near["stable"] if not math.isnan(near["stable"]) else near["median"]
         if not math.isnan(bs):
             ax.axvline(bs, color=c, ls="-.", lw=1)
             ax.text(bs, S.max(), f" B_simple={bs:,.0f}", color=c, rotation=90, va="top",

@@ -75,7 +75,7 @@ class StudyConfig:
     timing_threads: int = 1             # see the README: 2 threads on a shared 2-core box lose
     direct_top: int = 3
     direct_repeats: int = 3
-    noise_batch_sizes: tuple[int, ...] = (16, 1024, N_TRAIN)
+    noise_batch_sizes: tuple[int, ...] = (4, 16, 64, 256, 1024, N_TRAIN)
     noise_points: int = 24              # geometric checkpoints up to 1.5 x steps-to-target
     noise_dense: int = 11               # even checkpoints over 0.5-1.5 x steps-to-target
     extra_config: tuple[tuple[str, Any], ...] = ()
