@@ -35,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--optimizer", default=None, help="RunConfig.optimizer, where it exists")
     p.add_argument("--momentum", type=float, default=None)
     p.add_argument("--model", default=None, help="RunConfig.model, where it exists")
+    p.add_argument("--timing-threads", type=int, default=1,
+                   help="threads for the time-per-step and direct runs (default 1; trials "
+                        "always run on one)")
     p.add_argument("--no-direct", action="store_true", help="skip the direct time-to-target")
     p.add_argument("--no-noise", action="store_true", help="skip the noise-scale runs")
     a = p.parse_args(argv)
@@ -47,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
               "direct_top": 1, "direct_repeats": 1, "noise_batch_sizes": ()}
     else:
         kw = {"batch_sizes": a.batch_sizes, "seeds": a.seeds}
-    cfg = StudyConfig(name=a.name, target_error=a.target_error,
+    cfg = StudyConfig(name=a.name, target_error=a.target_error, timing_threads=a.timing_threads,
                       backends=tuple(a.backends.split(",")), extra_config=extra, **kw)
     runner = make_runner(a.runner, a.workers, a.ray_address)
     try:
