@@ -1,0 +1,191 @@
+"""One trial of the study: train (B, lr, seed) to the target or a step budget, in a worker.
+
+A trial is deterministic given its ``TrialSpec``: the data order comes from the seed
+(``bench.spec.data_order``), the initialisation is the config's ``init`` (zeros by default, so
+the seed then changes the data order only), and every worker runs its BLAS, PyTorch and Numba
+on **one thread** so that a trial's float32 rounding, and hence its steps, do not depend on
+where it runs (in-process, a process pool, a Ray task).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from bench.spec.config import RunConfig
+
+__all__ = ["LR_UNITS_PER_DECADE", "TrialSpec", "lr_from_units", "run_trial", "thread_limit"]
+
+#: The learning-rate lattice: lr = 10 ** (units / 8); a half-decade is 4 units.
+LR_UNITS_PER_DECADE = 8
+N_TRAIN = 50_000
+
+
+def lr_from_units(units: int) -> float:
+    """The learning rate at lattice point ``units``: ``10 ** (units / 8)``."""
+    return 10.0 ** (units / LR_UNITS_PER_DECADE)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrialSpec:
+    """Everything that determines a trial's outcome (``phase`` only labels why it ran).
+
+    ``lr_units`` places the learning rate on the log lattice (``lr = 10 ** (lr_units / 8)``) so
+    that keys are exact; ``max_steps`` is the step budget of this trial, lowered to the fewest
+    steps already found at its B (a trial that passes them cannot lower the minimum);
+    ``validations_per_epoch`` sets how often the validation error is scored
+    (every ``n_batches // validations_per_epoch`` steps); ``extra_config`` is merged into the
+    ``RunConfig`` (e.g. ``{"optimizer": "momentum", "momentum": 0.9}``).
+    """
+
+    batch_size: int
+    lr_units: int
+    seed: int
+    backend: str
+    max_steps: int
+    budget: int
+    validations_per_epoch: int
+    target_error: float = 0.08
+    dtype: str = "float32"
+    init: str = "zeros"
+    order: str = "shuffle"
+    extra_config: tuple[tuple[str, Any], ...] = ()
+    phase: str = "search"
+
+    @property
+    def learning_rate(self) -> float:
+        return lr_from_units(self.lr_units)
+
+    @property
+    def variant(self) -> str:
+        """``sgd`` at B = 1, ``full`` at B = N, else ``minibatch``."""
+        return {1: "sgd", N_TRAIN: "full"}.get(self.batch_size, "minibatch")
+
+    def key(self) -> str:
+        """A stable id of the outcome-determining fields (everything but ``phase``)."""
+        fields = {k: v for k, v in asdict(self).items() if k != "phase"}
+        text = json.dumps(fields, sort_keys=True, default=str)
+        return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+    def run_config(self) -> RunConfig:
+        """The harness configuration of this trial (raises ConfigError for a bad field)."""
+        kw: dict[str, Any] = {"batch_size": self.batch_size} if self.variant == "minibatch" \
+            else {}
+        n_batches = max(1, N_TRAIN // self.batch_size)
+        return RunConfig(backend=self.backend, variant=self.variant,
+                         learning_rate=self.learning_rate, dtype=self.dtype, init=self.init,
+                         seed=self.seed, order=self.order, target_error=self.target_error,
+                         max_steps=self.max_steps,
+                         max_epochs=math.ceil(self.max_steps / n_batches) + 1,
+                         validations_per_epoch=self.validations_per_epoch,
+                         **kw, **dict(self.extra_config))
+
+
+@dataclass
+class _WorkerState:
+    data: Any = None
+    trainers: dict[tuple[str, str, str], Any] = field(default_factory=dict)
+
+
+_STATE = _WorkerState()
+
+
+@contextmanager
+def thread_limit(n: int) -> Iterator[None]:
+    """Run BLAS/OpenMP, PyTorch and Numba (those already imported) on ``n`` threads inside.
+
+    Trials run at one thread: two workers on two cores then never compete for threads, and a
+    trial's float32 rounding (and so its steps) does not depend on the process it runs in.
+    """
+    from threadpoolctl import threadpool_limits
+
+    torch = sys.modules.get("torch")
+    numba = sys.modules.get("numba")
+    old_torch = torch.get_num_threads() if torch else None
+    old_numba = numba.get_num_threads() if numba else None
+    with threadpool_limits(limits=n):
+        if torch:
+            torch.set_num_threads(n)
+        if numba:
+            numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+        try:
+            yield
+        finally:
+            if torch:
+                torch.set_num_threads(old_torch)
+            if numba:
+                numba.set_num_threads(old_numba)
+
+
+def _data() -> Any:
+    if _STATE.data is None:
+        from bench.spec.mnist import load_mnist
+        _STATE.data = load_mnist()
+    return _STATE.data
+
+
+def run_trial(spec: TrialSpec, noise: bool = True) -> dict[str, Any]:
+    """Run one trial (one thread, this process's cached data and trainer) and return its record.
+
+    The record's ``status``: ``reached`` (the target, at ``steps_to_target`` steps),
+    ``capped`` (stopped at ``max_steps`` < ``budget``: it could not beat the fewest steps
+    already found at its B), ``budget`` (the full step budget ran out), ``diverged`` or ``oom``.
+    With ``noise``, a reached trial also records the exact gradient noise scale of the training
+    set at the parameters where it reached the target (``bench.spec.noise_scale``).
+    """
+    from bench.harness import prepare, reset, train
+
+    cfg = spec.run_config()
+    data = _data()
+    with thread_limit(1):
+        t0 = time.perf_counter()
+        tkey = (spec.backend, spec.dtype, json.dumps(dict(spec.extra_config), sort_keys=True))
+        trainer = _STATE.trainers.get(tkey)
+        if trainer is None:
+            trainer, _ = prepare(cfg, data)
+            _STATE.trainers[tkey] = trainer
+        else:
+            reset(trainer, cfg)
+        result = train(trainer, cfg)
+        wall_s = time.perf_counter() - t0
+    if result.status != "ok":
+        status = result.status
+    elif result.target_reached:
+        status = "reached"
+    else:
+        status = "capped" if spec.max_steps < spec.budget else "budget"
+    rec: dict[str, Any] = {
+        "record": "trial", "key": spec.key(), **asdict(spec),
+        "extra_config": json.dumps(dict(spec.extra_config), sort_keys=True),
+        "learning_rate": spec.learning_rate, "variant": spec.variant, "status": status,
+        "steps_to_target": result.steps_to_target, "steps": result.steps,
+        "epochs": result.epochs, "batches_per_epoch": result.batches_per_epoch,
+        "validation_interval": max(1, result.batches_per_epoch // spec.validations_per_epoch),
+        "validations": len(result.curve),
+        "best_valid_error": _num(result.best_valid_error),
+        "final_valid_error": _num(result.final_valid_error),
+        "time_to_target_s": result.time_to_target_s,
+        "train_s": result.times.training_s(), "eval_s": result.times.eval_s,
+        "wall_s": wall_s, "message": result.message, "pid": os.getpid(),
+    }
+    if noise and status == "reached" and dict(spec.extra_config).get("model",
+                                                                     "softmax") == "softmax":
+        from bench.spec.noise_scale import noise_scale
+
+        W, b = trainer.get_params()
+        with thread_limit(1):
+            ns = noise_scale(data.train.x, data.train.y, W, b)
+        rec.update(grad_sq_norm=ns.grad_sq_norm, trace_cov=ns.trace_cov, b_simple=ns.b_simple)
+    return rec
+
+
+def _num(v: float) -> float | None:
+    return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)

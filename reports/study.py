@@ -1,0 +1,409 @@
+"""The report's study section ("the fair race") and its figures, from the study's tidy table.
+
+``section(study_df)`` returns markdown; ``figures(study_df, out_dir)`` writes PNGs and returns
+``(caption, path)`` pairs. ``study_df`` is ``bench.study.load_study("results/study")``; every
+number shown comes from it (the fit of S(B) is recomputed from the stored trials).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from bench.study.fit import StepsFit, regime
+from bench.study.summary import b_simple_near_target, fit_study, per_batch_size
+
+__all__ = ["answer", "figures", "section"]
+
+VARIANT_NAMES = {"sgd": "per-sample SGD", "full": "full-batch GD", "minibatch": "minibatch SGD"}
+
+
+def _kind(df: pd.DataFrame, kind: str) -> pd.DataFrame:
+    if df.empty or "record" not in df:
+        return pd.DataFrame()
+    return df[df["record"] == kind]
+
+
+def _studies(df: pd.DataFrame) -> list[str]:
+    return sorted(_kind(df, "trial")["study"].unique()) if not df.empty else []
+
+
+def _context(df: pd.DataFrame, study: str) -> dict:
+    ctx = _kind(df, "context")
+    ctx = ctx[ctx["study"] == study].sort_values("started_utc") if not ctx.empty else ctx
+    return ctx.iloc[-1].to_dict() if len(ctx) else {}
+
+
+def _fmt_s(t: float | None) -> str:
+    if t is None or (isinstance(t, float) and math.isnan(t)):
+        return "n/a"
+    return f"{t:.3g} s" if t < 100 else f"{t:.0f} s"
+
+
+def _optimizer(cfg: dict) -> str:
+    extra = dict(cfg.get("extra_config") or [])
+    return ", ".join(f"{k} {v}" for k, v in extra.items()) or "plain SGD"
+
+
+def _variant(B: int) -> str:
+    return VARIANT_NAMES[{1: "sgd", 50_000: "full"}.get(int(B), "minibatch")]
+
+
+# ------------------------------------------------------------------------------ markdown
+
+
+def _answer(df: pd.DataFrame, study: str) -> list[str]:
+    direct = _kind(df, "direct")
+    direct = direct[(direct["study"] == study)].dropna(subset=["measured_s"]) \
+        if not direct.empty else direct
+    if direct.empty:
+        return ["*No direct time-to-target measurement stored for this study.*"]
+    def spread(row: pd.Series) -> str:
+        v = row["measured_s_all"]
+        return f" [{min(v):.3g}–{max(v):.3g}]" if isinstance(v, list) and v else ""
+
+    best = direct.loc[direct["measured_s"].idxmin()]
+    parts = [f"**fastest to the target: {_variant(best['batch_size'])}, "
+             f"B = {int(best['batch_size']):,}, {best['backend']}, cpu, in "
+             f"{_fmt_s(best['measured_s'])}**{spread(best)}"]
+    for B in (50_000, 1):
+        at = direct[direct["batch_size"] == B]
+        if len(at):
+            row = at.loc[at["measured_s"].idxmin()]
+            parts.append(f"{_variant(B)}: {_fmt_s(row['measured_s'])}{spread(row)} "
+                         f"({row['backend']})")
+    return ["; ".join(parts) + " — time-to-target measured at each one's best learning rate "
+            "(training time, validation excluded; median [min–max] of the repeats, one "
+            "thread)."]
+
+
+def answer(study_df: pd.DataFrame) -> str:
+    """The one-line answer per study (machine), for the top of the report: the fastest to the
+    target (variant, B, backend, device, time), full-batch GD and per-sample SGD; '' if none."""
+    lines = []
+    for study in _studies(study_df):
+        ctx = _context(study_df, study)
+        body = _answer(study_df[study_df["study"] == study], study)[0]
+        lines.append(f"- *{ctx.get('machine_label', study)}* (study `{study}`): {body}")
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def _regimes(fit: StepsFit, Bs: list[int]) -> str:
+    groups: dict[str, list[int]] = {}
+    for B in Bs:
+        groups.setdefault(regime(fit, B), []).append(B)
+    desc = "; ".join(f"{name}: B ∈ {{{', '.join(f'{b:,}' for b in bs)}}}"
+                     for name, bs in groups.items())
+    return (f"Regimes (from the fit): perfect scaling for B ≤ B_crit/10 = "
+            f"{fit.perfect_scaling_max_b:,.0f}, diminishing returns up to 10 B_crit = "
+            f"{fit.max_parallelism_min_b:,.0f}, maximal data parallelism above; measured "
+            f"batch sizes — {desc}.")
+
+
+def section(study_df: pd.DataFrame) -> str:
+    """The study's markdown: per study (machine) the answer, the fit, B_simple, the per-B
+    table and the composed-vs-measured time-to-target table."""
+    studies = _studies(study_df)
+    if not studies:
+        return ("## The fair race\n\nNo study results found (run `python -m bench.study`; "
+                "results go to `results/study/`).\n")
+    out = ["## The fair race: each batch size at its best learning rate", ""]
+    for study in studies:
+        df = study_df[study_df["study"] == study]
+        ctx = _context(study_df, study)
+        cfg = json.loads(ctx.get("study_config") or "{}")
+        per_b = per_batch_size(df).sort_values("batch_size")
+        target = cfg.get("target_error", df["target_error"].dropna().iloc[0]
+                         if "target_error" in df else math.nan)
+        out += [f"### Study `{study}` — {ctx.get('machine_label', 'unknown machine')}", ""]
+        out += [*_answer(df, study), ""]
+        ctxs = _kind(study_df, "context")
+        walls = ctxs[ctxs["study"] == study].get("wall_s", pd.Series(dtype=float)).dropna()
+        wall = float(walls.sum()) if len(walls) else None
+        runs = (f" (the sum over {len(walls)} runs; a rerun computes only what is missing)"
+                if len(walls) > 1 else "")
+        out.append(f"Target: validation error ≤ {target:.1%}; {cfg.get('dtype', 'float32')}, "
+                   f"{cfg.get('init', 'zeros')} init (the seed sets the data order), "
+                   f"{_optimizer(cfg)}; seeds {cfg.get('seeds')}; "
+                   f"runner {ctx.get('runner', '?')}; commit `{str(ctx.get('commit'))[:10]}`; "
+                   f"study wall time {_fmt_s(wall) if wall else 'n/a (unfinished)'}{runs}.")
+        out.append("")
+        fit = fit_study(per_b)
+        bs = b_simple_near_target(df, per_b)
+        if fit is not None:
+            out.append(f"Fit S(B) = S_min + E_min/B (least squares of log S): **S_min = "
+                       f"{fit.s_min:,.0f} steps, E_min = {fit.e_min:,.0f} examples, B_crit = "
+                       f"E_min/S_min = {fit.b_crit:,.0f}** (RMS residual "
+                       f"{fit.rms_log_residual:.2f} in log steps over {fit.n_points} B).")
+            if not math.isnan(bs["stable"]):
+                runs = ", ".join(f"B = {b:,}: {v:,.0f}" for b, v in bs["along_runs_by_b"].items())
+                stable = ", ".join(f"{b:,}" for b in bs["stable_bs"])
+                out.append(f"Gradient noise scale near the target (exact, over the 50,000 "
+                           f"training examples; mean tr Σ / mean |G|² over 0.5–1.5 × "
+                           f"steps-to-target along the best run at each B): **B_simple = "
+                           f"{bs['stable']:,.0f}** along the runs in the perfect-scaling regime "
+                           f"(B = {stable}), whose rates are far below the stability edge: the "
+                           f"fitted B_crit is {fit.b_crit / bs['stable']:.2f} × this "
+                           f"prediction. Every run: {runs}; at the best rates of larger B the "
+                           f"runs oscillate (the validation error jumps between checkpoints) "
+                           f"and |G|² there measures the oscillation, so B_simple drops.")
+            if not math.isnan(bs["median"]):
+                out.append(f"At the single point where each B's best trial reached the target, "
+                           f"B_simple has median {bs['median']:,.0f} over B (range "
+                           f"{bs['min']:,.0f}–{bs['max']:,.0f}): at the best rates the runs "
+                           f"oscillate, |G|² swings by orders of magnitude between checkpoints "
+                           f"while tr Σ stays steady, and the target is met on a downswing of "
+                           f"|G|², so one point overstates B_simple; the ratio of averages above "
+                           f"is the estimate to compare with B_crit (McCandlish et al. average "
+                           f"both before dividing).")
+            out.append("")
+            out.append(_regimes(fit, per_b["batch_size"].tolist()))
+            lrs = per_b.dropna(subset=["best_lr"])
+            slopes = []
+            for name in ("perfect scaling", "diminishing returns", "maximal data parallelism"):
+                g = lrs[[regime(fit, B) == name for B in lrs["batch_size"]]]
+                if len(g) >= 2:
+                    k = np.polyfit(np.log(g["batch_size"]), np.log(g["best_lr"]), 1)[0]
+                    slopes.append(f"{name}: B^{k:.2f} (best lr {g['best_lr'].min():.3g}–"
+                                  f"{g['best_lr'].max():.3g})")
+            if slopes:
+                out.append("The best learning rate grows as (least squares of log lr on log B; "
+                           "linear scaling is B^1.00) — " + "; ".join(slopes) + ".")
+        out.append("")
+        table = pd.DataFrame({
+            "B": per_b["batch_size"].map("{:,}".format),
+            "variant": per_b["batch_size"].map(_variant),
+            "backend": per_b["backend"],
+            "best lr": per_b.get("best_lr", pd.Series(index=per_b.index, dtype=float))
+            .map(lambda v: f"{v:.3g}" if pd.notna(v) else "—"),
+            "steps to target": per_b.get("steps_to_target", pd.Series(index=per_b.index))
+            .map(lambda v: f"{int(v):,}" if pd.notna(v) else "—"),
+            "seeds min / median / max (steps)": [
+                f"{int(r.seed_steps_min):,} / {r.seed_steps_median:,.0f} / "
+                f"{int(r.seed_steps_max):,} ({r.seeds_reached}/{r.seeds})"
+                if pd.notna(r.get("seed_steps_min")) else "—" for _, r in per_b.iterrows()],
+            "trials (diverged, capped)": [f"{r.trials} ({r.diverged}, {r.capped})"
+                                          for r in per_b.itertuples()],
+            "validate every (steps)": per_b.get("validation_interval",
+                                                pd.Series(index=per_b.index))
+            .map(lambda v: f"{int(v):,}" if pd.notna(v) else "—"),
+            "B_simple at target": per_b.get("b_simple_at_target", pd.Series(index=per_b.index))
+            .map(lambda v: f"{v:,.0f}" if pd.notna(v) else "—"),
+            "why not": per_b.get("why_not", pd.Series(index=per_b.index)).fillna(""),
+        })
+        out += [table.to_markdown(index=False), ""]
+        direct = _kind(df, "direct")
+        if not direct.empty:
+            d = direct.sort_values("measured_s")
+            out += ["Time-to-target, composed (steps-to-target × the measured time per step at "
+                    "one thread, plus the per-epoch reshuffle) against measured directly at the "
+                    "best learning rate. *Error (timing phase)*: composed from the study's timing "
+                    "phase, minutes earlier, so it also holds the machine's drift; *error "
+                    "(paired)*: the step re-timed right before each direct run, median of the "
+                    "per-round errors — the composition's own error.", "",
+                    pd.DataFrame({
+                        "B": d["batch_size"].map("{:,}".format),
+                        "variant": d["batch_size"].map(_variant),
+                        "backend": d["backend"],
+                        "composed (s)": d["composed_s"].map("{:.3g}".format),
+                        "measured (s): median [min–max]": [
+                            f"{r.measured_s:.3g} [{min(r.measured_s_all):.3g}–"
+                            f"{max(r.measured_s_all):.3g}]" if pd.notna(r.measured_s) else "—"
+                            for r in d.itertuples()],
+                        "error (timing phase)": d["composition_error"].map(
+                            lambda v: f"{v:+.0%}" if pd.notna(v) else "—"),
+                        "error (paired)": d.get("paired_composition_error",
+                                                pd.Series(index=d.index, dtype=float)).map(
+                            lambda v: f"{v:+.0%}" if pd.notna(v) else "—"),
+                    }).to_markdown(index=False), ""]
+    return "\n".join(out) + "\n"
+
+
+# ------------------------------------------------------------------------------ figures
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _steps_figure(df: pd.DataFrame, out: Path) -> Path | None:
+    studies = _studies(df)
+    if not studies:
+        return None
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    colors = dict(zip(studies, sns.color_palette("tab10", len(studies)), strict=False))
+    for study in studies:
+        per_b = per_batch_size(df[df["study"] == study]).dropna(subset=["steps_to_target"])
+        if per_b.empty:
+            continue
+        B = per_b["batch_size"].to_numpy(float)
+        S = per_b["steps_to_target"].to_numpy(float)
+        c = colors[study]
+        ax.errorbar(B, S, yerr=[S - np.minimum(S, per_b["seed_steps_min"]),
+                                np.maximum(per_b["seed_steps_max"], S) - S],
+                    fmt="o", color=c, capsize=3, label=f"{study}: steps-to-target "
+                                                       f"(bars: seeds' range)")
+        keep = S[0] * B[0] / B >= S.min() * 0.5
+        ax.plot(B[keep], (S[0] * B[0] / B)[keep], ":", color="grey",
+                label="perfect scaling (S ∝ 1/B)")
+        fit = fit_study(per_b)
+        if fit is not None:
+            grid = np.geomspace(B.min(), B.max(), 200)
+            ax.plot(grid, fit.steps(grid), "-", color=c,
+                    label=f"fit: S_min={fit.s_min:,.0f}, E_min={fit.e_min:,.0f}")
+            ax.axvline(fit.b_crit, color=c, ls="--", lw=1)
+            ax.text(fit.b_crit, S.max(), f"B_crit={fit.b_crit:,.0f} ", color=c,
+                    rotation=90, va="top", ha="right", fontsize=8)
+            if len(studies) == 1:
+                edges = [B.min() / 1.5, fit.perfect_scaling_max_b, fit.max_parallelism_min_b,
+                         B.max() * 1.5]
+                names = ["perfect scaling", "diminishing returns", "maximal data parallelism"]
+                for lo, hi, name, shade in zip(edges, edges[1:], names, (0.10, 0.04, 0.10),
+                                               strict=False):
+                    if hi > lo:
+                        ax.axvspan(lo, hi, color="grey", alpha=shade, lw=0)
+                        ax.text(math.sqrt(lo * hi), S.min() * 0.55, name, ha="center",
+                                fontsize=8, color="dimgrey")
+        near = b_simple_near_target(df[df["study"] == study], per_b)
+        bs = near["stable"] if not math.isnan(near["stable"]) else near["median"]
+        if not math.isnan(bs):
+            ax.axvline(bs, color=c, ls="-.", lw=1)
+            ax.text(bs, S.max(), f" B_simple={bs:,.0f}", color=c, rotation=90, va="top",
+                    ha="left", fontsize=8)
+    all_s = [v for line in ax.get_lines() for v in np.asarray(line.get_ydata(), float)
+             if v > 1]            # the axvlines' data are (0, 1) in axes units
+    if all_s:
+        ax.set_ylim(min(all_s) * 0.4, max(all_s) * 2)
+    ax.set(xscale="log", yscale="log", xlabel="batch size B (examples)",
+           ylabel="steps to the target validation error",
+           title="Steps-to-target at each B's best learning rate")
+    ax.legend(fontsize=8, loc="lower left", bbox_to_anchor=(0.0, 0.1))
+    return _save(fig, out / "study_steps_to_target.png")
+
+
+def _lr_figure(df: pd.DataFrame, out: Path) -> Path | None:
+    trials = _kind(df, "trial")
+    if trials.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    t = trials[trials["phase"] != "seed"]
+    markers = {"reached": "o", "capped": "s", "budget": "v", "diverged": "X", "oom": "D"}
+    sns.scatterplot(data=t, x="batch_size", y="learning_rate", hue="status", style="status",
+                    markers=markers, alpha=0.45, ax=ax, s=30)
+    for study in _studies(df):
+        per_b = per_batch_size(df[df["study"] == study]).dropna(subset=["steps_to_target"])
+        ax.plot(per_b["batch_size"], per_b["best_lr"], "k-o", lw=1.5, ms=5,
+                label=f"{study}: best lr")
+        if len(per_b):
+            B0, lr0 = per_b["batch_size"].iloc[0], per_b["best_lr"].iloc[0]
+            grid = np.geomspace(B0, per_b["batch_size"].max(), 50)
+            ax.plot(grid, lr0 * grid / B0, ":", color="grey", label="linear scaling (lr ∝ B)")
+    ax.set(xscale="log", yscale="log", xlabel="batch size B (examples)",
+           ylabel="learning rate", title="Learning rates tried (by outcome) and the best per B")
+    ax.set_ylim(top=min(ax.get_ylim()[1], 10 * t["learning_rate"].max()))
+    ax.legend(fontsize=8)
+    return _save(fig, out / "study_best_lr.png")
+
+
+def _time_figure(df: pd.DataFrame, out: Path) -> Path | None:
+    timing = _kind(df, "timing")
+    if timing.empty:
+        return None
+    rows = []
+    for study in _studies(df):
+        per_b = per_batch_size(df[df["study"] == study]).dropna(subset=["steps_to_target"])
+        S = dict(zip(per_b["batch_size"], per_b["steps_to_target"], strict=True))
+        for r in timing[timing["study"] == study].itertuples():
+            if r.batch_size not in S:
+                continue
+            epochs = math.ceil(S[r.batch_size] / r.batches_per_epoch)
+            for name, step in (("median", r.step_s), ("min", r.step_s_min),
+                               ("max", r.step_s_max)):
+                rows.append({"study": study, "B": r.batch_size, "backend": f"{r.backend}-cpu",
+                             "stat": name,
+                             "t": S[r.batch_size] * step + epochs * r.epoch_move_s})
+    if not rows:
+        return None
+    comp = pd.DataFrame(rows).pivot_table(index=["study", "B", "backend"], columns="stat",
+                                          values="t").reset_index()
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    backends = sorted(comp["backend"].unique())
+    colors = dict(zip(backends, sns.color_palette("tab10", len(backends)), strict=False))
+    for (study, backend), g in comp.groupby(["study", "backend"]):
+        g = g.sort_values("B")
+        ax.plot(g["B"], g["median"], "-o", ms=3, color=colors[backend],
+                label=f"{backend} (composed)" + (f", {study}" if len(_studies(df)) > 1 else ""))
+        ax.fill_between(g["B"], g["min"], g["max"], color=colors[backend], alpha=0.2)
+    direct = _kind(df, "direct").dropna(subset=["measured_s"]) if "measured_s" in df else None
+    if direct is not None and len(direct):
+        ax.scatter(direct["batch_size"], direct["measured_s"], marker="X", s=70, color="k",
+                   zorder=5, label="measured directly (median)")
+    ax.set(xscale="log", yscale="log", xlabel="batch size B (examples)",
+           ylabel="training time to the target (s)",
+           title="Time-to-target per backend (one thread): steps × time per step")
+    ax.legend(fontsize=8)
+    return _save(fig, out / "study_time_to_target.png")
+
+
+def _noise_figure(df: pd.DataFrame, out: Path) -> Path | None:
+    noise = _kind(df, "noise")
+    if noise.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    for (study, B), g in noise.groupby(["study", "batch_size"]):
+        g = g[g["steps"] > 0].sort_values("steps")
+        frac = g["steps"] / g["steps_to_target"]
+        near = g[(frac >= 0.5) & (frac <= 1.5)]
+        avg = near["trace_cov"].mean() / near["grad_sq_norm"].mean()
+        line, = ax.plot(frac, g["b_simple"], "-o", ms=3,
+                        label=f"B = {int(B):,} (lr {g['learning_rate'].iloc[0]:.3g}, target at "
+                              f"step {int(g['steps_to_target'].iloc[0]):,}; near it "
+                              f"mean trΣ / mean |G|² = {avg:,.0f})"
+                              + (f", {study}" if noise["study"].nunique() > 1 else ""))
+        hit = g[g["steps"] == g["steps_to_target"]]
+        ax.scatter(hit["steps"] / hit["steps_to_target"], hit["b_simple"], marker="*", s=150,
+                   color=line.get_color(), zorder=5)
+        ax.plot([0.5, 1.5], [avg, avg], color=line.get_color(), lw=4, alpha=0.5)
+    init = noise[noise["steps"] == 0]["b_simple"]
+    if len(init):
+        ax.axhline(float(init.iloc[0]), color="grey", ls=":",
+                   label=f"at the zero initialisation: {float(init.iloc[0]):,.0f}")
+    ax.axvline(1.0, color="grey", ls="--", lw=1)
+    ax.set(xscale="log", yscale="log", xlabel="steps / steps-to-target of that run",
+           ylabel="B_simple = tr Σ / |G|² (examples)",
+           title="Exact gradient noise scale along the best runs (★ = at the target)")
+    ax.legend(fontsize=7, loc="upper left")
+    return _save(fig, out / "study_noise_scale.png")
+
+
+def figures(study_df: pd.DataFrame, out_dir: str | Path) -> list[tuple[str, Path]]:
+    """Write the study's figures into ``out_dir``; ``(caption, path)`` for each one made."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    made = [
+        ("Steps to the target vs batch size (log-log) at each B's best learning rate, with the "
+         "perfect-scaling line, the fit S_min + E_min/B, B_crit and B_simple, and the seeds' "
+         "range", _steps_figure(study_df, out)),
+        ("Learning rates tried per batch size, by outcome, and the best one",
+         _lr_figure(study_df, out)),
+        ("Time-to-target vs batch size per backend: steps-to-target × measured time per step "
+         "(band: fastest to slowest repeat); crosses: measured directly",
+         _time_figure(study_df, out)),
+        ("The exact gradient noise scale B_simple along the best runs; thick bars: the ratio of "
+         "averages over 0.5–1.5 × steps-to-target",
+         _noise_figure(study_df, out)),
+    ]
+    return [(caption, path) for caption, path in made if path is not None]
