@@ -638,8 +638,12 @@ def _comparison_header(new: pd.DataFrame, old: pd.DataFrame) -> list[str]:
 
 
 def render(df: pd.DataFrame, figures: list[tuple[str, str | None]], command: str,
-           files: list[str], compare: pd.DataFrame | None = None) -> str:
-    """The whole report. ``figures``: (title, relative path or None when not drawable)."""
+           files: list[str], compare: pd.DataFrame | None = None,
+           answers: list[str] = (), sections: list[str] = ()) -> str:
+    """The whole report. ``figures``: (title, relative path or None when not drawable);
+    ``answers``: markdown blocks that open the summary (the batch-size study's answer);
+    ``sections``: whole markdown sections placed after the summary (the study, data
+    parallelism)."""
     lines = ["# gdbench report", "",
              f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by `{command}` from "
              + ", ".join(f"`{f}`" for f in files) + ".", "",
@@ -648,6 +652,8 @@ def render(df: pd.DataFrame, figures: list[tuple[str, str | None]], command: str
              "All times are medians over the benchmark's rounds, warm-up excluded; ± is the "
              "interquartile range of the rounds.", "",
              "## Summary: what to use for what", ""]
+    for block in answers:
+        lines += [block.rstrip(), ""]
     lines += [f"- {s}" for s in _code_note(df)]
     if _code_note(df):
         lines.append("")
@@ -655,6 +661,8 @@ def render(df: pd.DataFrame, figures: list[tuple[str, str | None]], command: str
         lines += [f"### {machine}", "", found[0], ""]
         lines += [f"- {s}" for s in found[1:]] or ["- (no comparable measurements)"]
         lines.append("")
+    for section in sections:
+        lines += [section.rstrip(), ""]
     lines += ["## Machine and software", "", machine_table(df), "", "## Findings", ""]
     for machine, found in findings(df).items():
         lines += [f"### {machine}", ""]

@@ -351,7 +351,8 @@ def noise_along_run(cfg: StudyConfig, store: StudyStore, data: Any, B: int, unit
                 stop = min(nb, k + int(mark) - steps)
                 trainer.train_batches(k, stop)
                 steps += stop - k
-            W, b = trainer.get_params()
+            params = trainer.get_params()
+            W, b = params["W"], params["b"]
             ns = noise_scale(data.train.x, data.train.y, W, b)
             out.append({"key": key, "batch_size": B, "learning_rate": rc.learning_rate,
                         "backend": backend, "seed": rc.seed, "steps": int(mark),

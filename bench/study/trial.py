@@ -180,7 +180,8 @@ def run_trial(spec: TrialSpec, noise: bool = True) -> dict[str, Any]:
                                                                      "softmax") == "softmax":
         from bench.spec.noise_scale import noise_scale
 
-        W, b = trainer.get_params()
+        params = trainer.get_params()
+        W, b = params["W"], params["b"]
         with thread_limit(1):
             ns = noise_scale(data.train.x, data.train.y, W, b)
         rec.update(grad_sq_norm=ns.grad_sq_norm, trace_cov=ns.trace_cov, b_simple=ns.b_simple)
