@@ -473,3 +473,8 @@ def section(df: pd.DataFrame, *, per_worker_batches: tuple[int, ...] = PER_WORKE
                                                  if c.placeholder else "."))
     lines.append("")
     return "\n".join(lines) + "\n"
+
+
+def has_rows(df: pd.DataFrame) -> bool:
+    """Whether ``df`` holds data-parallel or all-reduce benchmark rows."""
+    return "kind" in df and bool(df["kind"].isin(["distributed", "allreduce"]).any())

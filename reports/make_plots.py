@@ -19,7 +19,8 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
 from bench.results import load_results, select_runs  # noqa: E402
-from reports import figures, markdown  # noqa: E402
+from bench.study.storage import load_study  # noqa: E402
+from reports import distributed, figures, markdown, study  # noqa: E402
 
 REPORT_NAME = "report.md"
 
@@ -39,8 +40,11 @@ def default_files(results: Path, profile: str | None = None, quiet: bool = False
 
 
 def build(files: list[Path], out: Path, compare: list[Path] | None = None,
-          command: str = "python reports/make_plots.py") -> Path:
-    """Write the figures and the report into ``out``; return the report's path."""
+          command: str = "python reports/make_plots.py",
+          study_root: Path | None = ROOT / "results" / "study") -> Path:
+    """Write the figures and the report into ``out``; return the report's path. The
+    batch-size study (``study_root``, none when None) opens the summary with its answer and
+    gives the data-parallel projection its steps-to-target curve."""
     df = load_results(files)
     if df.empty or "kind" not in df:
         raise ReportError(
@@ -52,11 +56,23 @@ def build(files: list[Path], out: Path, compare: list[Path] | None = None,
     for title, make in figures.FIGURES:
         path = make(df, out, colors)
         drawn.append((title, path.name if path is not None else None))
+    study_df = load_study(study_root) if study_root is not None else None
+    answers, sections = [], []
+    given_steps = None
+    if study_df is not None and not study_df.empty:
+        answers.append(study.answer(study_df))
+        sections.append(study.section(study_df))
+        drawn += [(title, path.name) for title, path in study.figures(study_df, out)]
+        given_steps = study.steps_curve(study_df)
+    if distributed.has_rows(df):
+        sections.append(distributed.section(df, given_steps=given_steps))
+        drawn += [(title, path.name) for title, path in
+                  distributed.figures(df, out, given_steps=given_steps)]
     baseline = load_results(compare) if compare else None
     rel = [str(Path(f).resolve().relative_to(ROOT)) if Path(f).resolve().is_relative_to(ROOT)
            else str(f) for f in files]
     report = out / REPORT_NAME
-    report.write_text(markdown.render(df, drawn, command, rel, baseline))
+    report.write_text(markdown.render(df, drawn, command, rel, baseline, answers, sections))
     return report
 
 

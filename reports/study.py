@@ -407,3 +407,16 @@ def figures(study_df: pd.DataFrame, out_dir: str | Path) -> list[tuple[str, Path
          _noise_figure(study_df, out)),
     ]
     return [(caption, path) for caption, path in made if path is not None]
+
+
+def steps_curve(study_df: pd.DataFrame) -> dict[str, tuple[float, float]]:
+    """``{model: (S_min, E_min)}`` fitted to the newest study of each model, for the
+    data-parallel projection (empty without a study)."""
+    out: dict[str, tuple[float, float]] = {}
+    for name in _studies(study_df):
+        one = study_df[study_df["study"] == name]
+        model = str(_context(study_df, name).get("model") or "softmax")
+        fit = fit_study(per_batch_size(one))
+        if fit is not None:
+            out[model] = (fit.s_min, fit.e_min)
+    return out

@@ -1,12 +1,26 @@
 """The fair race: steps-to-target per batch size at its best learning rate, the critical batch
-size, the exact gradient noise scale, and time-to-target per machine (see ``core``)."""
+size, the exact gradient noise scale, and time-to-target per machine (see ``core``).
 
-from bench.study.core import FULL_GRID, StudyConfig, run_study
-from bench.study.fit import StepsFit, fit_steps, regime
-from bench.study.runners import InProcessRunner, PoolRunner, RayRunner, make_runner
-from bench.study.storage import StudyStore, load_study
-from bench.study.trial import TrialSpec, run_trial
+Names are imported on first use, so the report can read a study (``storage``, ``fit``,
+``summary``) without importing the trainers."""
 
-__all__ = ["FULL_GRID", "InProcessRunner", "PoolRunner", "RayRunner", "StepsFit", "StudyConfig",
-           "StudyStore", "TrialSpec", "fit_steps", "load_study", "make_runner", "regime",
-           "run_study", "run_trial"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_WHERE = {
+    "FULL_GRID": "core", "StudyConfig": "core", "run_study": "core",
+    "StepsFit": "fit", "fit_steps": "fit", "regime": "fit",
+    "InProcessRunner": "runners", "PoolRunner": "runners", "RayRunner": "runners",
+    "make_runner": "runners", "StudyStore": "storage", "load_study": "storage",
+    "TrialSpec": "trial", "run_trial": "trial",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'bench.study' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"bench.study.{_WHERE[name]}"), name)
