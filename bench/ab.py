@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--tolerance", type=float, default=0.05,
                         help="a ratio up to 1 + tolerance is not called slower (default 0.05)")
-    parser.add_argument("--json", type=Path, help="also write the table here")
+    parser.add_argument("--json", type=Path, help="also write the table here (one JSON line)")
     args = parser.parse_args(argv)
     cases = [ABCase.parse(c) for c in args.cases]
     load_before = os.getloadavg()
@@ -164,12 +164,18 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             old.close()
             new.close()
-    summary = {"old": args.old, "rounds": args.rounds, "load_before": load_before,
+    new_rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
+                             text=True).stdout.strip()
+    dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                                cwd=ROOT, capture_output=True, text=True).stdout.strip())
+    summary = {"old": args.old, "new": new_rev + (" with uncommitted changes" if dirty else ""),
+               "rounds": args.rounds, "load_before": load_before,
                "load_after": os.getloadavg(), "cpu_count": os.cpu_count(), "cases": rows}
     print(f"load average before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f} "
           f"({os.cpu_count()} CPUs)")
     if args.json:
-        args.json.write_text(json.dumps(summary, indent=1))
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(summary) + "\n")
     return 0
 
 
