@@ -226,6 +226,7 @@ def section(study_df: pd.DataFrame) -> str:
                                                 pd.Series(index=d.index, dtype=float)).map(
                             lambda v: f"{v:+.0%}" if pd.notna(v) else "—"),
                     }).to_markdown(index=False), ""]
+    out += optimizer_axis(study_df)
     return "\n".join(out) + "\n"
 
 
@@ -420,3 +421,34 @@ def steps_curve(study_df: pd.DataFrame) -> dict[str, tuple[float, float]]:
         if fit is not None:
             out[model] = (fit.s_min, fit.e_min)
     return out
+
+
+def optimizer_axis(study_df: pd.DataFrame) -> list[str]:
+    """Studies of one machine that differ in the optimizer, side by side: steps-to-target per
+    B at each one's best learning rate, and the fitted B_crit (Shallue et al. found that
+    momentum extends perfect scaling). Empty with fewer than two optimizers."""
+    rows, fits = {}, {}
+    for name in _studies(study_df):
+        cfg = json.loads(_context(study_df, name).get("study_config") or "{}")
+        extra = dict(cfg.get("extra_config") or {})
+        label = extra.get("optimizer", "sgd")
+        if label != "sgd" and "momentum" in extra:
+            label += f" {extra['momentum']}"
+        per_b = per_batch_size(study_df[study_df["study"] == name])
+        rows[label] = per_b.set_index("batch_size")["steps_to_target"]
+        fits[label] = fit_study(per_b)
+    if len(rows) < 2:
+        return []
+    table = pd.DataFrame(rows).sort_index()
+    table = table.dropna(how="any")
+    if table.empty:
+        return []
+    shown = table.map(lambda v: f"{int(v):,}")
+    shown.index = [f"{b:,}" for b in table.index]
+    shown.index.name = "B"
+    crit = "; ".join(f"{k}: B_crit = {f.b_crit:,.0f} (S_min = {f.s_min:,.0f}, "
+                     f"E_min = {f.e_min:,.0f})" for k, f in fits.items() if f is not None)
+    return ["### The optimizer axis: steps to the target at each one's best learning rate", "",
+            shown.to_markdown(), "",
+            f"Fits over each study's own batch sizes — {crit}. A study with fewer seeds or "
+            "batch sizes has a wider spread: compare the columns where both have a row.", ""]
