@@ -33,6 +33,7 @@ def append_record(path: Path, record: dict) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(fd, "w") as fh:
         fh.write(old + json.dumps(record, default=str) + "\n")
+    os.chmod(tmp, 0o644)
     os.replace(tmp, path)
 
 
