@@ -353,9 +353,11 @@ def _load_line(before: dict[str, Any], after: dict[str, Any] | None) -> str:
     if before.get("load_1min") is None:
         return "machine load not available on this platform."
     after = after or before
-    text = (f"machine load {before['load_1min']:.2f} before, {after['load_1min']:.2f} after, on "
-            f"{before['cpu_count']} CPUs")
-    if before["loaded"] or after["loaded"]:
+    text = (f"machine load {before['load_1min']:.2f} before, {after['load_1min']:.2f} after "
+            f"(the run's own threads included), on {before['cpu_count']} CPUs")
+    # Only the load before the run says whether other work shared the machine: the load
+    # average after it counts the benchmarks' own threads (about one per core).
+    if before["loaded"]:
         text += " -- LOADED: timings are slower and noisier than on an idle machine"
     return text + "."
 

@@ -142,8 +142,9 @@ def run_info(path: Path, doc: dict[str, Any]) -> RunInfo:
         complete = None if not why else False
     load = g.get("load_before") or {}
     load_after = g.get("load_after") or {}
-    loaded = (bool(load.get("loaded") or load_after.get("loaded"))
-              if load or load_after else None)
+    # the load before the run: the one after it counts the run's own threads
+    loaded = bool(load.get("loaded")) if load else (
+        bool(load_after.get("loaded")) if load_after else None)
     return RunInfo(path=Path(path), machine=Path(path).parent.name,
                    datetime=str(doc.get("datetime", "")),
                    profile=g.get("profile") or mi.get("gdbench_profile"), commit=commit,

@@ -41,12 +41,15 @@ GRAPH_STEPS = 1000
 #: is the faster one with MKL here (an epoch of forward products, rows vs columns layout:
 #: B = 600 31 vs 26 ms, B = 5,000 24 vs 34 ms).
 COLUMNS_MAX_B = 1000
-#: Up to this B the CPU loops (the columns loop and the generic step) run on one intra-op
-#: thread: the steps' products are too small to split, and one thread was 7-12 % faster per
-#: softmax epoch at B = 1 to 200 on the 2-core CI machine (13-14 % slower at 600 and 1,000);
-#: on a loaded machine two threads were far worse (an MLP epoch at B = 20: 36 s against 6 s).
-#: The thread count is restored when the range ends.
+#: Up to this much work per step the CPU loops (the columns loop and the generic step) run on
+#: one intra-op thread: the steps' products are too small to split. Softmax regression: one
+#: thread was 7-12 % faster per epoch at B = 1 to 200 on the 2-core CI machine (13-14 % slower
+#: at 600 and 1,000), hence B = 200 of its steps. The MLP's step is 8.4x the work per
+#: example: at B = 20 one and two threads were even (475 vs 335-520 us per step), at B = 100
+#: two threads were 29 % faster (1.33 vs 1.87 ms), so it keeps both. The thread count is
+#: restored when the range ends.
 ONE_THREAD_MAX_B = 200
+ONE_THREAD_MAX_FLOP = ONE_THREAD_MAX_B * 3 * 2 * 784 * 10
 
 CPU_COLUMNS = Specialisation("cpu-columns-loop", "_cpu_batches", kind="batches",
                              devices=("cpu",), max_batch=COLUMNS_MAX_B)
@@ -234,7 +237,8 @@ class TorchTrainer(Trainer):
     def _small_batch_threads(self) -> Iterator[None]:
         """One intra-op thread on the CPU up to ``ONE_THREAD_MAX_B``, restored afterwards."""
         threads = torch.get_num_threads()
-        if self.is_gpu or self.batch_size > ONE_THREAD_MAX_B or threads == 1:
+        work = self.batch_size * self.spec.flops_per_example()
+        if self.is_gpu or work > ONE_THREAD_MAX_FLOP or threads == 1:
             yield
             return
         torch.set_num_threads(1)
