@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,15 +117,25 @@ def export(rev: str, into: Path) -> Path:
     return into / "tree"
 
 
+#: Pause between the two sides' epochs: OpenBLAS's idle workers spin about 0.1 s after a call,
+#: and on 2 cores the other process's spinning threads slowed the next epoch (bimodal rounds).
+SETTLE_S = 0.25
+
+
 def compare(old: Worker, new: Worker, case: ABCase, rounds: int) -> dict:
     """Warm both up, then ``rounds`` paired epochs; the per-round ratios new / old."""
-    old.epoch(case), new.epoch(case)
+    def turn(worker: Worker) -> float:
+        seconds = worker.epoch(case)
+        time.sleep(SETTLE_S)
+        return seconds
+
+    turn(old), turn(new)
     pairs = []
     for k in range(rounds):
         if k % 2:
-            n, o = new.epoch(case), old.epoch(case)
+            n, o = turn(new), turn(old)
         else:
-            o, n = old.epoch(case), new.epoch(case)
+            o, n = turn(old), turn(new)
         pairs.append((o, n))
     o, n = np.array(pairs).T
     ratio = n / o
