@@ -411,12 +411,16 @@ def figures(study_df: pd.DataFrame, out_dir: str | Path) -> list[tuple[str, Path
 
 
 def steps_curve(study_df: pd.DataFrame) -> dict[str, tuple[float, float]]:
-    """``{model: (S_min, E_min)}`` fitted to the newest study of each model, for the
-    data-parallel projection (empty without a study)."""
+    """``{model: (S_min, E_min)}`` fitted to a plain-SGD study of each model, for the
+    data-parallel projection, whose runs use plain SGD (empty without such a study)."""
     out: dict[str, tuple[float, float]] = {}
     for name in _studies(study_df):
         one = study_df[study_df["study"] == name]
-        model = str(_context(study_df, name).get("model") or "softmax")
+        cfg = json.loads(_context(study_df, name).get("study_config") or "{}")
+        extra = dict(cfg.get("extra_config") or {})
+        if extra.get("optimizer", "sgd") != "sgd":
+            continue
+        model = str(extra.get("model") or "softmax")
         fit = fit_study(per_batch_size(one))
         if fit is not None:
             out[model] = (fit.s_min, fit.e_min)
