@@ -9,6 +9,7 @@ can rely on the names. Nothing here imports an implementation.
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -89,6 +90,7 @@ MEASURED = {
 }
 
 
+@cache
 def _run_fields() -> dict[str, str]:
     """The fields of ``RunResult.to_dict`` (the harness's record of a run) and the medians over
     rounds; they are declared by those dataclasses, so they are read from them, not copied."""
@@ -136,22 +138,13 @@ def write(benchmark: Any, *, kind: str, profile: str, config: RunConfig | None =
         "kind": kind, "profile": profile}
     if config is None and batch_size is not None:
         record["batch_size"] = batch_size
-    unknown = set(measured) - set(FIELDS) - set(_known_run_fields())
+    unknown = set(measured) - set(FIELDS) - set(_run_fields())
     if unknown:
         raise KeyError(f"bench.record.write: undeclared field(s) {sorted(unknown)}; declare "
                        "them in bench.record.MEASURED with their meaning and unit.")
     record.update(measured)
     benchmark.extra_info.update(record)
     return record
-
-
-_RUN_FIELDS: dict[str, str] = {}
-
-
-def _known_run_fields() -> dict[str, str]:
-    if not _RUN_FIELDS:
-        _RUN_FIELDS.update(_run_fields())
-    return _RUN_FIELDS
 
 
 def per_epoch_seconds(per_step_s: Any, once_s: Any, epoch_equivalents: Any, epochs: Any) -> Any:

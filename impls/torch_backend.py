@@ -116,10 +116,6 @@ class TorchTrainer(Trainer):
     def _cost_sum(self) -> float:
         return float(self._cost)
 
-    def _generic_step(self, X: torch.Tensor, y: torch.Tensor) -> None:
-        self._cost.add_(self.ops.gradient(self.params, X, y, self.l1, self.l2, self.grads))
-        self.optimizer.step(self.params, self.grads)
-
     # ------------------------------------------------------------------ memory primitives
     def _to_device(self, host: np.ndarray) -> torch.Tensor:
         t = torch.from_numpy(host if host.flags.writeable else host.copy())
