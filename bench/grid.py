@@ -10,13 +10,21 @@ from typing import Any
 from bench.profiles import Profile
 from bench.spec.config import N_TRAIN, RunConfig, placement_applies, variant_of
 
-__all__ = ["FAST_KERNELS", "IN_ORDER_FROM_BATCH", "Case", "cases"]
+__all__ = ["BATCH_GATHER_FROM", "BATCH_GATHER_KERNELS", "FAST_KERNELS", "IN_ORDER_FROM_BATCH",
+           "Case", "cases"]
 
 #: GPU fast paths by backend, and the largest B each supports.
 FAST_KERNELS = {"torch": ("cuda-graph", N_TRAIN), "cupy": ("fused", 32)}
 #: From this B on, CPU epochs are also run in order: the reference for the products-only floor
 #: and for the reshuffle's cost (per model).
 IN_ORDER_FROM_BATCH = {"softmax": 600, "mlp": 100}
+#: From this B on, shuffled resident epochs are also run with ``gather="batch"`` (each
+#: minibatch gathered through the permutation instead of one gather per epoch), by the
+#: backends and kernels that gather (Numba and the sparse-row kernels read through the
+#: permutation and gather nothing).
+BATCH_GATHER_FROM = {"softmax": 600}
+BATCH_GATHER_KERNELS = {"numpy": ("eager",), "torch": ("eager", "cuda-graph"),
+                        "cupy": ("eager",)}
 
 
 @dataclass(frozen=True)
@@ -31,6 +39,7 @@ class Case:
     kernel: str = "eager"
     order: str = "shuffle"
     model: str = "softmax"
+    gather: str = "epoch"
 
     @property
     def id(self) -> str:
@@ -40,7 +49,9 @@ class Case:
         fast = "" if self.kernel == "eager" else f"-{self.kernel}"
         order = "" if self.order == "shuffle" else f"-{self.order}"
         model = "" if self.model == "softmax" else f"-{self.model}"
-        return f"{self.backend}-{self.device}{model}-B{self.batch_size}{where}{fast}{order}"
+        gather = "" if self.gather == "epoch" else f"-{self.gather}-gather"
+        return (f"{self.backend}-{self.device}{model}-B{self.batch_size}{where}{gather}{fast}"
+                f"{order}")
 
     @property
     def variant(self) -> str:
@@ -53,7 +64,7 @@ class Case:
                          variant=variant,
                          batch_size=self.batch_size if variant == "minibatch" else None,
                          placement=self.placement, pinned=self.pinned, kernel=self.kernel,
-                         order=self.order)
+                         order=self.order, gather=self.gather)
         return replace(base, **overrides)
 
     def skip_reason(self) -> str | None:
@@ -101,4 +112,9 @@ def cases(profile: Profile, batch_sizes: str = "batch_sizes") -> list[Case]:
                     if gpu and kernel and B <= max_batch:
                         out.append(Case(backend, device, B, "resident", False, kernel,
                                         model=model))
+                    if B >= BATCH_GATHER_FROM.get(model, N_TRAIN + 1):
+                        for k in BATCH_GATHER_KERNELS.get(backend, ()):
+                            if k == "eager" or gpu:
+                                out.append(Case(backend, device, B, kernel=k, model=model,
+                                                gather="batch"))
     return out

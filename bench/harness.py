@@ -157,6 +157,7 @@ def prepare(config: RunConfig, data: MNIST | None = None) -> tuple[Trainer, floa
         data = load_mnist(pixel_scale=config.pixel_scale)
     trainer = make_trainer(config.backend, config.device, dtype=config.dtype,
                            placement=config.placement, pinned=config.pinned,
+                           gather=config.gather,
                            kernel=config.kernel, model=config.model,
                            optimizer=config.optimizer, momentum=config.momentum)
     upload_s = trainer.load(data)

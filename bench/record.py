@@ -34,6 +34,9 @@ IDENTITY = {
     "variant": "full (B = n), sgd (B = 1) or minibatch",
     "placement": "resident or streamed (n/a on a CPU, where data placement does not apply)",
     "pinned": "streamed from page-locked (pinned) host memory",
+    "gather": "how a shuffled epoch's examples reach the step: epoch (one gather of the training "
+              "set per epoch) or batch (each minibatch gathered through the permutation); a "
+              "fast path that reads through the permutation itself gathers nothing",
     "kernel": "eager or a GPU fast path (cuda-graph, fused)",
     "order": "data order: shuffle or in-order",
     "dtype": "float32 or float64",
@@ -124,7 +127,7 @@ def identity(kind: str, profile: str, config: RunConfig, fast_path: str | None =
             "device": config.device or "cpu", "model": config.model,
             "optimizer": config.optimizer, "batch_size": B, "variant": variant_of(B),
             "placement": config.placement if where else NOT_APPLICABLE,
-            "pinned": config.pinned, "kernel": config.kernel,
+            "pinned": config.pinned, "gather": config.gather, "kernel": config.kernel,
             "order": config.order, "dtype": config.dtype, "fast_path": fast_path}
 
 

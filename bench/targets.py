@@ -160,15 +160,20 @@ def evaluate(df: pd.DataFrame) -> pd.DataFrame:
 
     if len(ep):
         at600 = ep[ep["batch_size"] == 600]
+        gather = (at600["gather"].fillna("epoch") if "gather" in at600
+                  else pd.Series("epoch", at600.index, dtype=object))
         for backend, g in at600.groupby("backend"):
-            s, o = g[g["order"] == "shuffle"], g[g["order"] == "in-order"]
-            paired = side(s.iloc[0], "in-order") if len(s) else None
-            if paired:
-                add(T_SHUFFLE, f"{backend}-cpu B=600", float(s["train_epoch_s"].iloc[0]),
-                    paired[0], paired[1], paired=True, noisy=[s])
-            elif len(s) and len(o):
-                add(T_SHUFFLE, f"{backend}-cpu B=600", float(s["train_epoch_s"].iloc[0]),
-                    float(o["train_epoch_s"].iloc[0]), noisy=[s, o])
+            o = g[g["order"] == "in-order"]
+            for how in ("epoch", "batch"):  # one gather per epoch, or per minibatch
+                s = g[(g["order"] == "shuffle") & (gather[g.index] == how)]
+                subject = f"{backend}-cpu B=600" + ("" if how == "epoch" else " batch-gather")
+                paired = side(s.iloc[0], "in-order") if len(s) else None
+                if paired:
+                    add(T_SHUFFLE, subject, float(s["train_epoch_s"].iloc[0]),
+                        paired[0], paired[1], paired=True, noisy=[s])
+                elif len(s) and len(o):
+                    add(T_SHUFFLE, subject, float(s["train_epoch_s"].iloc[0]),
+                        float(o["train_epoch_s"].iloc[0]), noisy=[s, o])
     return pd.DataFrame(rows, columns=cols)
 
 

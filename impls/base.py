@@ -45,7 +45,10 @@ class Specialisation:
 
     ``method`` names the trainer method: with ``kind="step"`` it replaces one step
     ``(X, y) -> None`` (any placement); with ``kind="batches"`` it runs a range of steps
-    ``(start, stop) -> None`` on resident data.
+    ``(start, stop) -> None`` on resident data. A batches path reads either the epoch's
+    gathered arrays (``gathers``: the ``gather`` modes it handles; "batch" only if it takes its
+    minibatches from ``minibatches()``) or, with ``reads_order``, the unshuffled training set
+    through the epoch's permutation ``_order`` itself, so no gather runs at all.
     """
 
     name: str
@@ -58,6 +61,8 @@ class Specialisation:
     max_batch: int | None = None
     kernel: str = "eager"
     dtypes: tuple[str, ...] = ("float32", "float64")
+    gathers: tuple[str, ...] = ("epoch",)
+    reads_order: bool = False
 
     def covers(self, t: Trainer) -> bool:
         """Whether this fast path runs ``t``'s configuration."""
@@ -65,7 +70,8 @@ class Specialisation:
                 and t.device in self.devices and t.kernel == self.kernel
                 and t.dtype in self.dtypes and self.min_batch <= t.batch_size
                 and (self.max_batch is None or t.batch_size <= self.max_batch)
-                and (self.kind == "step" or not t.streams))
+                and (self.kind == "step" or (not t.streams and (
+                    self.reads_order or t.gather in self.gathers))))
 
     def domain(self) -> str:
         top = "any" if self.max_batch is None else str(self.max_batch)
@@ -92,8 +98,10 @@ class Trainer(Placement):
 
     def __init__(self, *, device: str, dtype: str = "float32", placement: str = "resident",
                  pinned: bool = False, kernel: str = "eager", model: str = "softmax",
-                 optimizer: str = "sgd", momentum: float = 0.9, generic: bool = False) -> None:
-        super().__init__(device=device, dtype=dtype, placement=placement, pinned=pinned)
+                 optimizer: str = "sgd", momentum: float = 0.9, generic: bool = False,
+                 gather: str = "epoch") -> None:
+        super().__init__(device=device, dtype=dtype, placement=placement, pinned=pinned,
+                         gather=gather)
         if kernel not in self.kernels:
             raise ValueError(f"Backend {self.backend!r} has no kernel {kernel!r}; choose one "
                              f"of {', '.join(self.kernels)}.")
@@ -113,6 +121,7 @@ class Trainer(Placement):
         self.params: dict[str, Any] = {}
         self.grads: dict[str, Any] = {}
         self.fast_path: str | None = None
+        self._batches_spec: Specialisation | None = None
         self.configure(batch_size=1, learning_rate=0.1)
 
     # ------------------------------------------------------------------ what runs where
@@ -161,6 +170,12 @@ class Trainer(Placement):
                 f"model={self.model!r}, optimizer={self.optimizer!r}, B={self.batch_size}, "
                 f"fast_path={self.fast_path!r}{where})")
 
+    @property
+    def reads_order(self) -> bool:
+        """Whether the chosen batches path reads the examples through ``_order`` itself."""
+        spec = getattr(self, "_batches_spec", None)
+        return bool(spec and spec.reads_order)
+
     # ------------------------------------------------------------------ framework primitives
     @abstractmethod
     def _param(self, host: np.ndarray) -> Any:
@@ -199,8 +214,9 @@ class Trainer(Placement):
             self.optimizer.init_state(self.params)
         self._reset_cost()
         self._n_cost = 0
-        self._make_batch_buffers()
         step, batches = self._choose("step"), self._choose("batches")
+        self._batches_spec = batches
+        self._make_batch_buffers()
         if self.kernel != "eager" and batches is None:
             domains = "; ".join(s.domain() for s in self.specialisations
                                 if s.kernel == self.kernel)

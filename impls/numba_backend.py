@@ -31,7 +31,7 @@ __all__ = ["COMPILED", "NumbaTrainer"]
 #: that algorithm costs without Python's per-step overhead, not a general backend, so other
 #: models and optimizers are refused with the reason (``models``, ``optimizers``).
 COMPILED = Specialisation("numba-compiled-loop", "_compiled_batches", kind="batches",
-                          devices=("cpu",))
+                          devices=("cpu",), reads_order=True)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -100,21 +100,14 @@ class NumbaTrainer(NumpyTrainer):
         self._indices = np.nonzero(nonzero)[1].astype(np.int32)
         self._values = np.ascontiguousarray(X[nonzero])
         self._identity = np.arange(len(X), dtype=np.int64)
-        self._order = self._identity
         return out
 
-    def begin_epoch(self, permutation: np.ndarray | None) -> None:
-        """No gather: the steps follow the permutation through the sparse rows."""
-        if self.batches_path != COMPILED.name:  # generic=True: the NumPy steps
-            return super().begin_epoch(permutation)
-        self._epoch = self._data["train"]
-        self._order = self._identity if permutation is None else permutation
-        return None
-
     def _compiled_batches(self, start: int, stop: int) -> None:
+        """No gather: the steps follow the permutation through the sparse rows."""
         B = self.batch_size
+        order = self._identity if self._order is None else self._order
         self._cost += _sgd_steps(self._indptr, self._indices, self._values,
-                                 self._data["train"][1], self._order, self.params["W"],
+                                 self._data["train"][1], order, self.params["W"],
                                  self.params["b"], start * B, stop - start, B,
                                  self.learning_rate, self.l1, self.l2)
 

@@ -25,7 +25,7 @@ from impls.base import Specialisation
 __all__ = ["PER_SAMPLE", "NumpyTrainer"]
 
 PER_SAMPLE = Specialisation("per-sample-blas", "_per_sample_batches", kind="batches",
-                            devices=("cpu",), max_batch=1)
+                            devices=("cpu",), max_batch=1, reads_order=True)
 
 
 @cache
@@ -88,12 +88,9 @@ class NumpyTrainer(ArrayTrainer):
             super()._loop(start, stop)
 
     def begin_epoch(self, permutation: np.ndarray | None) -> None:
-        self._order = permutation
-        if self.batches_path != PER_SAMPLE.name:
-            return super().begin_epoch(permutation)
-        self._epoch = self._data["train"]
-        self._labels = self._epoch[1].tolist()  # Python ints index and compare fastest
-        return None
+        super().begin_epoch(permutation)
+        if self.batches_path == PER_SAMPLE.name:
+            self._labels = self._epoch[1].tolist()  # Python ints index and compare fastest
 
     def _per_sample_batches(self, start: int, stop: int) -> None:
         X = self._epoch[0]

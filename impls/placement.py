@@ -8,6 +8,18 @@ The question the tutorial's "shared variables" answer, on a GPU:
 * ``streamed``: the training set stays in host memory (pinned if ``pinned``); each minibatch is
   copied host-to-device as it is needed, into a reused device buffer.
 
+How a shuffled epoch's examples reach the step (``gather``):
+
+* ``epoch``: one gather of the whole training set through the permutation per epoch, into a
+  preallocated buffer; minibatches are then contiguous slices of it.
+* ``batch`` (resident data, or a CPU): the permutation is kept where the data lives
+  (``_order``) and each minibatch is gathered through its slice of it into a reused batch
+  buffer, so the gathered rows are still in cache when the step reads them, and a captured CUDA
+  graph replays the gathers too.
+* A fast path that reads the examples through the permutation itself (``reads_order``, e.g. a
+  sparse-row kernel) needs no gather at all: ``_epoch`` is the unshuffled set and ``_order`` the
+  permutation (None for an in-order epoch).
+
 On a CPU the data already is where the arithmetic happens: placement is a no-op
 (``placement_applies`` is False) and there is no host-to-device time (None, not zero).
 Validation and test sets are always placed on the device once, for scoring. Host-to-device
@@ -25,26 +37,34 @@ from typing import Any
 
 import numpy as np
 
-from bench.spec.config import placement_applies
+from bench.spec.config import GATHERS, PLACEMENTS, placement_applies
 from bench.spec.data_order import n_batches
 from bench.spec.mnist import MNIST
 
-__all__ = ["PLACEMENTS", "Placement"]
+__all__ = ["GATHERS", "PLACEMENTS", "Placement"]
 
-PLACEMENTS = ("resident", "streamed")
 
 
 class Placement(ABC):
     """The data side of a trainer: load, reshuffle, hand out minibatches, time the copies."""
 
     def __init__(self, *, device: str, dtype: str = "float32", placement: str = "resident",
-                 pinned: bool = False) -> None:
+                 pinned: bool = False, gather: str = "epoch") -> None:
         if placement not in PLACEMENTS:
             raise ValueError(f"placement must be one of {PLACEMENTS}. Got {placement!r}.")
+        if gather not in GATHERS:
+            raise ValueError(f"gather must be one of {GATHERS}. Got {gather!r}.")
+        if gather == "batch" and placement_applies(device) and placement != "resident":
+            raise ValueError("gather='batch' gathers minibatches where the training set lives: "
+                             f"it needs placement='resident' on {device!r} (got "
+                             f"placement={placement!r}). Use gather='epoch'.")
         self.device = device
         self.dtype = dtype
         self.placement = placement
         self.pinned = pinned
+        self.gather = gather
+        self._order: Any | None = None
+        self._order_buf: Any | None = None
         self._data: dict[str, tuple[Any, Any]] = {}
         self._epoch: tuple[Any, Any] | None = None
         self._shuffled: tuple[Any, Any] | None = None
@@ -69,6 +89,16 @@ class Placement(ABC):
     @property
     def n_train(self) -> int:
         return self._n_train
+
+    @property
+    def reads_order(self) -> bool:
+        """Whether the steps read the examples through ``_order`` themselves (no gather)."""
+        return False
+
+    @property
+    def gathers_batches(self) -> bool:
+        """Whether shuffled minibatches are gathered one by one through ``_order``."""
+        return self.gather == "batch" and not self.reads_order
 
     def n_batches(self) -> int:
         return n_batches(self._n_train, self.batch_size, self.drop_last)
@@ -144,7 +174,7 @@ class Placement(ABC):
         return self.take_h2d_seconds()
 
     def _make_batch_buffers(self) -> None:
-        if self.streams and self._data:
+        if (self.streams or self.gathers_batches) and self._data:
             B = self.batch_size
             self._batch_buf = (self._to_device(np.empty((B, self._host_train[0].shape[1]),
                                                         dtype=np.dtype(self.dtype))),
@@ -158,6 +188,11 @@ class Placement(ABC):
         """
         if permutation is None:
             self._epoch = self._data["train"]
+            self._order = None
+            return
+        if self.reads_order or self.gathers_batches:
+            self._epoch = self._data["train"]
+            self._order = self._place_order(permutation)
             return
         if self._shuffled is None:  # allocated once, where the training set lives
             self._shuffled = tuple(self._empty_like(a) for a in self._data["train"])
@@ -170,11 +205,38 @@ class Placement(ABC):
             self._gather(src, index, out)
         self._epoch = self._shuffled
 
+    def _place_order(self, permutation: np.ndarray) -> Any:
+        """The epoch's permutation where the training set lives: on a GPU copied into one
+        device buffer (allocated once, so captured graphs and kernels keep its address;
+        the upload is event-timed as host-to-device), on a CPU the array itself."""
+        if not self.is_gpu:
+            return self._index(permutation, on_device=False)
+        perm = np.ascontiguousarray(permutation, dtype=np.int64)
+        mark = self._h2d_start()
+        if self._order_buf is None or len(self._order_buf) != len(perm):
+            self._order_buf = self._index(perm, on_device=True)
+        else:
+            self._copy_h2d(self._order_buf, self._host(perm, False))
+        self._h2d_stop(mark)
+        return self._order_buf
+
     def minibatches(self, start: int, stop: int) -> Iterator[tuple[Any, Any]]:
         """Minibatches ``start .. stop - 1`` of the epoch, on the device: slices of the resident
-        set, or copies into the reused device buffer (event-timed) when streamed."""
+        set, gathers through the permutation into the reused batch buffer (``gather='batch'``),
+        or copies into the reused device buffer (event-timed) when streamed."""
         X, y = self._epoch
         B, n = self.batch_size, self._n_train
+        if self._order is not None and self.gathers_batches:
+            xbuf, ybuf = self._batch_buf
+            for k in range(start, stop):
+                lo = k * B
+                hi = min(lo + B, n)
+                index = self._order[lo:hi]
+                xb, yb = xbuf[: hi - lo], ybuf[: hi - lo]
+                self._gather(X, index, xb)
+                self._gather(y, index, yb)
+                yield xb, yb
+            return
         if not self.streams:
             for k in range(start, stop):
                 lo = k * B

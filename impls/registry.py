@@ -82,8 +82,8 @@ def trainer_class(backend: str, device: str | None = None) -> type[Trainer]:
 
 
 def make_trainer(backend: str, device: str | None = None, **kwargs) -> Trainer:
-    """A fresh trainer for (backend, device); kwargs: dtype, placement, pinned, kernel, model,
-    optimizer, momentum, generic."""
+    """A fresh trainer for (backend, device); kwargs: dtype, placement, pinned, gather, kernel,
+    model, optimizer, momentum, generic."""
     device = check_name(backend, device)
     return trainer_class(backend, device)(device=device, **kwargs)
 

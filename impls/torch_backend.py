@@ -17,7 +17,9 @@ Fast paths (``Specialisation``s; elsewhere the generic step runs):
   per-step cost is the kernels' own, not Python's and the launch queue's. A graph records
   addresses, so parameters, optimizer state, the cost accumulator and the epoch buffers are
   updated in place and never reallocated; a graph is keyed by its epoch buffer, first step,
-  length and hyperparameters.
+  length and hyperparameters. With ``gather='batch'`` the graph also holds each minibatch's
+  gather through the epoch's permutation, whose device buffer is overwritten in place per
+  epoch: no separate gather of the whole training set runs.
 """
 
 from __future__ import annotations
@@ -55,7 +57,8 @@ CPU_COLUMNS = Specialisation("cpu-columns-loop", "_cpu_batches", kind="batches",
                              devices=("cpu",), max_batch=COLUMNS_MAX_B)
 CUDA_GRAPH = Specialisation("cuda-graph", "_graph_batches", kind="batches", devices=("cuda",),
                             kernel="cuda-graph", models=("softmax", "mlp"),
-                            optimizers=("sgd", "momentum", "nesterov"))
+                            optimizers=("sgd", "momentum", "nesterov"),
+                            gathers=("epoch", "batch"))
 SOFTMAX_SGD_TRANSPOSED = Specialisation("softmax-sgd-transposed", "_softmax_sgd_step")
 
 
@@ -256,18 +259,18 @@ class TorchTrainer(Trainer):
 
     def _graph(self, first: int, length: int) -> torch.cuda.CUDAGraph:
         X, y = self._epoch
-        key = (X.data_ptr(), first, length, self.batch_size, self.learning_rate, self.l1,
-               self.l2, self.model, self.optimizer_name, self.momentum, self.step_path)
+        key = (X.data_ptr(), self._order is None, first, length, self.batch_size,
+               self.learning_rate, self.l1, self.l2, self.model, self.optimizer_name,
+               self.momentum, self.step_path)
         graph = self._graphs.get(key)
         if graph is None:
             if self._pool is None:
                 self._warm_up(X, y)
                 self._pool = torch.cuda.graph_pool_handle()
             graph = torch.cuda.CUDAGraph()
-            B = self.batch_size
-            with torch.cuda.graph(graph, pool=self._pool):
-                for k in range(first, first + length):
-                    self._step(X[k * B : (k + 1) * B], y[k * B : (k + 1) * B])
+            with torch.cuda.graph(graph, pool=self._pool):  # gathers too, with gather='batch'
+                for Xb, yb in self.minibatches(first, first + length):
+                    self._step(Xb, yb)
             self._graphs[key] = graph
         return graph
 

@@ -24,6 +24,9 @@ def label(df: pd.DataFrame) -> pd.Series:
         pinned = df.get("pinned", pd.Series(False, index=df.index)).fillna(False).astype(bool)
         lab = lab.where(~gpu, lab + " " + df["placement"].fillna("resident").astype(str)
                         + np.where(pinned, "+pinned", ""))
+    if "gather" in df:  # the default, one gather per epoch, unmarked
+        gather = df["gather"].fillna("epoch").astype(str)
+        lab = lab.where(gather == "epoch", lab + " " + gather + "-gather")
     if "kernel" in df:
         kernel = df["kernel"].fillna("eager").astype(str)
         lab = lab.where(kernel == "eager", lab + " " + kernel)

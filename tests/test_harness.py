@@ -88,6 +88,9 @@ def test_benchmarks_end_to_end(tmp_path, real_mnist):
     assert sorted(zip(mlp["batch_size"], mlp["cfg_order"], strict=True)) == [
         (600, "in-order"), (600, "shuffle")]        # the model is a benchmark axis
     assert mlp.set_index("cfg_order")["side_reference"].get("in-order") == "products"
+    by_batch = epochs["gather"] == "batch"      # minibatches gathered through the permutation
+    assert sorted(epochs[by_batch]["batch_size"]) == [600, 50_000]
+    epochs = epochs[~by_batch]
     shuffled = epochs["cfg_order"] == "shuffle"
     assert sorted(epochs[shuffled]["batch_size"]) == [1, 20, 600, 50_000]
     assert sorted(epochs[~shuffled]["batch_size"]) == [600, 50_000]  # in-order references

@@ -119,3 +119,15 @@ def test_run_result_epoch_time_agrees_with_the_result_table():
     assert float(epoch_seconds(row, evaluation=False).iloc[0]) == pytest.approx(
         r.train_epoch_s, rel=1e-12)
     assert r.times.data_move_s > 0          # the shuffle's gather is in it, once per epoch
+
+
+def test_the_reshuffle_target_judges_epoch_and_batch_gather_apart():
+    rows = [_epoch_row("in-order"),
+            {**_epoch_row("shuffle"), "gather": "epoch", "median_data_move_s": 0.03},
+            {**_epoch_row("shuffle"), "gather": "batch", "median_data_move_s": 0.005}]
+    t = evaluate(pd.DataFrame(rows))
+    t = t[t["target"] == T_SHUFFLE].set_index("subject")
+    assert t.loc["numpy-cpu B=600", "ratio"] == pytest.approx(0.07 / 0.04)
+    assert t.loc["numpy-cpu B=600 batch-gather", "ratio"] == pytest.approx(0.045 / 0.04)
+    assert bool(t.loc["numpy-cpu B=600 batch-gather", "holds"])
+    assert not bool(t.loc["numpy-cpu B=600", "holds"])

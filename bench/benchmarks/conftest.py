@@ -32,7 +32,7 @@ class TrainerPool:
 
     def get(self, config: RunConfig):
         key = (config.backend, config.device, config.dtype, config.placement, config.pinned,
-               config.kernel, config.model, config.optimizer, config.momentum)
+               config.gather, config.kernel, config.model, config.optimizer, config.momentum)
         if key != self.key:
             self.trainer = None
             self.trainer, self.upload_s = prepare(config, self.data)

@@ -11,12 +11,14 @@ from bench.spec.data_order import ORDERS
 from bench.spec.models import MODELS
 from bench.spec.optimizers import OPTIMIZERS
 
-__all__ = ["DTYPES", "N_TRAIN", "PLACEMENTS", "VARIANTS", "ConfigError", "RunConfig",
+__all__ = ["DTYPES", "GATHERS", "N_TRAIN", "PLACEMENTS", "VARIANTS", "ConfigError", "RunConfig",
            "placement_applies", "variant_of"]
 
 VARIANTS = ("full", "sgd", "minibatch")
 DTYPES = ("float32", "float64")
 PLACEMENTS = ("resident", "streamed")
+#: How a shuffled epoch's examples reach the step (see ``impls.placement``).
+GATHERS = ("epoch", "batch")
 KERNELS = ("eager", "cuda-graph", "fused")
 INITS = ("zeros", "random")
 
@@ -84,6 +86,7 @@ class RunConfig:
     drop_last: bool = True
     placement: str = "resident"
     pinned: bool = False
+    gather: str = "epoch"              # a shuffled epoch: one gather per "epoch" or per "batch"
     kernel: str = "eager"              # GPU fast paths: torch "cuda-graph", cupy "fused"
     max_epochs: int = 1
     max_steps: int | None = None
@@ -146,6 +149,11 @@ class RunConfig:
             raise _bad("kernel", f"one of {KERNELS}", self.kernel)
         if self.pinned and self.placement != "streamed":
             raise _bad("pinned", "False unless placement='streamed'", self.pinned)
+        if self.gather not in GATHERS:
+            raise _bad("gather", f"one of {GATHERS}", self.gather)
+        if self.gather == "batch" and self.placement != "resident":
+            raise _bad("gather", "'epoch' unless placement='resident' (a minibatch is gathered "
+                       "where the training set lives)", self.gather)
         for name in ("max_epochs", "eval_batch_size", "patience", "patience_increase",
                      "validations_per_epoch"):
             v = getattr(self, name)
