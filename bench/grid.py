@@ -91,6 +91,8 @@ def cases(profile: Profile, batch_sizes: str = "batch_sizes") -> list[Case]:
     for model in profile.models:
         for backend, (_, devices) in BACKENDS.items():
             for device in devices:
+                if device not in profile.devices:
+                    continue
                 gpu = placement_applies(device)
                 sizes = getattr(profile, batch_sizes)
                 if epochs and gpu:

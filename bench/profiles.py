@@ -59,6 +59,9 @@ class Profile:
     #: about 60x a softmax-regression one).
     model_epochs: dict[str, int] = field(default_factory=lambda: {"mlp": 1})
     world_sizes: tuple[int, ...] = (1, 2)  # data-parallel ranks (bench_distributed.py)
+    #: Devices benchmarked: ``gpu`` measures the card only (its machine's CPU is not the one
+    #: the CPU results describe, and device time is scarce).
+    devices: tuple[str, ...] = ("cpu", "cuda")
 
 
 PROFILES = {
@@ -76,12 +79,13 @@ PROFILES = {
         ttt_batch_sizes=(10, 20, 100, 600, 5000, 50_000), ttt_max_epochs=40,
         ttt_max_steps=100_000, lr_grid=(0.01, 0.13),
     ),
-    # The GPU machine's check: every variant and placement at five batch sizes, short budgets.
+    # The GPU machine's check: every variant, placement and kernel on the card at five batch
+    # sizes, short budgets; the card's floors; data parallelism over NCCL.
     "gpu": Profile(
         name="gpu", batch_sizes=(1, 20, 600, 5000, 50_000), epochs=1, max_steps=5000,
         rounds=3, warmup_rounds=1, step_batch_sizes=(1, 20, 600, 50_000), step_rounds=10,
         ttt_batch_sizes=(20, 600), ttt_max_epochs=20, ttt_max_steps=50_000,
-        lr_grid=(0.01, 0.13), progress=False, paired_rounds=3,
+        lr_grid=(0.01, 0.13), progress=False, paired_rounds=3, devices=("cuda",),
     ),
     "full": Profile(
         name="full", batch_sizes=FULL_GRID, epochs=5, max_steps=None, rounds=5,

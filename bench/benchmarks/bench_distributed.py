@@ -109,10 +109,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     grid = GRIDS.get(profile.name, GRIDS["standard"])
     if "dp_case" in metafunc.fixturenames:
         found = [DPCase(d, P, t, m, B) for d, P, t in _placements(_world_sizes(profile))
-                 for m in grid.models for B in grid.batch_sizes]
+                 for m in grid.models for B in grid.batch_sizes if d in profile.devices]
         metafunc.parametrize("dp_case", found, ids=[c.id for c in found])
     if "allreduce_case" in metafunc.fixturenames:
-        found = [DPCase(d, P, t) for d, P, t in _placements(_world_sizes(profile)) if P >= 2]
+        found = [DPCase(d, P, t) for d, P, t in _placements(_world_sizes(profile))
+                 if P >= 2 and d in profile.devices]
         metafunc.parametrize("allreduce_case", found,
                              ids=[f"torch-{c.device}-P{c.world_size}" for c in found])
 

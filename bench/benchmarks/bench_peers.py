@@ -11,6 +11,8 @@ import pytest
 from bench import record
 from bench.peers import SKLEARN_LR, dataloader_epoch, dataloader_lr, sklearn_epoch
 
+pytestmark = pytest.mark.measures("cpu")
+
 
 def _info(benchmark, profile, **kw):
     record.write(benchmark, kind="peer", profile=profile.name, device="cpu",

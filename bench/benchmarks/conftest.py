@@ -46,6 +46,18 @@ def trainer_pool(mnist: MNIST) -> TrainerPool:
     return TrainerPool(mnist)
 
 
+@pytest.fixture(autouse=True)
+def _profile_devices(request: pytest.FixtureRequest) -> None:
+    """Skip a ``@pytest.mark.measures(device)`` benchmark whose device the profile leaves out
+    (the ``gpu`` profile measures the card only)."""
+    marker = request.node.get_closest_marker("measures")
+    if marker is None:
+        return
+    profile = request.getfixturevalue("profile")
+    if marker.args[0] not in profile.devices:
+        pytest.skip(f"the {profile.name!r} profile measures {'/'.join(profile.devices)} only")
+
+
 def skip_unusable(case: Case) -> None:
     reason = case.skip_reason()
     if reason:

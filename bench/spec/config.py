@@ -19,7 +19,7 @@ DTYPES = ("float32", "float64")
 PLACEMENTS = ("resident", "streamed")
 #: How a shuffled epoch's examples reach the step (see ``impls.placement``).
 GATHERS = ("epoch", "batch")
-KERNELS = ("eager", "cuda-graph", "fused")
+KERNELS = ("eager", "cuda-graph", "fused", "rows")
 INITS = ("zeros", "random")
 
 
