@@ -6,10 +6,20 @@ SGD are sequential (each step reads the W the previous one wrote), so one block,
 is the natural shape; it cannot help large B, where the eager matrix products fill the GPU.
 Inside, per step: logits (one warp per output, lanes split the 784 pixels), softmax and
 ``G = P - Y`` (one thread per row), then the W and b updates (threads split W's entries).
+
+``kernel="rows"`` (resident float32 data, any B; meant for large B): each step is two kernels
+(``impls/cuda/sgd_rows.cu``) that read every example of the minibatch once, through the epoch's
+permutation, so no copy of the training set is gathered: blocks of 256 threads take chunks of
+rows into shared memory, compute ``G = softmax(x W + b) - onehot(y)`` one warp per row and add
+``x^T G`` into per-thread registers; a second kernel sums the blocks' partials and updates W
+and b with the penalties.
 """
 
 from __future__ import annotations
 
+import math
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 import cupy
@@ -19,9 +29,21 @@ import numpy as np
 from impls.array_backend import SOFTMAX_SGD_FUSED, ArrayTrainer
 from impls.base import Specialisation
 
-__all__ = ["FUSED_KERNEL", "FUSED_MAX_BATCH", "CupyTrainer"]
+__all__ = ["FUSED_KERNEL", "FUSED_MAX_BATCH", "ROWS_KERNEL", "CupyTrainer"]
 
 FUSED_MAX_BATCH = 32
+ROWS_KERNEL = Specialisation("cupy-rows-kernel", "_rows_batches", kind="batches",
+                             devices=("cuda",), kernel="rows", dtypes=("float32",),
+                             reads_order=True)
+#: ``sgd_rows.cu``'s launch shape: threads per block, rows per chunk, parameters (784 x 10 + 10).
+ROWS_THREADS, ROWS_CHUNK, N_PARAMS = 256, 8, 7850
+#: Blocks per multiprocessor of the rows kernel (80 registers x 256 threads: 3 fit in 64 K).
+ROWS_BLOCKS_PER_SM = 3
+
+
+@cache
+def _cuda_source(name: str) -> str:
+    return (Path(__file__).with_name("cuda") / name).read_text()
 FUSED_KERNEL = Specialisation("cupy-fused-kernel", "_fused_batches", kind="batches",
                               devices=("cuda",), kernel="fused", max_batch=FUSED_MAX_BATCH,
                               dtypes=("float32",))
@@ -83,18 +105,26 @@ extern "C" __global__ void sgd_steps(
 class CupyTrainer(ArrayTrainer):
     backend = "cupy"
     devices = ("cuda",)
-    kernels = ("eager", "fused")
+    kernels = ("eager", "fused", "rows")
     xp = cupy
-    specialisations = (FUSED_KERNEL, SOFTMAX_SGD_FUSED)
+    specialisations = (FUSED_KERNEL, ROWS_KERNEL, SOFTMAX_SGD_FUSED)
 
     def __init__(self, **kwargs: Any) -> None:
-        if kwargs.get("kernel") == "fused" and kwargs.get("dtype", "float32") != "float32":
-            raise ValueError("kernel='fused' computes in float32; got dtype="
+        kernel = kwargs.get("kernel")
+        if kernel in ("fused", "rows") and kwargs.get("dtype", "float32") != "float32":
+            raise ValueError(f"kernel={kernel!r} computes in float32; got dtype="
                              f"{kwargs['dtype']!r}. Use dtype='float32' or kernel='eager'.")
         self._marks: list[tuple[Any, Any]] = []
         super().__init__(**kwargs)
         if self.kernel == "fused":
             self._fused = cupy.RawKernel(_FUSED_SOURCE, "sgd_steps")
+        if self.kernel == "rows":
+            module = cupy.RawModule(code=_cuda_source("sgd_rows.cu"))
+            self._rows_grad = module.get_function("softmax_rows_grad")
+            self._rows_update = module.get_function("softmax_rows_update")
+            sms = cupy.cuda.Device().attributes["MultiProcessorCount"]
+            self._rows_max_blocks = ROWS_BLOCKS_PER_SM * sms
+            self._rows_partial = cupy.empty(self._rows_max_blocks * N_PARAMS, np.float32)
 
     def configure(self, **kwargs: Any) -> None:
         if self.kernel == "fused" and int(kwargs["batch_size"]) > FUSED_MAX_BATCH:
@@ -115,6 +145,30 @@ class CupyTrainer(ArrayTrainer):
                                        np.float32(self.l2)))
         if max(full, start) < stop:
             self._loop(max(full, start), stop)
+
+    def _rows_batches(self, start: int, stop: int) -> None:
+        """Steps ``start .. stop - 1``, two kernels each, reading the rows through the order."""
+        X, y = self._epoch                       # unshuffled: the kernel follows the order
+        if self._order is None:
+            if getattr(self, "_identity", None) is None or len(self._identity) != len(y):
+                self._identity = cupy.arange(len(y), dtype=np.int64)
+            order = self._identity
+        else:
+            order = self._order
+        W, b = self.params["W"], self.params["b"]
+        B, n = self.batch_size, self._n_train
+        lr, l1, l2 = np.float32(self.learning_rate), np.float32(self.l1), np.float32(self.l2)
+        update_grid = (math.ceil(N_PARAMS / ROWS_THREADS),)
+        for k in range(start, stop):
+            lo = k * B
+            rows = min(B, n - lo)
+            blocks = min(math.ceil(rows / ROWS_CHUNK), self._rows_max_blocks)
+            self._rows_grad((blocks,), (ROWS_THREADS,),
+                            (X, y, order, W, b, np.int64(lo), np.int32(rows),
+                             self._rows_partial, self._cost))
+            self._rows_update(update_grid, (ROWS_THREADS,),
+                              (self._rows_partial, np.int32(blocks), W, b, np.int32(rows),
+                               lr, l1, l2))
 
     @classmethod
     def unavailable_reason(cls, device: str) -> str | None:

@@ -1,7 +1,7 @@
 // Softmax regression, one plain-SGD step on a large minibatch, reading each example once,
 // through the epoch's permutation: no gathered copy of the training set.
 //
-// softmax_rows_grad (grid of blocks, 256 threads): the step's rows are cut into chunks of
+// softmax_rows_grad (grid of blocks of exactly THREADS = 256 threads): the step's rows are cut into chunks of
 // ROWS rows; a block takes chunks blockIdx.x, blockIdx.x + gridDim.x, ... and for each
 //   1. copies the chunk's rows X[order[first_row + i]] into shared memory (float4 loads;
 //      `order` is the epoch's permutation, or the identity for an in-order epoch),
