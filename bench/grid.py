@@ -13,8 +13,12 @@ from bench.spec.config import N_TRAIN, RunConfig, placement_applies, variant_of
 __all__ = ["BATCH_GATHER_FROM", "BATCH_GATHER_KERNELS", "FAST_KERNELS", "IN_ORDER_FROM_BATCH",
            "Case", "cases"]
 
-#: GPU fast paths by backend, and the largest B each supports.
-FAST_KERNELS = {"torch": ("cuda-graph", N_TRAIN), "cupy": ("fused", 32)}
+#: GPU fast paths by backend: (kernel, the largest B it supports, the models it runs or None
+#: for all), each one run where it applies.
+FAST_KERNELS: dict[str, tuple[tuple[str, int, tuple[str, ...] | None], ...]] = {
+    "torch": (("cuda-graph", N_TRAIN, None),),
+    "cupy": (("fused", 32, ("softmax",)), ("persistent", 32, ("softmax",))),
+}
 #: From this B on, CPU epochs are also run in order: the reference for the products-only floor
 #: and for the reshuffle's cost (per model).
 IN_ORDER_FROM_BATCH = {"softmax": 600, "mlp": 100}
@@ -110,10 +114,10 @@ def cases(profile: Profile, batch_sizes: str = "batch_sizes") -> list[Case]:
                         continue
                     if not gpu and B >= IN_ORDER_FROM_BATCH.get(model, N_TRAIN):
                         out.append(Case(backend, device, B, order="in-order", model=model))
-                    kernel, max_batch = FAST_KERNELS.get(backend, (None, 0))
-                    if gpu and kernel and B <= max_batch:
-                        out.append(Case(backend, device, B, "resident", False, kernel,
-                                        model=model))
+                    for kernel, max_batch, models in FAST_KERNELS.get(backend, ()) if gpu else ():
+                        if B <= max_batch and (models is None or model in models):
+                            out.append(Case(backend, device, B, "resident", False, kernel,
+                                            model=model))
                     if B >= BATCH_GATHER_FROM.get(model, N_TRAIN + 1):
                         for k in BATCH_GATHER_KERNELS.get(backend, ()):
                             if k == "eager" or gpu:

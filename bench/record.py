@@ -37,7 +37,7 @@ IDENTITY = {
     "gather": "how a shuffled epoch's examples reach the step: epoch (one gather of the training "
               "set per epoch) or batch (each minibatch gathered through the permutation); a "
               "fast path that reads through the permutation itself gathers nothing",
-    "kernel": "eager or a GPU fast path (cuda-graph, fused)",
+    "kernel": "eager or a GPU fast path (cuda-graph, fused, rows, persistent)",
     "order": "data order: shuffle or in-order",
     "dtype": "float32 or float64",
     "fast_path": "the specialisations that ran ('+'-joined), or null for the generic step",

@@ -1,35 +1,46 @@
 """CuPy on a CUDA GPU: the shared array code with ``xp = cupy``, plus placement and events.
 
-``kernel="fused"`` (resident float32 data, B <= 32): one CUDA kernel of one thread block runs
-a whole range of SGD steps, so a step costs no kernel launch at all. Per-sample and small-batch
-SGD are sequential (each step reads the W the previous one wrote), so one block, looping,
-is the natural shape; it cannot help large B, where the eager matrix products fill the GPU.
-Inside, per step: logits (one warp per output, lanes split the 784 pixels), softmax and
-``G = P - Y`` (one thread per row), then the W and b updates (threads split W's entries).
+Three fast paths for plain SGD on softmax regression with resident float32 data, whose CUDA C
+sources are ``impls/cuda/*.cu`` (their comments give the maths and the reasoning;
+``tests/test_cuda_kernels.py`` runs them on a CPU emulator):
 
-``kernel="rows"`` (resident float32 data, any B; meant for large B): each step is two kernels
-(``impls/cuda/sgd_rows.cu``) that read every example of the minibatch once, through the epoch's
-permutation, so no copy of the training set is gathered: blocks of 256 threads take chunks of
-rows into shared memory, compute ``G = softmax(x W + b) - onehot(y)`` one warp per row and add
-``x^T G`` into per-thread registers; a second kernel sums the blocks' partials and updates W
-and b with the penalties.
+* ``kernel="fused"`` (``sgd_fused.cu``, B <= 32): one CUDA kernel of one thread block runs a
+  whole range of SGD steps, so a step costs no kernel launch at all. Per-sample and
+  small-batch SGD are sequential (each step reads the W the previous one wrote), so one block,
+  looping, is the natural shape; it cannot help large B, where the eager matrix products fill
+  the GPU. Per step: logits (one warp per output, lanes split the 784 pixels of the gathered
+  epoch), softmax and ``G = P - Y`` (one thread per row), then the dense W and b updates
+  (threads split W's entries), W and b in global memory.
+* ``kernel="persistent"`` (``sgd_persistent.cu``, B <= 32): the same one-block shape with W and
+  b in shared memory for the whole launch; the training set is kept as sparse rows (CSR, built
+  once per ``load``) and each step reads its rows through the epoch's permutation
+  (``reads_order``: no gather), the dependent loads pipelined a few steps ahead.
+* ``kernel="rows"`` (``sgd_rows.cu``, any B; meant for large B): each step is two kernels that
+  read every example of the minibatch once, through the epoch's permutation, so no copy of the
+  training set is gathered: blocks of 256 threads take chunks of rows into shared memory,
+  compute ``G = softmax(x W + b) - onehot(y)`` one warp per row and add ``x^T G`` into
+  per-thread registers; a second kernel sums the blocks' partials and updates W and b with the
+  penalties.
+
+A partial last batch of the one-block kernels runs eagerly.
 """
 
 from __future__ import annotations
 
 import math
-from functools import cache
-from pathlib import Path
 from typing import Any
 
 import cupy
 import cupyx
 import numpy as np
 
+from bench.spec.mnist import MNIST
 from impls.array_backend import SOFTMAX_SGD_FUSED, ArrayTrainer
 from impls.base import Specialisation
+from impls.cuda import csr_rows, kernel_source
 
-__all__ = ["FUSED_KERNEL", "FUSED_MAX_BATCH", "ROWS_KERNEL", "CupyTrainer"]
+__all__ = ["FUSED_KERNEL", "FUSED_MAX_BATCH", "PERSISTENT_KERNEL", "PERSISTENT_THREADS",
+           "ROWS_KERNEL", "CupyTrainer"]
 
 FUSED_MAX_BATCH = 32
 ROWS_KERNEL = Specialisation("cupy-rows-kernel", "_rows_batches", kind="batches",
@@ -39,99 +50,63 @@ ROWS_KERNEL = Specialisation("cupy-rows-kernel", "_rows_batches", kind="batches"
 ROWS_THREADS, ROWS_CHUNK, N_PARAMS = 256, 8, 7850
 #: Blocks per multiprocessor of the rows kernel (80 registers x 256 threads: 3 fit in 64 K).
 ROWS_BLOCKS_PER_SM = 3
-
-
-@cache
-def _cuda_source(name: str) -> str:
-    return (Path(__file__).with_name("cuda") / name).read_text()
 FUSED_KERNEL = Specialisation("cupy-fused-kernel", "_fused_batches", kind="batches",
                               devices=("cuda",), kernel="fused", max_batch=FUSED_MAX_BATCH,
                               dtypes=("float32",))
-_FUSED_SOURCE = r"""
-#define D 784
-#define K 10
-#define MAXB 32
-extern "C" __global__ void sgd_steps(
-        const float* __restrict__ X, const long long* __restrict__ y, float* W, float* b,
-        double* cost, const long long first_row, const int n_steps, const int B,
-        const float lr, const float l1, const float l2) {
-    __shared__ float z[MAXB * K];
-    __shared__ float g[MAXB * K];
-    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, n_warps = blockDim.x >> 5;
-    const float scale = lr / B;
-    for (int s = 0; s < n_steps; ++s) {
-        const float* x = X + (first_row + (long long)s * B) * D;
-        const long long* ys = y + first_row + (long long)s * B;
-        for (int o = warp; o < B * K; o += n_warps) {          // z = x W + b
-            const int r = o / K, k = o % K;
-            float acc = 0.f;
-            for (int d = lane; d < D; d += 32) acc += x[r * D + d] * W[d * K + k];
-            for (int off = 16; off > 0; off >>= 1) acc += __shfl_down_sync(0xffffffffu, acc, off);
-            if (lane == 0) z[o] = acc + b[k];
-        }
-        __syncthreads();
-        if (tid < B) {                                          // G = softmax(z) - onehot(y)
-            const float* zr = z + tid * K;
-            float* gr = g + tid * K;
-            float m = zr[0];
-            for (int k = 1; k < K; ++k) m = fmaxf(m, zr[k]);
-            float sum = 0.f;
-            for (int k = 0; k < K; ++k) { gr[k] = expf(zr[k] - m); sum += gr[k]; }
-            const int yi = (int)ys[tid];
-            atomicAdd(cost, (double)((logf(sum) - (zr[yi] - m)) / B));
-            const float inv = 1.f / sum;
-            for (int k = 0; k < K; ++k) gr[k] = gr[k] * inv - (k == yi ? 1.f : 0.f);
-        }
-        __syncthreads();
-        for (int i = tid; i < D * K; i += blockDim.x) {         // W -= lr dcost/dW
-            const int d = i / K, k = i % K;
-            float acc = 0.f;
-            for (int r = 0; r < B; ++r) acc += x[r * D + d] * g[r * K + k];
-            const float w = W[i];
-            const float sgn = (float)((w > 0.f) - (w < 0.f));
-            W[i] = w - scale * acc - lr * (l1 * sgn + 2.f * l2 * w);
-        }
-        if (tid < K) {                                          // b -= lr dcost/db
-            float acc = 0.f;
-            for (int r = 0; r < B; ++r) acc += g[r * K + tid];
-            b[tid] -= scale * acc;
-        }
-        __syncthreads();
-    }
-}
-"""
+PERSISTENT_KERNEL = Specialisation("cupy-persistent-kernel", "_persistent_batches",
+                                   kind="batches", devices=("cuda",), kernel="persistent",
+                                   max_batch=FUSED_MAX_BATCH, dtypes=("float32",),
+                                   reads_order=True)
+#: The persistent kernel's block: NT in sgd_persistent.cu (a launch with another size only
+#: sets the cost to NaN).
+PERSISTENT_THREADS = 256
+_ONE_BLOCK_KERNELS = ("fused", "persistent")
 
 
 class CupyTrainer(ArrayTrainer):
     backend = "cupy"
     devices = ("cuda",)
-    kernels = ("eager", "fused", "rows")
+    kernels = ("eager", "fused", "rows", "persistent")
     xp = cupy
-    specialisations = (FUSED_KERNEL, ROWS_KERNEL, SOFTMAX_SGD_FUSED)
+    specialisations = (FUSED_KERNEL, ROWS_KERNEL, PERSISTENT_KERNEL, SOFTMAX_SGD_FUSED)
 
     def __init__(self, **kwargs: Any) -> None:
         kernel = kwargs.get("kernel")
-        if kernel in ("fused", "rows") and kwargs.get("dtype", "float32") != "float32":
+        dtype = kwargs.get("dtype", "float32")
+        if kernel in (*_ONE_BLOCK_KERNELS, "rows") and dtype != "float32":
             raise ValueError(f"kernel={kernel!r} computes in float32; got dtype="
                              f"{kwargs['dtype']!r}. Use dtype='float32' or kernel='eager'.")
         self._marks: list[tuple[Any, Any]] = []
+        self._csr: tuple[Any, Any, Any] | None = None
         super().__init__(**kwargs)
         if self.kernel == "fused":
-            self._fused = cupy.RawKernel(_FUSED_SOURCE, "sgd_steps")
+            self._fused = cupy.RawKernel(kernel_source("sgd_fused"), "sgd_steps")
         if self.kernel == "rows":
-            module = cupy.RawModule(code=_cuda_source("sgd_rows.cu"))
+            module = cupy.RawModule(code=kernel_source("sgd_rows"))
             self._rows_grad = module.get_function("softmax_rows_grad")
             self._rows_update = module.get_function("softmax_rows_update")
             sms = cupy.cuda.Device().attributes["MultiProcessorCount"]
             self._rows_max_blocks = ROWS_BLOCKS_PER_SM * sms
             self._rows_partial = cupy.empty(self._rows_max_blocks * N_PARAMS, np.float32)
+        if self.kernel == "persistent":
+            self._persistent = cupy.RawKernel(kernel_source("sgd_persistent"), "sgd_persistent")
+            self._no_order = cupy.zeros(1, dtype=cupy.int64)  # has_order = 0: never read
 
     def configure(self, **kwargs: Any) -> None:
-        if self.kernel == "fused" and int(kwargs["batch_size"]) > FUSED_MAX_BATCH:
-            raise ValueError(f"kernel='fused' runs batches of at most {FUSED_MAX_BATCH} "
-                             f"examples; got batch_size={kwargs['batch_size']}. Use "
-                             "kernel='eager'.")
+        if self.kernel in _ONE_BLOCK_KERNELS and int(kwargs["batch_size"]) > FUSED_MAX_BATCH:
+            raise ValueError(f"kernel={self.kernel!r} runs batches of at most "
+                             f"{FUSED_MAX_BATCH} examples; got batch_size="
+                             f"{kwargs['batch_size']}. Use kernel='eager'.")
         super().configure(**kwargs)
+
+    def load(self, data: MNIST) -> float | None:
+        """Place the data; for ``kernel="persistent"`` also the training set's sparse rows
+        (CSR, built on the host once per load, outside the timed steps)."""
+        seconds = super().load(data)
+        if self.kernel == "persistent":
+            self._csr = tuple(cupy.asarray(a) for a in csr_rows(self._host_train[0]))
+            self.synchronize()
+        return seconds
 
     def _fused_batches(self, start: int, stop: int) -> None:
         B = self.batch_size
@@ -169,6 +144,24 @@ class CupyTrainer(ArrayTrainer):
             self._rows_update(update_grid, (ROWS_THREADS,),
                               (self._rows_partial, np.int32(blocks), W, b, np.int32(rows),
                                lr, l1, l2))
+
+    def _persistent_batches(self, start: int, stop: int) -> None:
+        """Steps ``start .. stop - 1``: the whole ones in one launch of the persistent kernel,
+        reading rows ``order[k B + r]`` (``_order``; in order when None) of the sparse rows."""
+        B = self.batch_size
+        X, y = self._data["train"]            # as stored: the rows the CSR arrays hold
+        full = min(stop, self._n_train // B)  # a partial last batch runs eagerly
+        order = self._order
+        if full > start:
+            self._persistent((1,), (PERSISTENT_THREADS,), (
+                *self._csr, y, self._no_order if order is None else order,
+                np.int32(order is not None), self.params["W"], self.params["b"], self._cost,
+                np.int64(start * B), np.int32(full - start), np.int32(B),
+                np.float32(self.learning_rate), np.float32(self.l1), np.float32(self.l2)))
+        for k in range(max(full, start), stop):
+            lo, hi = k * B, min(k * B + B, self._n_train)
+            rows = slice(lo, hi) if order is None else order[lo:hi]
+            self._step(X[rows], y[rows])
 
     @classmethod
     def unavailable_reason(cls, device: str) -> str | None:

@@ -164,7 +164,8 @@ def test_gpu_placements_give_identical_results(backend):
 
 
 FAST_PATHS = [pytest.param("torch", "cuda-graph", marks=pytest.mark.gpu, id="torch-cuda-graph"),
-              pytest.param("cupy", "fused", marks=pytest.mark.gpu, id="cupy-fused")]
+              pytest.param("cupy", "fused", marks=pytest.mark.gpu, id="cupy-fused"),
+              pytest.param("cupy", "persistent", marks=pytest.mark.gpu, id="cupy-persistent")]
 
 
 @pytest.mark.parametrize("backend, kernel", FAST_PATHS)
@@ -173,7 +174,7 @@ def test_gpu_fast_paths_match_the_reference_and_eager(backend, kernel, batch_siz
     reason = unavailable_reason(backend, "cuda")
     if reason:
         pytest.skip(reason)
-    if kernel == "fused":
+    if kernel in ("fused", "persistent"):
         with pytest.raises(ValueError, match="computes in float32"):
             make_trainer(backend, "cuda", kernel=kernel, dtype="float64")
         with pytest.raises(ValueError, match="batches of at most 32"):
@@ -196,6 +197,56 @@ def test_gpu_fast_paths_match_the_reference_and_eager(backend, kernel, batch_siz
         assert np.abs(e1 - e2).max() <= 2 / len(DATA.valid)
         np.testing.assert_allclose([p.train_nll for p in eager.curve],
                                    [p.train_nll for p in fast.curve], rtol=1e-4)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("order", ["shuffle", "in-order"])
+@pytest.mark.parametrize("batch_size", [1, 5, 32])
+def test_gpu_persistent_kernel_follows_the_fused_kernel(batch_size, order):
+    """The persistent kernel reads rows through the permutation (no gather) and its steps
+    equal the fused kernel's on the gathered epoch, to float32 rounding; the partial last
+    batch (256 = 7 x 32 + 32, 51 x 5 + 1) runs eagerly through the permutation."""
+    reason = unavailable_reason("cupy", "cuda")
+    if reason:
+        pytest.skip(reason)
+    cfg = _config(backend="cupy", device="cuda", batch_size=batch_size, learning_rate=0.01,
+                  max_epochs=3, drop_last=False, order=order, validations_per_epoch=2)
+    fused = run(replace(cfg, kernel="fused"), DATA)
+    persistent = run(replace(cfg, kernel="persistent"), DATA)
+    assert persistent.steps == fused.steps
+    e1 = np.array([p.valid_error for p in fused.curve])
+    e2 = np.array([p.valid_error for p in persistent.curve])
+    assert np.abs(e1 - e2).max() <= 2 / len(DATA.valid)
+    np.testing.assert_allclose([p.train_nll for p in fused.curve],
+                               [p.train_nll for p in persistent.curve], rtol=1e-4)
+    trainer, _ = prepare(replace(cfg, kernel="persistent"), DATA)
+    trainer.begin_epoch(np.arange(len(DATA.train))[::-1].copy())
+    assert trainer._shuffled is None and trainer._order is not None   # nothing gathered
+    buffer = trainer._order
+    trainer.begin_epoch(np.arange(len(DATA.train)))
+    assert trainer._order is buffer                                    # allocated once
+    trainer.begin_epoch(None)
+    assert trainer._order is None
+
+
+@pytest.mark.gpu
+@pytest.mark.realdata
+@pytest.mark.parametrize("batch_size", [1, 20])
+def test_gpu_persistent_kernel_on_real_mnist_follows_the_fused_kernel(real_mnist, batch_size):
+    """One shuffled epoch of the real (sparse) training set: the persistent kernel's pipelined
+    sparse rows against the fused kernel's dense gathered ones."""
+    reason = unavailable_reason("cupy", "cuda")
+    if reason:
+        pytest.skip(reason)
+    cfg = RunConfig(backend="cupy", device="cuda", batch_size=batch_size, learning_rate=0.01,
+                    max_epochs=1, l1=1e-5, l2=1e-4, validations_per_epoch=4)
+    fused = run(replace(cfg, kernel="fused"), real_mnist)
+    persistent = run(replace(cfg, kernel="persistent"), real_mnist)
+    e1 = np.array([p.valid_error for p in fused.curve])
+    e2 = np.array([p.valid_error for p in persistent.curve])
+    assert np.abs(e1 - e2).max() <= 5 / len(real_mnist.valid.y)
+    np.testing.assert_allclose([p.train_nll for p in fused.curve],
+                               [p.train_nll for p in persistent.curve], rtol=1e-3)
 
 
 def test_fast_paths_are_refused_where_they_cannot_run():

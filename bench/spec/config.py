@@ -19,7 +19,7 @@ DTYPES = ("float32", "float64")
 PLACEMENTS = ("resident", "streamed")
 #: How a shuffled epoch's examples reach the step (see ``impls.placement``).
 GATHERS = ("epoch", "batch")
-KERNELS = ("eager", "cuda-graph", "fused", "rows")
+KERNELS = ("eager", "cuda-graph", "fused", "rows", "persistent")
 INITS = ("zeros", "random")
 
 
@@ -87,7 +87,7 @@ class RunConfig:
     placement: str = "resident"
     pinned: bool = False
     gather: str = "epoch"              # a shuffled epoch: one gather per "epoch" or per "batch"
-    kernel: str = "eager"              # GPU fast paths: torch "cuda-graph", cupy "fused"
+    kernel: str = "eager"              # GPU: torch "cuda-graph"; cupy "fused", "rows", "persistent"
     max_epochs: int = 1
     max_steps: int | None = None
     early_stopping: bool = False
