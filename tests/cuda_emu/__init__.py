@@ -4,8 +4,11 @@ compiled with g++ against ``shim.h`` and called through ctypes.
 Each CUDA thread is a coroutine (``ucontext``) scheduled round-robin on one OS thread, so a run
 is deterministic and an atomic is trivially atomic; a barrier that some threads never reach or a
 shuffle with a lane missing raises ``EmulatorError`` with the emulator's message instead of
-hanging. ``schedule`` picks the order threads run in each round (0 forwards, 1 backwards, >= 2 a
-seeded random order): results that depend on it reveal a missing barrier.
+hanging. ``schedule`` picks how threads take turns between synchronisation points: 0 / 1 all
+threads in lockstep rounds, forwards / backwards; 2 / 3 warp by warp (a warp runs on to the next
+``__syncthreads`` before the next warp starts), from the first / last warp; >= 4 warp by warp in
+a random order seeded by the value. Results that depend on it reveal a missing barrier. A
+non-atomic read-modify-write race is not detected (a thread never yields inside one).
 
     launch = compile(Path("impls/cuda/sgd_fused.cu"), "sgd_steps", "const float*, ..., float")
     launch(1, 64, X, y, W, b, cost, np.int64(0), np.int32(5), ...)

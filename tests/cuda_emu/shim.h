@@ -37,7 +37,7 @@ struct alignas(16) int4 { int x, y, z, w; };
 #define __noinline__
 #define __shared__ static
 #define __constant__ static
-#define __align__(n) alignas(n)
+#define __align__(n) __attribute__((aligned(n)))
 #define __launch_bounds__(...)
 
 static uint3 threadIdx, blockIdx;
