@@ -13,11 +13,13 @@ from bench.spec.config import N_TRAIN, RunConfig, placement_applies, variant_of
 __all__ = ["BATCH_GATHER_FROM", "BATCH_GATHER_KERNELS", "FAST_KERNELS", "IN_ORDER_FROM_BATCH",
            "Case", "cases"]
 
-#: GPU fast paths by backend: (kernel, the largest B it supports, the models it runs or None
-#: for all), each one run where it applies.
-FAST_KERNELS: dict[str, tuple[tuple[str, int, tuple[str, ...] | None], ...]] = {
-    "torch": (("cuda-graph", N_TRAIN, None),),
-    "cupy": (("fused", 32, ("softmax",)), ("persistent", 32, ("softmax",))),
+#: GPU fast paths by backend: (kernel, the smallest and largest B the grid runs it at, the
+#: models it runs or None for all), each one run where it applies. CuPy's "rows" kernel runs
+#: any B but is built for large minibatches (two launches a step).
+FAST_KERNELS: dict[str, tuple[tuple[str, int, int, tuple[str, ...] | None], ...]] = {
+    "torch": (("cuda-graph", 1, N_TRAIN, None),),
+    "cupy": (("fused", 1, 32, ("softmax",)), ("persistent", 1, 32, ("softmax",)),
+             ("rows", 600, N_TRAIN, ("softmax",))),
 }
 #: From this B on, CPU epochs are also run in order: the reference for the products-only floor
 #: and for the reshuffle's cost (per model).
@@ -114,8 +116,8 @@ def cases(profile: Profile, batch_sizes: str = "batch_sizes") -> list[Case]:
                         continue
                     if not gpu and B >= IN_ORDER_FROM_BATCH.get(model, N_TRAIN):
                         out.append(Case(backend, device, B, order="in-order", model=model))
-                    for kernel, max_batch, models in FAST_KERNELS.get(backend, ()) if gpu else ():
-                        if B <= max_batch and (models is None or model in models):
+                    for kernel, lo, hi, models in FAST_KERNELS.get(backend, ()) if gpu else ():
+                        if lo <= B <= hi and (models is None or model in models):
                             out.append(Case(backend, device, B, "resident", False, kernel,
                                             model=model))
                     if B >= BATCH_GATHER_FROM.get(model, N_TRAIN + 1):
