@@ -287,6 +287,8 @@ def measure_timing(cfg: StudyConfig, store: StudyStore, data: Any) -> list[dict[
     for text, reason in unusable:
         _skip(store, f"{safe_key(text)}_spec", text, spec_fields(text), None, reason,
               "unusable")
+    for text in set(cfg.backends) - {t for t, _ in unusable}:   # usable now: no stale reason
+        store.drop("skip", f"{safe_key(text)}_spec")
     cells = [(spec, B) for spec in specs for B in cfg.batch_sizes]
     deadline = (time.perf_counter() + cfg.timing_max_seconds
                 if cfg.timing_max_seconds is not None else None)
