@@ -6,10 +6,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from concurrent.futures import Future
 from dataclasses import asdict
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from bench.study.core import StudyConfig, run_study
@@ -273,3 +275,282 @@ def test_report_section_and_figures_from_a_stored_study(tmp_path):
     assert "No study results found" in section(load_study(tmp_path / "nothing"))
     assert "No direct time-to-target" in answer(df)     # direct=False above
     assert answer(load_study(tmp_path / "nothing")) == ""
+
+
+# ---------------------------------------------------------------- time per step on a card
+
+
+def test_backend_specs_parse_and_the_unknown_ones_say_why():
+    from bench.study.timing import BackendSpec, SpecError, parse_spec
+
+    assert parse_spec("torch") == BackendSpec("torch", "cpu", "eager")
+    assert parse_spec("numpy").key_prefix == "numpy"          # the keys of older studies
+    graph = parse_spec("torch:cuda:cuda-graph")
+    assert (graph.device, graph.kernel, graph.label) == ("cuda", "cuda-graph",
+                                                         "torch:cuda:cuda-graph")
+    assert graph.key_prefix == "torch-cuda-cuda-graph"
+    assert parse_spec("cupy") == parse_spec("cupy:cuda") == BackendSpec("cupy", "cuda")
+    assert parse_spec("cupy:cuda:fused").label == "cupy:cuda:fused"
+    for text, why in [("bogus", "unknown backend 'bogus'"),
+                      ("torch:tpu", "does not run on device 'tpu'"),
+                      ("cupy:cuda:no-such-kernel", "unknown kernel 'no-such-kernel' in this tree"),
+                      ("torch:cpu:cuda-graph", "runs only on a GPU"),
+                      ("torch::cuda-graph", "is not 'backend[:device[:kernel]]'"),
+                      ("a:b:c:d", "is not 'backend[:device[:kernel]]'")]:
+        with pytest.raises(SpecError, match=re.escape(why)):
+            parse_spec(text)
+
+
+def test_specs_this_machine_or_backend_cannot_run_are_skipped_with_the_reason(monkeypatch):
+    import torch
+
+    import impls.registry as registry
+    from bench.study.timing import parse_spec, resolve_specs, unusable_reason
+
+    usable, skipped = resolve_specs(["numpy", "torch:cpu", "numpy:cpu", "cupy:cuda:persistent-x",
+                                     "bogus", " "])
+    assert [s.label for s in usable] == ["numpy:cpu", "torch:cpu"]     # duplicates dropped
+    assert dict(skipped)["cupy:cuda:persistent-x"].startswith("unknown kernel")
+    assert dict(skipped)["bogus"].startswith("unknown backend")
+    cuda_reason = unusable_reason(parse_spec("torch:cuda"))
+    assert (cuda_reason is None) == torch.cuda.is_available(), cuda_reason
+    # a kernel the tree knows but this backend lacks (as if the GPU were there)
+    monkeypatch.setattr(registry, "unavailable_reason", lambda *a, **k: None)
+    assert "has no kernel 'fused'" in unusable_reason(parse_spec("torch:cuda:fused"))
+    assert unusable_reason(parse_spec("torch:cuda:cuda-graph")) is None
+
+
+def _small_data(monkeypatch, n_train: int = 2048):
+    """The timing runs' data: random MNIST-shaped arrays instead of the files (fast)."""
+    import bench.spec.mnist
+    from tests.conftest import random_mnist
+
+    data = random_mnist(n_train=n_train, n_valid=256, n_test=64)
+    monkeypatch.setattr(bench.spec.mnist, "load_mnist", lambda *a, **k: data)
+    return data
+
+
+def test_timing_only_stores_device_kernel_and_skips_with_reasons(monkeypatch, tmp_path):
+    from bench.study.core import run_timing_only
+    from impls.numpy_backend import NumpyTrainer
+    from impls.torch_backend import TorchTrainer
+
+    _small_data(monkeypatch)
+    configure_np, configure_torch = NumpyTrainer.configure, TorchTrainer.configure
+
+    def np_limited(self, **kw):       # like kernel='fused': a ValueError above B = 16
+        if kw["batch_size"] > 16:
+            raise ValueError(f"runs batches of at most 16; got {kw['batch_size']}")
+        configure_np(self, **kw)
+
+    def torch_failing(self, **kw):    # a run that breaks: recorded, the study goes on
+        if kw["batch_size"] == 16:
+            raise RuntimeError("simulated device error")
+        configure_torch(self, **kw)
+
+    monkeypatch.setattr(NumpyTrainer, "configure", np_limited)
+    monkeypatch.setattr(TorchTrainer, "configure", torch_failing)
+    cfg = StudyConfig(name="card", batch_sizes=(1, 16, 2048), timing_repeats=2,
+                      timing_examples=4000, timing_max_seconds=20,
+                      backends=("numpy", "torch:cpu", "cupy:cuda:no-such-kernel", "bogus"))
+    store = run_timing_only(cfg, tmp_path, "ref", {1: 5000, 16: 400})
+    df = load_study(tmp_path)
+    timing = df[df["record"] == "timing"].set_index(["spec", "batch_size"])
+    assert sorted(timing.index) == [("numpy:cpu", 1), ("numpy:cpu", 16), ("torch:cpu", 1),
+                                    ("torch:cpu", 2048)]
+    assert set(timing["device"]) == {"cpu"} and set(timing["kernel"]) == {"eager"}
+    assert (timing["step_s"] > 0).all() and (timing["step_s_min"] <= timing["step_s_max"]).all()
+    assert timing.loc[("numpy:cpu", 1), "key"].startswith("numpy_B1_t1_n4000_r2_")
+    assert (timing["steps_per_run"] >= 5).all() and (timing["steps_per_run"] <= 4000).all()
+    skip = df[df["record"] == "skip"].set_index("spec")
+    assert skip.loc["numpy:cpu", "batch_size"] == 2048
+    assert "at most 16" in skip.loc["numpy:cpu", "reason"]
+    assert skip.loc["torch:cpu", "batch_size"] == 16
+    assert "RuntimeError: simulated device error" in skip.loc["torch:cpu", "reason"]
+    assert pd.isna(skip.loc["bogus", "batch_size"])
+    assert "unknown kernel" in skip.loc["cupy:cuda:no-such-kernel", "reason"]
+    ctx = next(r for r in store.records() if r["record"] == "context")
+    assert ctx["timing_only"] and ctx["steps_from"] == "ref"
+    assert json.loads(ctx["steps_from_steps"]) == {"1": 5000, "16": 400}
+    assert ctx["timing_wall_s"] < 20 + 5
+    assert not {"trial", "direct", "noise"} & set(df["record"])
+
+
+def test_the_time_bound_skips_the_cells_it_has_no_time_for(monkeypatch, tmp_path):
+    from bench.study.core import run_timing_only
+
+    _small_data(monkeypatch)
+    cfg = StudyConfig(name="tight", batch_sizes=(1, 2, 4, 8, 16, 32, 64, 128), timing_repeats=3,
+                      backends=("numpy", "torch"), timing_max_seconds=0.05)
+    run_timing_only(cfg, tmp_path)
+    df = load_study(tmp_path)
+    timed, skipped = df[df["record"] == "timing"], df[df["record"] == "skip"]
+    assert len(timed) + len(skipped) == 16
+    assert len(timed) >= 1 and len(skipped) >= 1
+    assert all("timing budget of 0.05 s was spent" in r for r in skipped["reason"])
+    ctx = df[df["record"] == "context"].iloc[0]
+    assert ctx["timing_wall_s"] < 0.05 + 2.0, "one cell may overrun the bound, not more"
+    # a budgeted cell's steps per run stay within the unbudgeted count
+    assert (timed["steps_per_run"] <= 20_000).all()
+
+
+def _timing_rec(spec: str, B: int, step_s: float, spread: float = 0.05, move_s: float = 0.0,
+                **extra) -> dict:
+    from bench.study.timing import parse_spec
+
+    s = parse_spec(spec)
+    lo, hi = step_s * (1 - spread), step_s * (1 + spread)
+    rec = {"key": f"{s.key_prefix}_B{B}", "spec": s.label, "backend": s.backend,
+           "device": s.device, "kernel": s.kernel, "batch_size": B, "threads": 1,
+           "steps_per_run": 100, "batches_per_epoch": max(1, 50_000 // B), "step_s": step_s,
+           "step_s_min": lo, "step_s_max": hi, "step_s_all": [lo, step_s, hi],
+           "epoch_move_s": move_s, "epoch_move_s_all": [move_s] * 3, **extra}
+    return rec
+
+
+def test_projection_composes_steps_with_time_per_step_and_old_records_are_the_cpu():
+    from bench.study.timing import fastest_variant, project
+
+    old = {k: v for k, v in _timing_rec("numpy", 1, 4e-6, move_s=0.03).items()
+           if k not in ("spec", "device", "kernel")}          # stored before specs existed
+    recs = [old, _timing_rec("torch:cuda:cuda-graph", 1, 3e-6, move_s=1e-4),
+            _timing_rec("torch:cuda", 64, 1e-4, move_s=1e-4),
+            _timing_rec("torch:cuda", 50_000, 2e-4, move_s=1e-4),
+            _timing_rec("torch:cuda", 100, 1e-4)]            # no S(B) at 100: left out
+    proj = project(recs, {1: 50_000, 64: 900, 50_000: 180}).set_index(["spec", "batch_size"])
+    assert len(proj) == 4
+    assert proj.loc[("numpy:cpu", 1), ["device", "kernel"]].tolist() == ["cpu", "eager"]
+    # S = 50,000 steps at B = 1 is one epoch: one reshuffle
+    assert proj.loc[("numpy:cpu", 1), "projected_s"] == pytest.approx(50_000 * 4e-6 + 0.03)
+    assert proj.loc[("torch:cuda", 64), "projected_s"] == pytest.approx(
+        900 * 1e-4 + math.ceil(900 / 781) * 1e-4)
+    assert proj.loc[("torch:cuda", 64), "projected_s_max"] == pytest.approx(
+        900 * 1.05e-4 + 2 * 1e-4)
+    fv = fastest_variant(proj.reset_index())
+    assert fv["winner"]["variant"] == "full" and fv["winner"]["projected_s"] == pytest.approx(
+        180 * 2e-4 + 180 * 1e-4)
+    assert fv["tied"] == []                                   # 0.054 s vs 0.09 s at B = 64
+    assert set(fv["by_variant"]) == {"sgd", "minibatch", "full"}
+
+
+def test_the_committed_cpu_study_loads_as_cpu_eager_and_projects():
+    from pathlib import Path
+
+    from bench.study.timing import project, steps_to_target
+
+    root = Path(__file__).resolve().parents[1] / "results" / "study"
+    df = load_study(root)
+    timing = df[(df["record"] == "timing") & (df["study"] == "cpu-epyc-2vcpu")]
+    assert len(timing) == 17 * 3
+    assert set(timing["device"]) == {"cpu"} and set(timing["kernel"]) == {"eager"}
+    steps = steps_to_target(df, "cpu-epyc-2vcpu")
+    assert len(steps) == 17 and steps[50_000] > 0
+    assert len(project(timing, steps)) == 17 * 3
+
+
+def test_timing_only_cli_composes_with_the_named_study(monkeypatch, tmp_path, capsys):
+    from bench.study.__main__ import main
+
+    _small_data(monkeypatch)
+    run_study(StudyConfig(name="ref", batch_sizes=(1, 16, 2048), timing=False), _FakeRunner(),
+              tmp_path / "ref-root", noise=False, direct=False)
+    steps = per_batch_size(load_study(tmp_path / "ref-root")).set_index("batch_size")[
+        "steps_to_target"]
+    assert main(["--name", "here", "--timing-only", "--steps-from", "ref", "--steps-root",
+                 str(tmp_path / "ref-root"), "--out", str(tmp_path / "out"), "--backends",
+                 "numpy,torch:cuda:no-such", "--batch-sizes", "1,16", "--max-seconds", "10",
+                 "--timing-repeats", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "S(B) from study 'ref'" in text
+    assert "not timed: torch:cuda:no-such: unknown kernel 'no-such'" in text
+    rec = load_study(tmp_path / "out").query("record == 'timing' and batch_size == 16").iloc[0]
+    S = int(steps[16])
+    composed = S * rec["step_s"] + math.ceil(S / rec["batches_per_epoch"]) * rec["epoch_move_s"]
+    assert f"B=    16 S={S:7,d}  best numpy:cpu: {composed:.3g} [" in text
+    assert "fastest to the target here:" in text
+    with pytest.raises(SystemExit, match="no stored study with steps-to-target"):
+        main(["--timing-only", "--steps-from", "no-such-study", "--out", str(tmp_path)])
+
+
+def _card_root(tmp_path, card_recs: list[dict], name: str = "card"):
+    """A reference CPU study (synthetic S(B), CPU timing stored the old way) and a timing-only
+    study measured on a (synthetic) card that takes its S(B) from it."""
+    root = tmp_path / name
+    cfg = StudyConfig(name="ref", batch_sizes=(1, 16, 256, 4096, 50_000), timing=False)
+    run_study(cfg, _FakeRunner(), root, noise=False, direct=False)
+    ref = StudyStore(root, "ref")
+    for B, step in ((1, 4e-6), (16, 3e-5), (256, 3e-4), (4096, 5e-3), (50_000, 0.06)):
+        rec = {k: v for k, v in _timing_rec("numpy", B, step, move_s=0.03).items()
+               if k not in ("spec", "device", "kernel")}
+        ref.put("timing", rec["key"], [rec])
+    if card_recs:
+        card = StudyStore(root, "h200-timing")
+        card.put("context", "2026-12-01T00-00-00", [{
+            "started_utc": "2026-12-01T00:00:00", "commit": "abc1234def", "gpu_name": "NVIDIA H200",
+            "machine_label": "NVIDIA H200 (host X x16)", "timing_only": True, "steps_from": "ref",
+            "timing_wall_s": 84.0, "study_config": json.dumps({"timing_max_seconds": 90.0,
+                                                              "target_error": 0.08})}])
+        for rec in card_recs:
+            card.put("timing", rec["key"], [rec])
+        card.put("skip", "cupy-cuda-fused_B256", [{
+            "key": "cupy-cuda-fused_B256", "spec": "cupy:cuda:fused", "backend": "cupy",
+            "device": "cuda", "kernel": "fused", "batch_size": 256, "error": "ValueError",
+            "reason": "kernel='fused' runs batches of at most 32 examples; got batch_size=256."}])
+    return root
+
+
+def test_report_on_the_card_names_the_winner_and_leaves_the_cpu_report_alone(tmp_path):
+    from bench.study.timing import steps_to_target
+    from reports.study import answer, section
+
+    recs = [_timing_rec("torch:cuda", B, 6e-5, move_s=1e-4) for B in (1, 16, 256, 4096, 50_000)]
+    recs += [_timing_rec("torch:cuda:cuda-graph", B, 8e-6, move_s=1e-4) for B in (1, 16, 256)]
+    recs += [_timing_rec("cupy:cuda:fused", B, 2e-6, move_s=1e-4) for B in (1, 16)]
+    df = load_study(_card_root(tmp_path, recs))
+    plain = df[df["study"] != "h200-timing"]          # the same CPU study without the card
+    # a timing-only study on a CPU is no card either
+    cpu_only = StudyStore(tmp_path / "card", "cpu-timing")
+    cpu_only.put("timing", "numpy_B16", [_timing_rec("numpy", 16, 1e-5)])
+    assert section(load_study(tmp_path / "card")) == section(df)
+    text, base = section(df), section(plain)
+    assert "On the card" not in base and "On the card" not in answer(plain)
+    assert text.startswith(base[:-1]), "the CPU study's text is unchanged, the card comes after"
+    assert answer(df).startswith(answer(plain))
+    assert "### On the card: NVIDIA H200 (time per step `h200-timing`, S(B) from `ref`)" in text
+    S = steps_to_target(df, "ref")
+    # B = 256: cuda-graph 8 us/step is the best; S steps and ceil(S / 195) reshuffles
+    t256 = S[256] * 8e-6 + math.ceil(S[256] / 195) * 1e-4
+    card = text.split("### On the card")[1]
+    row = next(line for line in card.splitlines() if re.match(r"\|\s+256 \|", line))
+    assert "torch:cuda:cuda-graph" in row and f"{t256:.3g} [" in row
+    cpu256 = S[256] * 3e-4 + math.ceil(S[256] / 195) * 0.03
+    assert f"{cpu256:.3g} [" in row and f"{cpu256 / t256:.2g}×" in row
+    # the winner: the fused kernel at B = 16 vs cuda-graph at B = 256 (no overlap by design)
+    t16 = S[16] * 2e-6 + math.ceil(S[16] / 3125) * 1e-4
+    winner = min((t16, "B = 16, cupy:cuda:fused"), (t256, "B = 256, torch:cuda:cuda-graph"))
+    assert f"On the card, fastest: minibatch SGD ({winner[1]}) {winner[0]:.3g} [" in text
+    assert "tied" not in card.split("\n\n")[2]
+    assert f"reaches the target {cpu256 / t256:.2g}× sooner than the CPU's" in card
+    assert "- `cupy:cuda:fused` not timed at B = 256: kernel='fused' runs batches" in text
+    per_spec = text.split("Time per step on the card by backend spec")[1].split("\n\n")[1]
+    assert per_spec.splitlines()[0].split("|")[2:5] == [
+        " cupy:cuda:fused   ", "   torch:cuda ", " torch:cuda:cuda-graph   "]
+    assert "*NVIDIA H200* (time per step `h200-timing`, S(B) from `ref`)" in answer(df)
+
+
+def test_report_on_the_card_says_tied_when_the_ranges_overlap(tmp_path):
+    from bench.study.timing import steps_to_target
+    from reports.study import section
+
+    S = steps_to_target(load_study(_card_root(tmp_path, [], "plain")), "ref")
+    # per-sample and full batch projected to the same 1.0 s, each with a +-20 % spread
+    recs = [_timing_rec("torch:cuda:cuda-graph", 1, 1.0 / S[1], spread=0.2),
+            _timing_rec("torch:cuda", 50_000, 1.0 / S[50_000], spread=0.2),
+            _timing_rec("torch:cuda", 256, 10.0 / S[256], spread=0.01)]
+    text = section(load_study(_card_root(tmp_path, recs)))
+    card = text.split("### On the card")[1]
+    assert "On the card, tied: " in card
+    assert "per-sample SGD (B = 1, torch:cuda:cuda-graph)" in card
+    assert "full-batch GD (B = 50,000, torch:cuda)" in card
+    assert "(their ranges overlap)" in card
+    assert "On the card, fastest:" not in card

@@ -44,9 +44,10 @@ import numpy as np
 from bench.spec.config import RunConfig
 from bench.study.search import SearchOutcome, lr_search
 from bench.study.storage import DEFAULT_ROOT, StudyStore
+from bench.study.timing import BackendSpec, safe_key
 from bench.study.trial import LR_UNITS_PER_DECADE, N_TRAIN, TrialSpec, thread_limit
 
-__all__ = ["FULL_GRID", "StudyConfig", "run_study"]
+__all__ = ["FULL_GRID", "StudyConfig", "measure_timing", "run_study", "run_timing_only"]
 
 #: B = 1, 2, 4, ..., 32768 and the full batch.
 FULL_GRID: tuple[int, ...] = (*(2**k for k in range(16)), N_TRAIN)
@@ -73,6 +74,7 @@ class StudyConfig:
     timing_examples: int = 200_000      # examples per timed run: max(5, min(20000, n / B)) steps
     timing_repeats: int = 3
     timing_threads: int = 1             # see the README: 2 threads on a shared 2-core box lose
+    timing_max_seconds: float | None = None  # bound on the whole timing phase (s); see timing
     direct_top: int = 3
     direct_repeats: int = 3
     noise_batch_sizes: tuple[int, ...] = (4, 16, 64, 256, 1024, N_TRAIN)
@@ -87,6 +89,9 @@ class StudyConfig:
                              f"Got {self.batch_sizes!r} instead.")
         if not self.seeds:
             raise ValueError("The 'seeds' of StudyConfig must name at least one seed. Got ().")
+        if self.timing_max_seconds is not None and not self.timing_max_seconds > 0:
+            raise ValueError(f"The 'timing_max_seconds' of StudyConfig must be None or > 0. "
+                             f"Got {self.timing_max_seconds!r} instead.")
         # Fail now, not in a worker, if a field (e.g. an optimizer of a newer tree) is unknown.
         try:
             RunConfig(learning_rate=0.1, batch_size=2, **dict(self.extra_config))
@@ -118,28 +123,44 @@ def _progress(msg: str) -> None:
           flush=True)
 
 
+def _on_gpu(text: str) -> bool:
+    """Whether backend spec ``text`` names a GPU (False when it does not parse)."""
+    from bench.spec.config import placement_applies
+    from bench.study.timing import SpecError, parse_spec
+
+    try:
+        return placement_applies(parse_spec(text).device)
+    except SpecError:
+        return False
+
+
 def _context(cfg: StudyConfig, runner: Any) -> dict[str, Any]:
     from bench.machine import describe_machine
 
     m = describe_machine()
     label = f"{m.get('cpu_model')} x{m.get('cpu_count')}"
-    return {"started_utc": dt.datetime.now(dt.timezone.utc).isoformat(), "commit": m.get("commit"),
-            "machine_label": label, "machine_json": json.dumps(m, default=str),
-            "runner": repr(runner), "study_config": json.dumps(dataclasses.asdict(cfg)),
-            "load_average_start": os.getloadavg()[0]}
+    ctx = {"started_utc": dt.datetime.now(dt.timezone.utc).isoformat(), "commit": m.get("commit"),
+           "machine_label": label, "machine_json": json.dumps(m, default=str),
+           "runner": repr(runner), "study_config": json.dumps(dataclasses.asdict(cfg)),
+           "load_average_start": os.getloadavg()[0]}
+    if m.get("gpu_name") and any(_on_gpu(b) for b in cfg.backends):
+        ctx["gpu_name"] = m["gpu_name"]
+        ctx["machine_label"] = f"{m['gpu_name']} (host {label})"
+    return ctx
 
 
 # ------------------------------------------------------------------------------ timing
 
 
-def _trainer(cache: dict, backend: str, cfg: RunConfig, data: Any) -> Any:
+def _trainer(cache: dict, label: str, cfg: RunConfig, data: Any) -> Any:
+    """The trainer of spec ``label`` (made and loaded once, reset for ``cfg`` after that)."""
     from bench.harness import prepare, reset
 
-    if backend not in cache:
-        cache[backend], _ = prepare(cfg, data)
+    if label not in cache:
+        cache[label], _ = prepare(cfg, data)
     else:
-        reset(cache[backend], cfg)
-    return cache[backend]
+        reset(cache[label], cfg)
+    return cache[label]
 
 
 def _base_kw(cfg: StudyConfig, B: int) -> dict[str, Any]:
@@ -151,10 +172,18 @@ def _base_kw(cfg: StudyConfig, B: int) -> dict[str, Any]:
     return kw
 
 
-def _timing_config(cfg: StudyConfig, backend: str, B: int) -> RunConfig:
-    """A fixed-step run without a target: ``max(5, min(20000, timing_examples / B))`` steps."""
-    n_steps = max(5, min(20_000, cfg.timing_examples // B))
-    return RunConfig(backend=backend, learning_rate=1e-3, max_steps=n_steps,
+def _timing_steps(cfg: StudyConfig, B: int) -> int:
+    """Steps per timed run: ``max(5, min(20000, timing_examples / B))`` (fewer under a time
+    budget, see ``measure_timing``)."""
+    return max(5, min(20_000, cfg.timing_examples // B))
+
+
+def _timing_config(cfg: StudyConfig, spec: BackendSpec, B: int,
+                   n_steps: int | None = None) -> RunConfig:
+    """A fixed-step run of ``spec`` without a target (``_timing_steps`` steps by default)."""
+    n_steps = n_steps or _timing_steps(cfg, B)
+    return RunConfig(backend=spec.backend, device=spec.device, kernel=spec.kernel,
+                     learning_rate=1e-3, max_steps=n_steps,
                      max_epochs=math.ceil(n_steps / max(1, N_TRAIN // B)) + 1,
                      **_base_kw(cfg, B))
 
@@ -164,46 +193,150 @@ def _step_and_move(r: Any) -> tuple[float, float]:
     return (r.times.compute_s + r.times.d2h_s) / r.steps, r.times.data_move_s / r.epochs
 
 
-def measure_timing(cfg: StudyConfig, store: StudyStore, data: Any) -> list[dict[str, Any]]:
-    """Time per step of every available backend at every B (stored; reused when present)."""
-    from bench.harness import train
-    from impls.registry import unavailable_reason
+def _timing_key(cfg: StudyConfig, spec: BackendSpec, B: int) -> str:
+    key = (f"{spec.key_prefix}_B{B}_t{cfg.timing_threads}_n{_timing_steps(cfg, B)}"
+           f"_r{cfg.timing_repeats}_{cfg.dtype}_{_extra_tag(cfg)}")
+    return key + ("_auto" if cfg.timing_max_seconds is not None else "")
 
+
+#: Steps of the warm-up and probe runs of a time-budgeted cell.
+PROBE_STEPS = 50
+
+
+def _affordable_steps(per_run_s: float, step_s: float, epoch_s: float, nb: int) -> int:
+    """The most steps n with ``n * step_s + ceil(n / nb) * epoch_s <= per_run_s`` (about)."""
+    per_step = step_s + epoch_s / nb
+    if per_step <= 0:
+        return 20_000
+    return max(0, int((per_run_s - epoch_s) / per_step))
+
+
+def _time_cell(cfg: StudyConfig, spec: BackendSpec, B: int, data: Any, cache: dict,
+               budget: Callable[[], float] | None) -> dict[str, Any]:
+    """Time ``spec`` at ``B``: ``{"runs": the timed RunResults, "steps": steps per run,
+    "budget_s": the cell's budget}``.
+
+    Without a budget: ``timing_repeats`` runs of ``_timing_steps`` steps after one warm-up
+    run. With ``budget`` (a callable: this cell's seconds, asked after the warm-up so that
+    first-use costs, e.g. JIT, kernel compilation, data upload, fall on the whole phase): a
+    warm-up and a probe run of ``PROBE_STEPS`` steps, then as many steps per run (up to
+    ``_timing_steps``) as a warm-up at that length (CUDA graphs are captured per range) and
+    ``timing_repeats`` runs fit in the budget left; when not even that many fit, the probe is
+    the first repeat and as many more probe-length runs follow as fit.
+    """
+    from bench.harness import train
+
+    n_cap = _timing_steps(cfg, B)
+    nb = max(1, N_TRAIN // B)
+
+    def run(n: int) -> Any:
+        rc = _timing_config(cfg, spec, B, n)
+        r = train(_trainer(cache, spec.label, rc, data), rc)
+        if r.status != "ok" or not r.steps:
+            raise RuntimeError(f"the timing run ended {r.status!r} after {r.steps} steps: "
+                               f"{r.message}")
+        return r
+
+    if budget is None:
+        runs = [run(n_cap) for _ in range(cfg.timing_repeats + 1)][1:]  # the first: warm-up
+        return {"runs": runs, "steps": n_cap, "budget_s": None}
+    n0 = min(n_cap, PROBE_STEPS)
+    run(n0)                                                 # warm-up
+    budget_s = budget()
+    t0 = time.perf_counter()
+    probe = run(n0)
+    wall = time.perf_counter() - t0
+    step_s, _ = _step_and_move(probe)
+    epoch_s = max(0.0, wall - n0 * step_s) / probe.epochs   # reshuffle, validation, reset
+    left = budget_s - wall
+    n = min(n_cap, _affordable_steps(left / (cfg.timing_repeats + 1), step_s, epoch_s, nb))
+    if n > n0:
+        run(n)                              # warm-up at this length: graphs are per range
+        runs = [run(n) for _ in range(cfg.timing_repeats)]
+    else:
+        n = n0
+        more = min(cfg.timing_repeats - 1, int(left // wall) if wall > 0 else cfg.timing_repeats)
+        runs = [probe, *(run(n0) for _ in range(max(0, more)))]
+    return {"runs": runs, "steps": n, "budget_s": budget_s}
+
+
+def _skip(store: StudyStore, key: str, spec: str, fields: dict[str, Any], B: int | None,
+          reason: str, error: str) -> None:
+    """Say and store why ``spec`` was not timed (at ``B``; at every B when None)."""
+    where = f" B={B}" if B is not None else ""
+    _progress(f"timing: skip {spec}{where}: {reason}")
+    store.put("skip", key, [{"key": key, "spec": spec, **fields, "batch_size": B,
+                             "reason": reason, "error": error}])
+
+
+def measure_timing(cfg: StudyConfig, store: StudyStore, data: Any) -> list[dict[str, Any]]:
+    """Time per step of every usable backend spec of ``cfg.backends`` at every B (stored;
+    reused when present). GPU ranges are timed synchronised (``Trainer.train_batches``).
+
+    A spec this tree or machine cannot run, a B its kernel does not cover (a ValueError of the
+    config or the trainer), or a B whose run fails is skipped: the reason is printed and stored
+    (kind ``skip``). With ``cfg.timing_max_seconds`` the whole phase is bounded: each (spec, B)
+    cell gets the time left divided by the cells left (see ``_time_cell``); cells reached after
+    the time is spent are skipped.
+    """
+    from bench.study.timing import resolve_specs, spec_fields
+
+    extra = dict(cfg.extra_config)
+    specs, unusable = resolve_specs(cfg.backends, extra.get("model", "softmax"),
+                                    extra.get("optimizer", "sgd"))
+    for text, reason in unusable:
+        _skip(store, f"{safe_key(text)}_spec", text, spec_fields(text), None, reason,
+              "unusable")
+    for text in set(cfg.backends) - {t for t, _ in unusable}:   # usable now: no stale reason
+        store.drop("skip", f"{safe_key(text)}_spec")
+    cells = [(spec, B) for spec in specs for B in cfg.batch_sizes]
+    deadline = (time.perf_counter() + cfg.timing_max_seconds
+                if cfg.timing_max_seconds is not None else None)
     out = []
     cache: dict[str, Any] = {}
-    for backend in cfg.backends:
-        reason = unavailable_reason(backend)
-        if reason:
-            _progress(f"timing: skip {backend}: {reason}")
-            continue
-        for B in cfg.batch_sizes:
-            n_steps = max(5, min(20_000, cfg.timing_examples // B))
-            key = f"{backend}_B{B}_t{cfg.timing_threads}_n{n_steps}_r{cfg.timing_repeats}"
-            key += f"_{cfg.dtype}_{_extra_tag(cfg)}"
-            found = store.get("timing", key)
-            if found:
-                out.extend(found)
-                continue
-            rc = _timing_config(cfg, backend, B)
-            step_s, move_s = [], []
-            with thread_limit(cfg.timing_threads):
-                for rep in range(cfg.timing_repeats + 1):   # the first is a warm-up
-                    r = train(_trainer(cache, backend, rc, data), rc)
-                    if rep:
-                        step, move = _step_and_move(r)
-                        step_s.append(step)
-                        move_s.append(move)
-            rec = {"key": key, "backend": backend, "batch_size": B, "threads": cfg.timing_threads,
-                   "steps_per_run": n_steps, "batches_per_epoch": max(1, N_TRAIN // B),
-                   "step_s": float(np.median(step_s)), "step_s_min": min(step_s),
-                   "step_s_max": max(step_s), "step_s_all": step_s,
-                   "epoch_move_s": float(np.median(move_s)), "epoch_move_s_all": move_s,
-                   "extra_config": json.dumps(dict(cfg.extra_config), sort_keys=True),
-                   "load_average": os.getloadavg()[0]}
-            store.put("timing", key, [rec])
-            out.append(rec)
-            _progress(f"timing {backend:6s} B={B:6d}: {rec['step_s'] * 1e6:10.1f} us/step")
-        cache.pop(backend, None)
+    for i, (spec, B) in enumerate(cells):
+        fields = {"backend": spec.backend, "device": spec.device, "kernel": spec.kernel}
+        key = _timing_key(cfg, spec, B)
+        skip_key = f"{spec.key_prefix}_B{B}"
+        found = store.get("timing", key)
+        cells_left = len(cells) - i
+        budget = None if deadline is None else (
+            lambda d=deadline, k=cells_left: max(0.0, d - time.perf_counter()) / k)
+        if found:
+            out.extend(found)
+        elif deadline is not None and deadline - time.perf_counter() <= 0:
+            _skip(store, skip_key, spec.label, fields, B, f"the timing budget of "
+                  f"{cfg.timing_max_seconds:g} s was spent before this cell", "budget")
+        else:
+            try:
+                with thread_limit(cfg.timing_threads):
+                    cell = _time_cell(cfg, spec, B, data, cache, budget)
+            except ValueError as exc:       # the kernel does not cover B (config or trainer)
+                _skip(store, skip_key, spec.label, fields, B, str(exc), type(exc).__name__)
+            except Exception as exc:        # a failed run: recorded, the study goes on
+                cache.pop(spec.label, None)
+                _skip(store, skip_key, spec.label, fields, B,
+                      f"the run failed: {type(exc).__name__}: {exc}", type(exc).__name__)
+            else:
+                step_s, move_s = zip(*(_step_and_move(r) for r in cell["runs"]), strict=True)
+                trainer = cache.get(spec.label)
+                rec = {"key": key, "spec": spec.label, **fields, "batch_size": B,
+                       "threads": cfg.timing_threads, "steps_per_run": cell["steps"],
+                       "batches_per_epoch": max(1, N_TRAIN // B),
+                       "step_s": float(np.median(step_s)), "step_s_min": min(step_s),
+                       "step_s_max": max(step_s), "step_s_all": list(step_s),
+                       "epoch_move_s": float(np.median(move_s)), "epoch_move_s_all": list(move_s),
+                       "fast_path": getattr(trainer, "fast_path", None),
+                       "cell_budget_s": cell["budget_s"],
+                       "extra_config": json.dumps(extra, sort_keys=True),
+                       "load_average": os.getloadavg()[0]}
+                store.put("timing", key, [rec])
+                store.drop("skip", skip_key)
+                out.append(rec)
+                _progress(f"timing {spec.label:22s} B={B:6d}: {rec['step_s'] * 1e6:10.2f} us/step"
+                          f" ({cell['steps']} steps x {len(step_s)})")
+        if i + 1 == len(cells) or cells[i + 1][0] != spec:
+            cache.pop(spec.label, None)
     return out
 
 
@@ -221,9 +354,12 @@ def _seconds_per_step(rec: dict[str, Any]) -> float:
 
 
 def fastest_backends(cfg: StudyConfig, timing: list[dict[str, Any]]) -> dict[int, str]:
-    """The backend with the least training time per step at each B (numpy where untimed)."""
+    """The backend with the least training time per step at each B on the CPU, eagerly (where
+    the searches' trials run; numpy where untimed)."""
     best: dict[int, tuple[float, str]] = {}
     for rec in timing:
+        if rec.get("device", "cpu") != "cpu" or rec.get("kernel", "eager") != "eager":
+            continue
         t = _seconds_per_step(rec)
         if rec["batch_size"] not in best or t < best[rec["batch_size"]][0]:
             best[rec["batch_size"]] = (t, rec["backend"])
@@ -375,8 +511,9 @@ def composed_times(timing: list[dict[str, Any]],
             continue
         S = o.best_steps
         t = S * rec["step_s"] + math.ceil(S / rec["batches_per_epoch"]) * rec["epoch_move_s"]
-        out.append({"batch_size": rec["batch_size"], "backend": rec["backend"], "steps": S,
-                    "composed_s": t, "lr_units": o.best_units})
+        out.append({"batch_size": rec["batch_size"], "backend": rec["backend"],
+                    "device": rec.get("device", "cpu"), "kernel": rec.get("kernel", "eager"),
+                    "steps": S, "composed_s": t, "lr_units": o.best_units})
     return sorted(out, key=lambda r: r["composed_s"])
 
 
@@ -397,30 +534,33 @@ def measure_direct(cfg: StudyConfig, store: StudyStore, data: Any,
     cache: dict[str, Any] = {}
     for c in candidates:
         B, backend = c["batch_size"], c["backend"]
-        key = (f"{backend}_B{B}_u{c['lr_units']}_s{cfg.seeds[0]}_t{cfg.timing_threads}"
+        spec = BackendSpec(backend, c.get("device", "cpu"), c.get("kernel", "eager"))
+        key = (f"{spec.key_prefix}_B{B}_u{c['lr_units']}_s{cfg.seeds[0]}_t{cfg.timing_threads}"
                f"_w1p_r{cfg.direct_repeats}_{cfg.target_error}_{_extra_tag(cfg)}")
         found = store.get("direct", key)
         if found:
             out.extend(found)
             continue
-        rc = RunConfig(backend=backend, learning_rate=lr_from_units(c["lr_units"]),
+        rc = RunConfig(backend=backend, device=spec.device, kernel=spec.kernel,
+                       learning_rate=lr_from_units(c["lr_units"]),
                        seed=cfg.seeds[0], target_error=cfg.target_error,
                        max_steps=cfg.budget(B),
                        max_epochs=math.ceil(cfg.budget(B) / max(1, N_TRAIN // B)) + 1,
                        validations_per_epoch=cfg.validations_per_epoch(B), **_base_kw(cfg, B))
         times, steps, paired = [], [], []
-        tc = _timing_config(cfg, backend, B)
+        tc = _timing_config(cfg, spec, B)
         S, nb = c["steps"], max(1, N_TRAIN // B)
         with thread_limit(cfg.timing_threads):
             for rep in range(cfg.direct_repeats + 1):      # the first is a warm-up
-                step, move = _step_and_move(train(_trainer(cache, backend, tc, data), tc))
-                r = train(_trainer(cache, backend, rc, data), rc)
+                step, move = _step_and_move(train(_trainer(cache, spec.label, tc, data), tc))
+                r = train(_trainer(cache, spec.label, rc, data), rc)
                 if rep and r.target_reached:
                     times.append(r.time_to_target_s)
                     steps.append(r.steps_to_target)
                     paired.append((S * step + math.ceil(S / nb) * move) / r.time_to_target_s
                                   - 1)
-        rec = {"key": key, "batch_size": B, "backend": backend, "variant": rc.variant,
+        rec = {"key": key, "batch_size": B, "backend": backend, "device": spec.device,
+               "kernel": spec.kernel, "variant": rc.variant,
                "learning_rate": rc.learning_rate, "threads": cfg.timing_threads,
                "composed_s": c["composed_s"], "study_steps": c["steps"],
                "measured_s": float(np.median(times)) if times else None,
@@ -444,7 +584,8 @@ def _direct_candidates(cfg: StudyConfig, composed: list[dict[str, Any]]) -> list
         at_b = [c for c in composed if c["batch_size"] == B]
         if at_b:
             picks.append(at_b[0])
-    unique = {(c["batch_size"], c["backend"]): c for c in picks}
+    unique = {(c["batch_size"], c["backend"], c.get("device"), c.get("kernel")): c
+              for c in picks}
     return list(unique.values())
 
 
@@ -482,4 +623,42 @@ def run_study(cfg: StudyConfig, runner: Any, root: str | os.PathLike = DEFAULT_R
     store.put("context", ctx["started_utc"].replace(":", "-"), [ctx])
     store.write_table()
     _progress(f"done in {ctx['wall_s']:.0f} s: {store.path}")
+    return store
+
+
+def run_timing_only(cfg: StudyConfig, root: str | os.PathLike = DEFAULT_ROOT,
+                    steps_from: str | None = None,
+                    steps: dict[int, int] | None = None) -> StudyStore:
+    """Only the timing phase of ``cfg`` (no searches, noise or direct runs), stored as study
+    ``cfg.name`` under ``root`` with its context (machine, GPU, versions, commit).
+
+    ``steps_from`` / ``steps``: the study whose S(B) the timings are to be composed with, and
+    that S(B) ({B: steps}), recorded in the context (the report reads the named study, and
+    this copy where that study is absent).
+    """
+    from bench.spec.mnist import load_mnist
+
+    t0 = time.perf_counter()
+    store = StudyStore(root, cfg.name)
+    ctx = _context(cfg, "timing only (this process)")
+    ctx["timing_only"] = True
+    if steps_from is not None:
+        ctx["steps_from"] = steps_from
+        ctx["steps_from_steps"] = json.dumps({str(B): S for B, S in sorted((steps or {}).items())})
+    name = ctx["started_utc"].replace(":", "-")
+    store.put("context", name, [ctx])
+    data = load_mnist()
+    _progress(f"data loaded in {time.perf_counter() - t0:.1f} s; timing "
+              f"{', '.join(cfg.backends)} at B = {', '.join(map(str, cfg.batch_sizes))}"
+              + (f" within {cfg.timing_max_seconds:g} s" if cfg.timing_max_seconds else ""))
+    t1 = time.perf_counter()
+    measure_timing(cfg, store, data)
+    ctx["timing_wall_s"] = time.perf_counter() - t1
+    ctx["finished_utc"] = dt.datetime.now(dt.timezone.utc).isoformat()
+    ctx["wall_s"] = time.perf_counter() - t0
+    ctx["load_average_end"] = os.getloadavg()[0]
+    store.put("context", name, [ctx])
+    store.write_table()
+    _progress(f"timing done in {ctx['timing_wall_s']:.1f} s (all {ctx['wall_s']:.1f} s): "
+              f"{store.path}")
     return store

@@ -5,7 +5,9 @@ globs ``results/**/*.json``)::
 
     context/<utc-time>.jsonl   the machine, commit, library versions and study settings of a run
     trial/<key>.jsonl          one trial (B, lr, seed, backend, budget → steps, status, noise)
-    timing/<key>.jsonl         time per step of one backend at one B (repeats, median)
+    timing/<key>.jsonl         time per step of one backend spec (backend, device, kernel) at
+                               one B (repeats, median)
+    skip/<key>.jsonl           why a backend spec (at one B, or at all) was not timed
     direct/<key>.jsonl         a directly measured time-to-target (repeats)
     noise/<key>.jsonl          the exact noise scale at checkpoints along one run (one line each)
     study.csv                  every record above in one tidy table (rewritten at the end)
@@ -66,13 +68,23 @@ class StudyStore:
         text = "".join(json.dumps(r, default=_jsonable) + "\n" for r in records)
         _atomic_write(self._file(kind, key), text)
 
+    def drop(self, kind: str, key: str) -> None:
+        """Remove the records stored under (kind, key), if any."""
+        self._file(kind, key).unlink(missing_ok=True)
+
     def records(self) -> list[dict[str, Any]]:
-        """Every stored record, each with ``study`` (this store's name) and ``record`` (kind)."""
+        """Every stored record, each with ``study`` (this store's name) and ``record`` (kind);
+        a timing record stored before timings named their device and kernel is the CPU's,
+        eager."""
         out = []
         for f in sorted(self.path.glob("*/*.jsonl")):
             for line in f.read_text(encoding="utf-8").splitlines():
                 if line:
-                    out.append({"study": self.name, "record": f.parent.name, **json.loads(line)})
+                    rec = {"study": self.name, "record": f.parent.name, **json.loads(line)}
+                    if rec["record"] == "timing":
+                        rec.setdefault("device", "cpu")
+                        rec.setdefault("kernel", "eager")
+                    out.append(rec)
         return out
 
     def write_table(self) -> Path:
@@ -94,10 +106,11 @@ def _jsonable(v: Any) -> Any:
 def load_study(root: str | os.PathLike = DEFAULT_ROOT) -> pd.DataFrame:
     """Every study under ``root`` as one tidy DataFrame.
 
-    Columns: ``study`` (the folder name), ``record`` ('context', 'trial', 'timing', 'direct',
-    'noise') and the fields of each kind; every row also carries ``machine`` (the CPU model and
-    count, or the GPU) and ``commit`` from its study's newest context record. Empty (no
-    columns) when there is no study.
+    Columns: ``study`` (the folder name), ``record`` ('context', 'trial', 'timing', 'skip',
+    'direct', 'noise') and the fields of each kind (timing records always have ``device`` and
+    ``kernel``: 'cpu' and 'eager' where a study stored before them has none); every row also
+    carries ``machine`` (the CPU model and count, or the GPU) and ``commit`` from its study's
+    newest context record. Empty (no columns) when there is no study.
     """
     root = Path(root)
     rows: list[dict[str, Any]] = []
