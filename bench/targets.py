@@ -219,7 +219,8 @@ def gpu_epochs(df: pd.DataFrame) -> pd.DataFrame:
         return df.iloc[0:0]
 
     def col(name: str, default: object) -> pd.Series:
-        return df[name].fillna(default) if name in df else pd.Series(default, df.index)
+        return df[name].astype(object).fillna(default) if name in df else \
+            pd.Series(default, df.index, dtype=object)
 
     order = col("cfg_order", "shuffle")
     out = df[(df["kind"] == "epoch") & (df["device"] == "cuda")
