@@ -55,12 +55,37 @@ MEASURED = {
                                 "reached)",
     "copy": "transfer kind: pageable, pinned (host to device) or d2d",
     "rows": "training rows copied",
-    "bytes": "bytes read (floors, transfers)",
-    "event_median_s": "median seconds of one copy, from device events",
-    "gb_per_s": "throughput, 1e9 bytes per second",
-    "floor": "which floor: peak_matmul, read_bandwidth, copy_bandwidth, matmul_epoch",
+    "bytes": "bytes moved by one timed call: read (reads, transfers) or read + written "
+             "(copy floors)",
+    "event_median_s": "median seconds of one call (a copy; a floor's call: round / "
+                      "calls_per_round), from device events",
+    "gb_per_s": "throughput, 1e9 bytes per second (floors: the best round; transfers: the "
+                "median)",
+    "floor": "which floor: peak_matmul, read_bandwidth, copy_bandwidth, matmul_epoch (CPU and "
+             "GPU); on the GPU also peak_matmul_tf32, read_bandwidth_large, "
+             "copy_bandwidth_large (2 GiB), launch_empty, launch_op, launch_graph, "
+             "h2d_pageable, h2d_pinned, d2h_pageable, d2h_pinned (see bench.gpu_floors)",
     "flop": "floating-point operations of one timed call",
     "gflop_per_s": "1e9 floating-point operations per second (best round)",
+    "gflop_per_s_median": "1e9 floating-point operations per second, median over rounds",
+    "gflop_per_s_iqr": "interquartile range over rounds of the rate, 1e9 FLOP per second",
+    "gb_per_s_median": "throughput, 1e9 bytes per second, median over rounds",
+    "gb_per_s_iqr": "interquartile range over rounds of the throughput, 1e9 bytes per second",
+    "event_times_s": "seconds of each timed round from device events (calls_per_round calls "
+                     "each; warm-up rounds left out)",
+    "calls_per_round": "calls timed between the two device events of one round",
+    "event_best_s": "seconds of one call in the fastest round (round / calls_per_round), from "
+                    "device events: the floor (launch floors: seconds per launch or replay)",
+    "event_iqr_s": "interquartile range over rounds of the seconds of one call, device events",
+    "tf32": "torch.backends.cuda.matmul.allow_tf32 while the product was timed",
+    "read_floor_epoch_s": "GPU: seconds of one read of the 157 MB training set, the fastest "
+                          "round of torch.sum over the resident set (floor read_bandwidth)",
+    "copy_floor_epoch_s": "GPU: seconds of one device-to-device copy of the training set "
+                          "(fastest round; floor copy_bandwidth)",
+    "launch_floor_epoch_s": "GPU: 50,000 x the best seconds per launch or graph replay: a "
+                            "per-sample SGD epoch of one launch per step",
+    "transfer_floor_epoch_s": "GPU: seconds of one host-to-device copy of the training set "
+                              "(fastest round; floors h2d_pageable, h2d_pinned)",
     "epoch_flop": "floating-point operations of one softmax-regression epoch",
     "flop_floor_epoch_s": "seconds of one epoch at the peak product rate",
     "bandwidth_floor_epoch_s": "seconds of one read of the training set",

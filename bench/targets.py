@@ -14,8 +14,16 @@ files without those timings fall back to the separate benchmarks.
 
 A target whose subject (or, for separate benchmarks, whose reference) is too noisy to read
 (``bench.results.NOISY_REL_IQR``) is marked ``noisy``: its ratio is shown but no verdict. So is
-an epoch measured faster than its own floor (the products-only epoch or the FLOP floor: a ratio
-below 1 there means the floor's measurement was disturbed, not that the epoch beat it).
+an epoch measured faster than its own floor (the products-only epoch, the FLOP floor or the
+GPU's read floor: a ratio below 1 there means the floor's measurement was disturbed, not that
+the epoch beat it).
+
+The GPU targets (issue 15) judge every CUDA epoch with the training set resident, shuffled,
+softmax regression; each backend x kernel (``eager``, ``cuda-graph``, ``fused``, any new one)
+is its own subject. The first compares with the card's read floor measured in the same file
+(``read_floor_epoch_s``, ``bench_gpu_floors.py``); the other two compare with fixed budgets set
+by the issue (``GPU_SGD_STEP_BUDGET_S``, ``GPU_B20_EPOCH_BUDGET_S``), not with a second
+measurement. A file without such rows gets no GPU targets.
 """
 
 from __future__ import annotations
@@ -25,7 +33,9 @@ import pandas as pd
 
 from bench.results import epoch_seconds
 
-__all__ = ["TARGETS", "evaluate", "paired_ratio", "side_reference", "verdict"]
+__all__ = ["GPU_B20_EPOCH_BUDGET_S", "GPU_READ_BATCH_SIZES", "GPU_SGD_STEP_BUDGET_S", "TARGETS",
+           "evaluate", "gpu_epochs", "gpu_subject", "paired_ratio", "side_reference",
+           "verdict"]
 
 #: name -> (limit, direction): the ratio must be <= limit ("le") or >= limit ("ge").
 T_MATMUL = "epoch <= 1.5x matrix-products-only epoch (B >= 600, full GD)"
@@ -34,8 +44,19 @@ T_DATALOADER = "PyTorch-CPU B=20 >= 5x faster than the idiomatic DataLoader loop
 T_NUMBA = "Numba per-sample SGD epoch <= 20x the FLOP floor"
 T_SHUFFLE = "reshuffling costs <= 25 % over the in-order sweep (B=600)"
 T_MLP_MATMUL = "MLP epoch <= 1.5x its matrix-products-only epoch (B >= 100)"
+T_GPU_READ = "GPU resident epoch <= 5x one read of the training set (B = 5,000 and 50,000)"
+T_GPU_SGD = "GPU per-sample SGD <= 3 us per step (<= 150 ms per epoch)"
+T_GPU_B20 = "GPU B=20 epoch <= 40 ms"
 TARGETS = {T_MATMUL: (1.5, "le"), T_SKLEARN: (1.0, "le"), T_DATALOADER: (5.0, "ge"),
-           T_NUMBA: (20.0, "le"), T_SHUFFLE: (1.25, "le"), T_MLP_MATMUL: (1.5, "le")}
+           T_NUMBA: (20.0, "le"), T_SHUFFLE: (1.25, "le"), T_MLP_MATMUL: (1.5, "le"),
+           T_GPU_READ: (5.0, "le"), T_GPU_SGD: (1.0, "le"), T_GPU_B20: (1.0, "le")}
+
+#: Batch sizes the GPU read-floor target judges.
+GPU_READ_BATCH_SIZES = (5000, 50_000)
+#: The issue's fixed budgets (not measurements): seconds per per-sample SGD step on the GPU,
+#: and seconds per B = 20 epoch.
+GPU_SGD_STEP_BUDGET_S = 3e-6
+GPU_B20_EPOCH_BUDGET_S = 0.040
 
 
 def side_reference(backend: str, device: str, batch_size: int, order: str,
@@ -82,7 +103,7 @@ def evaluate(df: pd.DataFrame) -> pd.DataFrame:
         limit, direction = TARGETS[target]
         ratio = measured / reference if ratio is None else ratio
         holds = ratio <= limit if direction == "le" else ratio >= limit
-        below_floor = target in (T_MATMUL, T_NUMBA) and ratio < 1.0
+        below_floor = target in (T_MATMUL, T_NUMBA, T_GPU_READ) and ratio < 1.0
         rows.append([target, subject, measured, reference, ratio, limit, bool(holds), paired,
                      below_floor or any(_noisy(x) for x in noisy)])
 
@@ -105,7 +126,8 @@ def evaluate(df: pd.DataFrame) -> pd.DataFrame:
         if paired:
             add(T_MLP_MATMUL, f"{r['backend']}-cpu mlp B={int(r['batch_size'])}",
                 r["train_epoch_s"], paired[0], paired[1], paired=True)
-    floors = df[df["kind"] == "floor"] if "floor" in set(df["kind"]) else df.iloc[0:0]
+    floors = df[(df["kind"] == "floor") & (df["device"] == "cpu")] \
+        if "floor" in set(df["kind"]) else df.iloc[0:0]
     peers = df[df["kind"] == "peer"] if "peer" in set(df["kind"]) else df.iloc[0:0]
     shuffled = ep[ep["order"] == "shuffle"] if len(ep) else ep
 
@@ -174,7 +196,53 @@ def evaluate(df: pd.DataFrame) -> pd.DataFrame:
                 elif len(s) and len(o):
                     add(T_SHUFFLE, subject, float(s["train_epoch_s"].iloc[0]),
                         float(o["train_epoch_s"].iloc[0]), noisy=[s, o])
+
+    gpu = gpu_epochs(df)
+    read = df[(df["kind"] == "floor") & (df["device"] == "cuda")
+              & (df.get("floor", pd.Series(None, df.index)) == "read_bandwidth")]
+    if len(read) and "read_floor_epoch_s" in read:
+        read = read[read["read_floor_epoch_s"].notna()]
+    gpu = gpu.sort_values(["batch_size", "backend"], kind="stable") if len(gpu) else gpu
+    for _, r in gpu[gpu["batch_size"].isin(GPU_READ_BATCH_SIZES)].iterrows() \
+            if len(read) else []:
+        add(T_GPU_READ, gpu_subject(r), r["train_epoch_s"],
+            float(read["read_floor_epoch_s"].iloc[0]), noisy=[r, read])
+    for _, r in gpu[gpu["batch_size"] == 1].iterrows() if len(gpu) else []:
+        # seconds per step / the budget = epoch seconds / (budget x steps per epoch)
+        add(T_GPU_SGD, gpu_subject(r), r["train_epoch_s"],
+            GPU_SGD_STEP_BUDGET_S * float(r["batches_per_epoch"]), noisy=[r])
+    for _, r in gpu[gpu["batch_size"] == 20].iterrows() if len(gpu) else []:
+        add(T_GPU_B20, gpu_subject(r), r["train_epoch_s"], GPU_B20_EPOCH_BUDGET_S, noisy=[r])
     return pd.DataFrame(rows, columns=cols)
+
+
+def gpu_epochs(df: pd.DataFrame) -> pd.DataFrame:
+    """The epoch rows the GPU targets judge: CUDA, training set resident, shuffled, softmax
+    regression, any backend and kernel; with ``train_epoch_s`` (training seconds per epoch,
+    evaluation excluded)."""
+    if df.empty or not {"kind", "device"} <= set(df):
+        return df.iloc[0:0]
+
+    def col(name: str, default: object) -> pd.Series:
+        return df[name].astype(object).fillna(default) if name in df else \
+            pd.Series(default, df.index, dtype=object)
+
+    order = col("cfg_order", "shuffle")
+    out = df[(df["kind"] == "epoch") & (df["device"] == "cuda")
+             & (col("placement", "resident") == "resident") & (order == "shuffle")
+             & (col("model", "softmax") == "softmax")].copy()
+    if len(out):
+        out["train_epoch_s"] = epoch_seconds(out, evaluation=False)
+    return out
+
+
+def gpu_subject(row: pd.Series) -> str:
+    """'backend-cuda resident [batch-gather] [kernel] B=...': the report's series name, and B."""
+    kernel = row.get("kernel")
+    fast = "" if kernel is None or pd.isna(kernel) or kernel == "eager" else f" {kernel}"
+    gather = row.get("gather")
+    how = " batch-gather" if isinstance(gather, str) and gather == "batch" else ""
+    return f"{row['backend']}-cuda resident{how}{fast} B={int(row['batch_size'])}"
 
 
 def _noisy(rows: pd.Series | pd.DataFrame) -> bool:

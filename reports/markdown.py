@@ -52,6 +52,16 @@ def _ms(x: float | None, digits: int = 2) -> str:
     return NOT_MEASURED if _missing(x) else f"{1e3 * float(x):.{digits}f}"
 
 
+def _target_ms(x: float | None) -> str:
+    """Milliseconds of a target's row: 2 decimals, 3 below 0.1 ms (a GPU floor)."""
+    return _ms(x, 3 if not _missing(x) and abs(float(x)) < 1e-4 else 2)
+
+
+def _ratio(x: float) -> str:
+    """A ratio: one decimal below 100, whole numbers with thousands separators above."""
+    return f"{x:.1f}" if abs(x) < 100 else f"{x:,.0f}"
+
+
 def _md(frame: pd.DataFrame) -> str:
     """A markdown table of cells as formatted here (tabulate would re-parse '0.00' as 0)."""
     return frame.to_markdown(index=False, disable_numparse=True)
@@ -382,7 +392,8 @@ def _reshuffle_findings(df: pd.DataFrame, batch_size: int = 600) -> list[str]:
     a gather into a buffer reads the training set and writes a permuted copy of it."""
     if "kind" not in df or "cfg_order" not in df or "floor" not in df:
         return []
-    copy = df[(df["kind"] == "floor") & (df["floor"] == "copy_bandwidth")]
+    copy = df[(df["kind"] == "floor") & (df["floor"] == "copy_bandwidth")
+              & (df["device"] == "cpu")]
     ep = df[(df["kind"] == "epoch") & (df["device"] == "cpu") & (df["batch_size"] == batch_size)]
     if copy.empty or ep.empty:
         return []
@@ -414,7 +425,8 @@ def _reshuffle_findings(df: pd.DataFrame, batch_size: int = 600) -> list[str]:
 
 def _floor_ratios(ep: pd.DataFrame, df: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     """Training time per epoch over the same file's products-only epoch at that B, and over
-    its FLOP floor (NaN where the file has no floor measurements)."""
+    its FLOP floor, each measured on the row's own device (NaN where the file has no such
+    floor)."""
     train = epoch_seconds(ep, evaluation=False)
     floors = df[df["kind"] == "floor"] if "floor" in set(df.get("kind", [])) else None
     mm_ratio = pd.Series(float("nan"), index=ep.index)
@@ -422,7 +434,7 @@ def _floor_ratios(ep: pd.DataFrame, df: pd.DataFrame) -> tuple[pd.Series, pd.Ser
     if floors is None or floors.empty:
         return mm_ratio, flop_ratio
     for i, row in ep.iterrows():
-        f = floors[floors["file"] == row["file"]]
+        f = floors[(floors["file"] == row["file"]) & (floors["device"] == row["device"])]
         mm = f[(f["floor"] == "matmul_epoch") & (f["batch_size"] == row["batch_size"])]
         if len(mm):
             mm_ratio[i] = train[i] / float(mm["mm_epoch_s"].iloc[0])
@@ -430,6 +442,98 @@ def _floor_ratios(ep: pd.DataFrame, df: pd.DataFrame) -> tuple[pd.Series, pd.Ser
         if len(peak):
             flop_ratio[i] = train[i] / float(peak["flop_floor_epoch_s"].iloc[0])
     return mm_ratio, flop_ratio
+
+
+def _gpu_floor(df: pd.DataFrame, file: object, floor: str, col: str) -> float:
+    """A GPU floor's value from one result file (NaN where it was not measured)."""
+    if "floor" not in df or col not in df:
+        return float("nan")
+    sel = df[(df["kind"] == "floor") & (df["device"] == "cuda") & (df["file"] == file)
+             & (df["floor"] == floor)]
+    sel = sel[sel[col].notna()]
+    return float(sel[col].iloc[0]) if len(sel) else float("nan")
+
+
+def _gpu_floor_ratios(ep: pd.DataFrame, df: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """For CUDA epoch rows: training time per epoch over the same file's read floor (one read
+    of the training set, ``read_floor_epoch_s``), and training time per step over its
+    CUDA-graph replay latency (NaN for other rows, and where the file lacks the floor)."""
+    train = epoch_seconds(ep, evaluation=False)
+    per_step = train / ep["batches_per_epoch"].astype(float)
+    read = pd.Series(float("nan"), index=ep.index)
+    replay = pd.Series(float("nan"), index=ep.index)
+    for i, row in ep[ep["device"] == "cuda"].iterrows():
+        read[i] = train[i] / _gpu_floor(df, row["file"], "read_bandwidth", "read_floor_epoch_s")
+        replay[i] = per_step[i] / _gpu_floor(df, row["file"], "launch_graph", "event_best_s")
+    return read, replay
+
+
+#: The card's floors as the report names them, with their unit, in the table's order.
+GPU_FLOOR_LABELS = {
+    "peak_matmul": "peak float32 matrix product, TF32 off (GFLOP/s)",
+    "peak_matmul_tf32": "matrix product, TF32 allowed (GFLOP/s)",
+    "read_bandwidth": "read, training set (GB/s)",
+    "read_bandwidth_large": "read, 2 GiB buffer (GB/s)",
+    "copy_bandwidth": "device copy of the training set, read + write (GB/s)",
+    "copy_bandwidth_large": "device copy of 2 GiB, read + write (GB/s)",
+    "launch_empty": "empty-kernel launch (µs)",
+    "launch_op": "1-element torch op launch (µs)",
+    "launch_graph": "CUDA graph replay, one kernel (µs)",
+    "h2d_pageable": "host→device, pageable, training set (GB/s)",
+    "h2d_pinned": "host→device, pinned, training set (GB/s)",
+    "d2h_pageable": "device→host, pageable, training set (GB/s)",
+    "d2h_pinned": "device→host, pinned, training set (GB/s)",
+}
+#: The per-epoch floor each GPU floor sets (the field holding it).
+GPU_EPOCH_FLOORS = {"peak_matmul": "flop_floor_epoch_s", "read_bandwidth": "read_floor_epoch_s",
+                    "copy_bandwidth": "copy_floor_epoch_s",
+                    "launch_empty": "launch_floor_epoch_s", "launch_op": "launch_floor_epoch_s",
+                    "launch_graph": "launch_floor_epoch_s",
+                    "h2d_pageable": "transfer_floor_epoch_s",
+                    "h2d_pinned": "transfer_floor_epoch_s"}
+
+
+def _gpu_floor_cells(r: pd.Series) -> tuple[str, str]:
+    """(best, median ± IQR) of one GPU floor row in the unit of its label."""
+    def get(col: str) -> float:
+        v = r.get(col)
+        return float("nan") if _missing(v) else float(v)
+
+    if not _missing(r.get("gflop_per_s")):
+        vals, fmt = [get("gflop_per_s"), get("gflop_per_s_median"),
+                     get("gflop_per_s_iqr")], "{:,.0f}"
+    elif not _missing(r.get("gb_per_s")):
+        vals, fmt = [get("gb_per_s"), get("gb_per_s_median"), get("gb_per_s_iqr")], "{:,.1f}"
+    else:
+        vals = [1e6 * get("event_best_s"), 1e6 * get("event_median_s"),
+                1e6 * get("event_iqr_s")]
+        fmt = "{:.2f}"
+    best, median, iqr = (NOT_MEASURED if math.isnan(v) else fmt.format(v) for v in vals)
+    return best, f"{median} ± {iqr}"
+
+
+def gpu_floors_table(df: pd.DataFrame) -> str | None:
+    """The card's floors of each result file: best round, median ± IQR over the rounds, and
+    the per-epoch floor each sets; None when no file has them."""
+    if "kind" not in df or "floor" not in df:
+        return None
+    f = df[(df["kind"] == "floor") & (df["device"] == "cuda")]
+    if f.empty:
+        return None
+    order = {name: k for k, name in enumerate(GPU_FLOOR_LABELS)}
+    f = f.assign(_order=f["floor"].map(order).fillna(len(order))).sort_values(
+        ["file", "_order", "floor"], kind="stable")
+    rows = []
+    for _, r in f.iterrows():
+        best, spread = _gpu_floor_cells(r)
+        epoch_col = GPU_EPOCH_FLOORS.get(r["floor"])
+        rows.append({
+            "result file": _file(r["file"])[:13],
+            "GPU": r.get("machine_gpu") if not _missing(r.get("machine_gpu")) else NOT_MEASURED,
+            "floor (unit)": GPU_FLOOR_LABELS.get(r["floor"], str(r["floor"])),
+            "best round": best, "median ± IQR (rounds)": spread,
+            "epoch floor it sets (ms)": NA if epoch_col is None else _ms(r.get(epoch_col), 3)})
+    return pd.DataFrame(rows).pipe(_md)
 
 
 def _cells(values: pd.Series, fmt, na_mask: pd.Series | None = None) -> list[str]:
@@ -456,6 +560,12 @@ def tables(df: pd.DataFrame) -> dict[str, str]:
         t = ep.sort_values(["file", "batch_size", "series", "order"])
         mm_ratio, flop_ratio = _floor_ratios(t, df)
         cpu = t["device"] == "cpu"
+        gpu_cols = {}
+        if (t["device"] == "cuda").any():  # only where there are GPU rows: CPU tables unchanged
+            read_ratio, replay_ratio = _gpu_floor_ratios(t, df)
+            gpu_cols = {
+                "training ÷ GPU read floor": _cells(read_ratio, _ratio, cpu),
+                "training per step ÷ GPU graph replay": _cells(replay_ratio, _ratio, cpu)}
         out[f"{EPOCH_TABLE} (medians over rounds; per epoch)"] = pd.DataFrame({
             "result file": t["file"].map(_file).str.slice(0, 13),
             "series": t["series"], "B": t["batch_size"].astype(int), "data order": t["order"],
@@ -470,6 +580,7 @@ def tables(df: pd.DataFrame) -> dict[str, str]:
             "data movement per epoch (ms)": _cells(t["move_epoch_s"], _ms),
             "training ÷ products-only epoch": _cells(mm_ratio, "{:.2f}".format),
             "training ÷ FLOP floor": _cells(flop_ratio, "{:.1f}".format),
+            **gpu_cols,
             "examples/s (training)": _cells(t["examples_per_s"], "{:,.0f}".format),
             "final valid error (%)": _cells(100 * t["final_valid_error"].astype(float),
                                             "{:.2f}".format),
@@ -504,7 +615,7 @@ def tables(df: pd.DataFrame) -> dict[str, str]:
                                            "{:.2f}".format),
             "epochs run": t["epochs"]}).pipe(_md)
     if "kind" in df and "floor" in set(df["kind"]):
-        f = df[df["kind"] == "floor"]
+        f = df[(df["kind"] == "floor") & (df["device"] == "cpu")]
         rows = []
         for file, g in f.groupby("file", sort=False):
             def pick(name, col, g=g):
@@ -520,8 +631,17 @@ def tables(df: pd.DataFrame) -> dict[str, str]:
                              1e3 * pick("peak_matmul", "flop_floor_epoch_s"), 2),
                          "bandwidth floor of an epoch (ms)": round(
                              1e3 * pick("read_bandwidth", "bandwidth_floor_epoch_s"), 2)})
-        out["The machine's floors (measured by the suite, NumPy float32)"] = pd.DataFrame(
-            rows).pipe(_md)
+        if rows:
+            out["The machine's floors (measured by the suite, NumPy float32)"] = pd.DataFrame(
+                rows).pipe(_md)
+        gpu_floors = gpu_floors_table(df)
+        if gpu_floors:
+            out["The card's floors (measured by the suite, torch on CUDA, device events)"] = (
+                "The best round is the floor; median ± IQR over the timed rounds. The epoch "
+                "floor each sets: peak product: one epoch's products at the best rate; read: "
+                "one read of the training set (the GPU targets' reference); copy: one device "
+                "copy of it; launches: one launch or replay per step of a per-sample SGD "
+                "epoch; host→device: one upload of the training set.\n\n" + gpu_floors)
         mm = f[f["floor"] == "matmul_epoch"].sort_values(["file", "batch_size"])
         if len(mm):
             mm = mm.assign(noisy=mm.get("noisy", pd.Series(False, mm.index)).fillna(False))
@@ -549,7 +669,8 @@ def tables(df: pd.DataFrame) -> dict[str, str]:
         out["Performance targets (ratios measured in one run)"] = pd.DataFrame({
             "result file": t["file"].str.slice(0, 13), "target": t["target"],
             "subject": t["subject"],
-            "measured (ms)": t["measured_s"].map(_ms), "reference (ms)": t["reference_s"].map(_ms),
+            "measured (ms)": t["measured_s"].map(_target_ms),
+            "reference (ms)": t["reference_s"].map(_target_ms),
             "ratio": t["ratio"].round(2), "limit": t["limit"],
             "verdict": [verdict(r) for r in t.itertuples()],
             "timed": t["paired"].map({True: "paired rounds", False: "separate benchmarks"}),

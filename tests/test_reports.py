@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bench.harness import run
-from bench.results import load_results
+from bench.results import epoch_seconds, load_results
 from bench.spec.config import RunConfig
 from reports import make_plots
 from tests.conftest import random_mnist
@@ -233,3 +233,93 @@ def test_reshuffle_finding_weighs_the_gather_against_the_copy_floor():
     assert "would still add 40 %" in text
     assert "numba reads the examples through the permutation (data movement 1.0 ms" in text
     assert _reshuffle_findings(df[df["kind"] == "epoch"]) == []     # no floor: no sentence
+
+
+def _with_gpu(path: Path, floors: bool = True) -> Path:
+    """The result file at ``path`` plus GPU epochs (copies of a CPU epoch entry, moved to the
+    device), the card's floors made from synthetic event times, and CPU floors."""
+    from bench import gpu_floors as gf
+
+    doc = json.loads(path.read_text())
+    for B, kernel in ((16, "eager"), (16, "cuda-graph"), (1, "cuda-graph")):
+        base = next(b for b in doc["benchmarks"] if b["name"] == f"test_epoch[numpy-cpu-B{B}]")
+        g = json.loads(json.dumps(base))
+        fast = "" if kernel == "eager" else f"-{kernel}"
+        g["name"] = f"test_epoch[torch-cuda-B{B}-resident{fast}]"
+        g["extra_info"].update(backend="torch", device="cuda", placement="resident",
+                               kernel=kernel)
+        doc["benchmarks"].append(g)
+    cpu_floors = {"peak_matmul": {"gflop_per_s": 151.0, "flop_floor_epoch_s": 0.0104},
+                  "read_bandwidth": {"gb_per_s": 14.0, "bandwidth_floor_epoch_s": 0.0112},
+                  "copy_bandwidth": {"gb_per_s": 19.0, "bytes": 313.6e6}}
+    for name, extra in cpu_floors.items():
+        doc["benchmarks"].append(_bench(f"test_floor_{name}", "floor", 0.01, {
+            "kind": "floor", "floor": name, "backend": "numpy", "device": "cpu", **extra}))
+    specs = {"peak_matmul": ({"flop": 2.0 * 8192**3}, 0.044, 2),
+             "read_bandwidth": ({"bytes_moved": 156.8e6}, 2e-3, 50),
+             "launch_graph": ({}, 2.5e-3, 1000), "h2d_pinned": ({"bytes_moved": 156.8e6}, 3e-3, 1)}
+    for name, (work, t, calls) in specs.items() if floors else ():
+        rounds = [t * (1 + 0.01 * k) for k in range(10)]
+        extra = gf.floor_fields(name, rounds, calls, **work)
+        doc["benchmarks"].append(_bench(f"test_gpu_floor[{name}]", "floor", t, {
+            "kind": "floor", "floor": name, "backend": "torch", "device": "cuda", **extra}))
+    doc["machine_info"]["gdbench"]["gpu_name"] = "Test GPU"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_gpu_rows_get_their_floor_columns_and_the_card_its_floors_table(tmp_path):
+    from bench.targets import T_GPU_READ, T_GPU_SGD
+    from reports.tidy import epochs
+
+    f = _with_gpu(write_result(tmp_path / "m" / "0001.json", with_ttt=False))
+    assert make_plots.main([str(f), "--out", str(tmp_path / "o")]) == 0
+    report = (tmp_path / "o" / "report.md").read_text()
+    assert "nan" not in report
+    table = report.split("### Fixed-budget epochs")[1].split("###")[0]
+    header = [c.strip() for c in table.splitlines()[2].strip("|").split("|")]
+    read_col = header.index("training ÷ GPU read floor")
+    replay_col = header.index("training per step ÷ GPU graph replay")
+    ep = epochs(load_results(f))
+    train = epoch_seconds(ep, evaluation=False)
+    for i, r in ep.iterrows():
+        cells = [c.strip() for c in next(
+            line for line in table.splitlines()
+            if re.match(rf"\| \S+\s+\| {re.escape(r['series'])}\s+\| {int(r['batch_size'])} ",
+                        line)).strip("|").split("|")]
+        if r["device"] == "cpu":
+            assert cells[read_col] == cells[replay_col] == "n/a"
+        else:   # 50 reads in the fastest 2 ms round: 40 us a read; 2.5 us a replay
+            read = train[i] / 40e-6
+            assert cells[read_col] == (f"{read:,.0f}" if read >= 100 else f"{read:.1f}")
+            per_step = train[i] / r["batches_per_epoch"] / 2.5e-6
+            assert cells[replay_col] == (f"{per_step:,.0f}" if per_step >= 100
+                                         else f"{per_step:.1f}")
+    cpu_floors = report.split("### The machine's floors")[1].split("###")[0]
+    assert "| 151.0 " in cpu_floors and "| 14.0 " in cpu_floors   # the CPU's, not the card's
+    card = report.split("### The card's floors")[1].split("###")[0]
+    assert re.search(r"\| Test GPU\s+\| read, training set \(GB/s\)\s+\| 3,920\.0\s+\| "
+                     r"3,\d{3}\.\d ± \d+\.\d\s+\| 0\.040 ", card), card
+    # rounds 1.00, 1.01, ... 1.09 x 2.5 us: median 2.61, IQR 4.5 x 0.025 = 0.11 (µs)
+    assert re.search(r"\| CUDA graph replay, one kernel \(µs\)\s+\| 2\.50\s+\| 2\.61 ± "
+                     r"0\.11\s+\| 125\.000 ", card), card
+    assert re.search(r"peak float32 matrix product, TF32 off \(GFLOP/s\)\s+\| 49,978 ", card)
+    targets = report.split("### Performance targets")[1].split("###")[0]
+    assert T_GPU_READ not in targets  # no GPU rows at B = 5,000 or 50,000: no such target
+    sgd = ep[(ep["device"] == "cuda") & (ep["batch_size"] == 1)]
+    ratio = float(train[sgd.index[0]] / (3e-6 * sgd["batches_per_epoch"].iloc[0]))
+    found = re.search(rf"\| {re.escape(T_GPU_SGD)}\s+\| torch-cuda resident cuda-graph B=1\s+\|"
+                      r"[^|]+\|[^|]+\| ([\d.]+)\s+\| 1\.0 ", targets)
+    assert found and float(found.group(1)) == pytest.approx(ratio, abs=0.0051), targets
+    # without the card's floors: the columns say not measured, and no floors table
+    g = _with_gpu(write_result(tmp_path / "n" / "0001.json", with_ttt=False), floors=False)
+    assert make_plots.main([str(g), "--out", str(tmp_path / "p")]) == 0
+    report = (tmp_path / "p" / "report.md").read_text()
+    assert "training ÷ GPU read floor" in report and "### The card's floors" not in report
+
+
+def test_a_cpu_report_has_no_gpu_columns(result_file, tmp_path):
+    assert make_plots.main([str(result_file), "--out", str(tmp_path / "o")]) == 0
+    report = (tmp_path / "o" / "report.md").read_text()
+    assert "GPU read floor" not in report and "graph replay" not in report
+    assert "The card's floors" not in report

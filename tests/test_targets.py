@@ -131,3 +131,108 @@ def test_the_reshuffle_target_judges_epoch_and_batch_gather_apart():
     assert t.loc["numpy-cpu B=600 batch-gather", "ratio"] == pytest.approx(0.045 / 0.04)
     assert bool(t.loc["numpy-cpu B=600 batch-gather", "holds"])
     assert not bool(t.loc["numpy-cpu B=600", "holds"])
+
+
+def _gpu_epoch(B, backend="torch", kernel="eager", placement="resident", compute_s=0.01,
+               steps=None, batches=None, **extra):
+    batches = batches or max(1, 50_000 // B)
+    return {"kind": "epoch", "device": "cuda", "backend": backend, "batch_size": B,
+            "placement": placement, "pinned": False, "kernel": kernel, "cfg_order": "shuffle",
+            "model": "softmax", "median_compute_s": compute_s, "median_h2d_s": 0.0,
+            "median_d2h_s": 0.0, "median_data_move_s": 0.001, "median_eval_s": 0.5,
+            "median_other_s": 0.0, "steps": steps or batches, "batches_per_epoch": batches,
+            "epochs": 1, **extra}
+
+
+GPU_READ_FLOOR = {"kind": "floor", "floor": "read_bandwidth", "device": "cuda",
+                  "backend": "torch", "read_floor_epoch_s": 40e-6}
+
+
+def test_gpu_read_floor_target_judges_every_resident_kernel_at_b5000_and_50000():
+    from bench.targets import T_GPU_READ
+
+    rows = [_gpu_epoch(5000, compute_s=0.0009), _gpu_epoch(50_000, compute_s=0.0001),
+            _gpu_epoch(50_000, kernel="persistent", compute_s=0.0),   # a kernel new to us
+            _gpu_epoch(50_000, backend="cupy", kernel="rows", compute_s=0.00002),
+            _gpu_epoch(50_000, placement="streamed"),                # not resident: no target
+            _gpu_epoch(600), {**_gpu_epoch(5000), "cfg_order": "in-order"},
+            {**_gpu_epoch(5000), "model": "mlp"},
+            {**GPU_READ_FLOOR, "read_floor_epoch_s": 99.0, "device": "cpu"},  # the CPU's
+            GPU_READ_FLOOR]
+    t = evaluate(pd.DataFrame(rows))
+    t = t[t["target"] == T_GPU_READ].set_index("subject")
+    assert sorted(t.index) == ["cupy-cuda resident rows B=50000",
+                               "torch-cuda resident B=5000", "torch-cuda resident B=50000",
+                               "torch-cuda resident persistent B=50000"]
+    # training seconds per epoch (compute + the reshuffle's 1 ms; evaluation left out) / one
+    # read of the training set
+    assert t.loc["torch-cuda resident B=5000", "ratio"] == pytest.approx(0.0019 / 40e-6)
+    assert t.loc["torch-cuda resident B=5000", "reference_s"] == 40e-6
+    assert t.loc["cupy-cuda resident rows B=50000", "ratio"] == pytest.approx(0.00102 / 40e-6)
+    assert t.loc["torch-cuda resident persistent B=50000", "ratio"] == pytest.approx(25.0)
+    assert not t["holds"].any() and (t["limit"] == 5.0).all() and not t["paired"].any()
+    fast = evaluate(pd.DataFrame([{**_gpu_epoch(50_000, compute_s=0.0002),
+                                   "median_data_move_s": 0.0}, GPU_READ_FLOOR]))
+    row = fast[fast["target"] == T_GPU_READ].iloc[0]
+    assert row["ratio"] == pytest.approx(0.0002 / 40e-6) and bool(row["holds"])
+    # no read floor in the file: the epochs have no reference, so no row (not a failure)
+    assert T_GPU_READ not in set(evaluate(pd.DataFrame(rows[:-1]))["target"])
+
+
+def test_gpu_budget_targets_are_the_issue_fixed_budgets():
+    from bench.targets import GPU_B20_EPOCH_BUDGET_S, GPU_SGD_STEP_BUDGET_S, T_GPU_B20, T_GPU_SGD
+
+    assert (GPU_SGD_STEP_BUDGET_S, GPU_B20_EPOCH_BUDGET_S) == (3e-6, 0.040)
+    # B = 1 cut short by a step budget: 5,000 of 50,000 steps in 0.02 s = 4 us per step
+    sgd = _gpu_epoch(1, kernel="cuda-graph", compute_s=0.02, steps=5000, batches=50_000)
+    sgd["median_data_move_s"] = 0.0
+    b20 = _gpu_epoch(20, backend="cupy", kernel="fused", compute_s=0.029)
+    b20_eager = _gpu_epoch(20, compute_s=0.2, noisy=True)
+    t = evaluate(pd.DataFrame([sgd, b20, b20_eager, _gpu_epoch(1, placement="streamed")]))
+    s = t[t["target"] == T_GPU_SGD].set_index("subject")
+    assert list(s.index) == ["torch-cuda resident cuda-graph B=1"]     # resident rows only
+    assert s["ratio"].iloc[0] == pytest.approx(4e-6 / 3e-6)            # per step / 3 us
+    assert s["reference_s"].iloc[0] == pytest.approx(0.150)            # 3 us x 50,000 steps
+    assert not s["holds"].iloc[0]
+    b = t[t["target"] == T_GPU_B20].set_index("subject")
+    assert b.loc["cupy-cuda resident fused B=20", "ratio"] == pytest.approx(0.030 / 0.040)
+    assert bool(b.loc["cupy-cuda resident fused B=20", "holds"])
+    assert b.loc["torch-cuda resident B=20", "ratio"] == pytest.approx(0.201 / 0.040)
+    assert bool(b.loc["torch-cuda resident B=20", "noisy"])           # no verdict
+
+
+def test_a_file_without_gpu_rows_gets_no_gpu_targets_and_cpu_floors_stay_cpu():
+    from bench.targets import T_GPU_B20, T_GPU_READ, T_GPU_SGD, T_NUMBA
+
+    cpu = [_epoch_row("shuffle", 1, "numba"),
+           {"kind": "floor", "floor": "peak_matmul", "device": "cpu", "backend": "numpy",
+            "flop_floor_epoch_s": 0.01}]
+    t = evaluate(pd.DataFrame([*cpu, GPU_READ_FLOOR]))
+    assert not {T_GPU_READ, T_GPU_SGD, T_GPU_B20} & set(t["target"])
+    assert t.set_index("target").loc[T_NUMBA, "reference_s"] == 0.01
+    # the card's own peak product does not stand in for the CPU's FLOP floor
+    gpu_peak = {"kind": "floor", "floor": "peak_matmul", "device": "cuda", "backend": "torch",
+                "flop_floor_epoch_s": 3e-5}
+    t = evaluate(pd.DataFrame([gpu_peak, *cpu]))
+    assert t.set_index("target").loc[T_NUMBA, "reference_s"] == 0.01
+
+
+def test_an_epoch_faster_than_the_read_floor_gets_no_verdict():
+    from bench.targets import T_GPU_READ, verdict
+
+    fast = _gpu_epoch(50_000, compute_s=0.0)
+    fast["median_data_move_s"] = 20e-6      # one read of the set cannot take under 40 us
+    t = evaluate(pd.DataFrame([fast, GPU_READ_FLOOR])).set_index("target")
+    assert t.loc[T_GPU_READ, "ratio"] == pytest.approx(0.5)
+    assert verdict(t.loc[T_GPU_READ]) == "too noisy"
+    noisy_floor = {**GPU_READ_FLOOR, "noisy": True}
+    t = evaluate(pd.DataFrame([_gpu_epoch(5000), noisy_floor])).set_index("target")
+    assert verdict(t.loc[T_GPU_READ]) == "too noisy"
+
+
+def test_gpu_subjects_keep_batch_gather_apart():
+    from bench.targets import gpu_subject
+
+    row = pd.Series(_gpu_epoch(5000, kernel="cuda-graph", gather="batch"))
+    assert gpu_subject(row) == "torch-cuda resident batch-gather cuda-graph B=5000"
+    assert gpu_subject(pd.Series(_gpu_epoch(5000))) == "torch-cuda resident B=5000"

@@ -1,0 +1,110 @@
+"""The card's floors (PyTorch on CUDA, timed with device events; see ``bench.gpu_floors``), in
+the ``floor`` group beside the CPU's (``bench_floors.py``).
+
+Each floor: 3 warm-up rounds, then 10 timed rounds; the record keeps every round's event time
+(``event_times_s``), the best round as the floor and the median and IQR beside it, and the
+per-epoch floor it implies (``read_floor_epoch_s`` and the like, used by ``bench.targets``).
+Each floor is its own benchmark, so one that fails leaves the others measured. Without a CUDA
+device every case skips with the reason.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bench import gpu_floors as gf
+from bench import record
+
+pytestmark = pytest.mark.gpu
+
+WARMUP_ROUNDS = 3
+ROUNDS = 10
+LAUNCHES = 1000
+
+
+@pytest.fixture(scope="session")
+def cuda() -> str:
+    """The device, or a skip with the reason there is none."""
+    reason = gf.unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    return "cuda"
+
+
+def _measure(benchmark, profile, floor: str, call, calls: int, *, flop: float | None = None,
+             bytes_moved: float | None = None, **extra) -> dict:
+    one_round = gf.event_round(call, calls)
+    for _ in range(WARMUP_ROUNDS):
+        one_round()
+    rounds: list[float] = []
+    benchmark.group = "floor"
+    benchmark.pedantic(lambda: rounds.append(one_round()), rounds=ROUNDS, warmup_rounds=0,
+                       iterations=1)
+    fields = gf.floor_fields(floor, rounds, calls, flop=flop, bytes_moved=bytes_moved)
+    record.write(benchmark, kind="floor", profile=profile.name, backend="torch", device="cuda",
+                 floor=floor, **fields, **extra)
+    assert len(rounds) == ROUNDS and fields["event_best_s"] > 0
+    return fields
+
+
+@pytest.mark.parametrize("tf32", [False, True], ids=["tf32-off", "tf32-on"])
+def test_gpu_floor_peak_matmul(cuda, benchmark, profile, tf32):
+    import torch
+
+    call, flop = gf.matmul_call(gf.MATMUL_N, cuda)
+    with gf.tf32_matmul(tf32):
+        allowed = bool(torch.backends.cuda.matmul.allow_tf32)
+        _measure(benchmark, profile, "peak_matmul_tf32" if tf32 else "peak_matmul", call,
+                 5 if tf32 else 2, flop=flop, tf32=allowed)
+    assert allowed == tf32
+
+
+@pytest.mark.parametrize("buffer", ["train-set", "2GiB"])
+def test_gpu_floor_read(cuda, mnist, benchmark, profile, buffer):
+    import torch
+
+    if buffer == "train-set":
+        x = torch.from_numpy(np.ascontiguousarray(mnist.train.x, np.float32)).to(cuda)
+        floor, calls = "read_bandwidth", 50
+    else:
+        x = torch.ones(gf.LARGE_BYTES // 4, dtype=torch.float32, device=cuda)
+        floor, calls = "read_bandwidth_large", 5
+    call, nbytes = gf.read_call(x)
+    _measure(benchmark, profile, floor, call, calls, bytes_moved=nbytes)
+
+
+@pytest.mark.parametrize("buffer", ["train-set", "2GiB"])
+def test_gpu_floor_copy(cuda, mnist, benchmark, profile, buffer):
+    import torch
+
+    if buffer == "train-set":
+        x = torch.from_numpy(np.ascontiguousarray(mnist.train.x, np.float32)).to(cuda)
+        floor, calls = "copy_bandwidth", 20
+    else:
+        x = torch.ones(gf.LARGE_BYTES // 4, dtype=torch.float32, device=cuda)
+        floor, calls = "copy_bandwidth_large", 3
+    call, nbytes = gf.copy_call(x)
+    _measure(benchmark, profile, floor, call, calls, bytes_moved=nbytes)
+
+
+@pytest.mark.parametrize("what", ["empty-kernel", "torch-op", "graph-replay"])
+def test_gpu_floor_launch(cuda, benchmark, profile, what):
+    if what == "empty-kernel":
+        call, note = gf.empty_kernel_call(cuda)
+        _measure(benchmark, profile, "launch_empty", call, LAUNCHES, note=note)
+    elif what == "torch-op":
+        _measure(benchmark, profile, "launch_op", gf.op_launch_call(cuda), LAUNCHES,
+                 note="a 1-element in-place add (Tensor.add_)")
+    else:
+        _measure(benchmark, profile, "launch_graph", gf.graph_replay_call(cuda), LAUNCHES,
+                 note="CUDAGraph.replay of a graph of one 1-element in-place add")
+
+
+@pytest.mark.parametrize("direction, pinned", [("h2d", False), ("h2d", True), ("d2h", False),
+                                               ("d2h", True)],
+                         ids=["h2d-pageable", "h2d-pinned", "d2h-pageable", "d2h-pinned"])
+def test_gpu_floor_transfer(cuda, mnist, benchmark, profile, direction, pinned):
+    call, nbytes = gf.transfer_call(mnist.train.x, direction, pinned, cuda)
+    floor = f"{direction}_{'pinned' if pinned else 'pageable'}"
+    _measure(benchmark, profile, floor, call, 1, bytes_moved=nbytes, rows=len(mnist.train.x))
