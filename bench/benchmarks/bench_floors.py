@@ -15,10 +15,13 @@ machine the median of a 2048^3 product was seen to vary 2x between runs.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from bench import record
 from bench.floors import EPOCH_FLOP, products_only_epoch
 from bench.spec.models.softmax import N_OUT
+
+pytestmark = pytest.mark.measures("cpu")
 
 
 def _info(benchmark, profile, **kw):

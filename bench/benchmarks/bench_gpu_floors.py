@@ -16,7 +16,7 @@ import pytest
 from bench import gpu_floors as gf
 from bench import record
 
-pytestmark = pytest.mark.gpu
+pytestmark = [pytest.mark.gpu, pytest.mark.measures("cuda")]
 
 WARMUP_ROUNDS = 3
 ROUNDS = 10
