@@ -3,7 +3,8 @@ bench.gpu_probe --out probe.json``; needs a CUDA device).
 
 * ``copies``: one minibatch's host-to-device copy, pageable against pinned source memory, per
   framework (CuPy ``ndarray.set``, torch ``copy_(non_blocking=True)``), at 1 and 20 rows:
-  the host's seconds per call (N calls back to back, one synchronisation at the end), the same
+  the host's seconds per call (N calls back to back, one synchronisation at the end; for CuPy
+  also the bare ``cudaMemcpyAsync`` that ``set`` makes), the same
   with the two device events the harness records around each copy, the device's seconds per
   copy (events), and what CUDA says the source memory is (``cudaPointerGetAttributes``:
   0 unregistered, 1 host/pinned, 2 device, 3 managed). The committed H200 result had CuPy
@@ -92,9 +93,15 @@ def _cupy_copies(X: np.ndarray) -> list[dict[str, Any]]:
                 b.record()
                 b.synchronize()
                 device.append(cupy.cuda.get_elapsed_time(a, b) / 1e3)
+            def raw(src=src, dst=dst) -> None:   # the runtime call that set() makes, alone
+                cupy.cuda.runtime.memcpyAsync(dst.data.ptr, src.ctypes.data, src.nbytes,
+                                              cupy.cuda.runtime.memcpyHostToDevice,
+                                              cupy.cuda.get_current_stream().ptr)
+
             attrs = cupy.cuda.runtime.pointerGetAttributes(src.ctypes.data)
             out.append({"framework": "cupy", "rows": rows, "memory": kind,
                         "cuda_memory_type": int(attrs.type),
+                        "host_s_per_raw_memcpy_async": _per_call(raw, sync),
                         "host_s_per_call": _per_call(lambda src=src, dst=dst: dst.set(src), sync),
                         "host_s_per_call_with_events": _per_call(with_events, sync),
                         "device_s_per_copy": summarise(device)})
