@@ -33,7 +33,8 @@ import pandas as pd
 
 from bench.results import epoch_seconds
 
-__all__ = ["GPU_B20_EPOCH_BUDGET_S", "GPU_READ_BATCH_SIZES", "GPU_SGD_STEP_BUDGET_S", "TARGETS",
+__all__ = ["FIXED_BUDGET_TARGETS", "GPU_B20_EPOCH_BUDGET_S", "GPU_READ_BATCH_SIZES",
+           "GPU_SGD_STEP_BUDGET_S", "TARGETS",
            "evaluate", "gpu_epochs", "gpu_subject", "paired_ratio", "side_reference",
            "verdict"]
 
@@ -57,6 +58,8 @@ GPU_READ_BATCH_SIZES = (5000, 50_000)
 #: and seconds per B = 20 epoch.
 GPU_SGD_STEP_BUDGET_S = 3e-6
 GPU_B20_EPOCH_BUDGET_S = 0.040
+#: Targets whose reference is a fixed budget of the issue, not a second measurement.
+FIXED_BUDGET_TARGETS = (T_GPU_SGD, T_GPU_B20)
 
 
 def side_reference(backend: str, device: str, batch_size: int, order: str,

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from bench.results import NOISY_REL_IQR, epoch_seconds, per_epoch_seconds
-from bench.targets import evaluate, verdict
+from bench.targets import FIXED_BUDGET_TARGETS, evaluate, verdict
 from reports import tidy
 
 __all__ = ["NA", "NOT_MEASURED", "NOT_REACHED", "comparison_table", "findings",
@@ -673,7 +673,9 @@ def tables(df: pd.DataFrame) -> dict[str, str]:
             "reference (ms)": t["reference_s"].map(_target_ms),
             "ratio": t["ratio"].round(2), "limit": t["limit"],
             "verdict": [verdict(r) for r in t.itertuples()],
-            "timed": t["paired"].map({True: "paired rounds", False: "separate benchmarks"}),
+            "timed": [("fixed budget" if target in FIXED_BUDGET_TARGETS else "paired rounds"
+                       if paired else "separate benchmarks")
+                      for target, paired in zip(t["target"], t["paired"], strict=True)],
         }).pipe(_md)
     tr = tidy.transfers(df)
     if len(tr):

@@ -311,6 +311,8 @@ def test_gpu_rows_get_their_floor_columns_and_the_card_its_floors_table(tmp_path
     found = re.search(rf"\| {re.escape(T_GPU_SGD)}\s+\| torch-cuda resident cuda-graph B=1\s+\|"
                       r"[^|]+\|[^|]+\| ([\d.]+)\s+\| 1\.0 ", targets)
     assert found and float(found.group(1)) == pytest.approx(ratio, abs=0.0051), targets
+    row = next(line for line in targets.splitlines() if T_GPU_SGD in line)
+    assert "fixed budget" in row and "separate benchmarks" not in row   # the budget
     # without the card's floors: the columns say not measured, and no floors table
     g = _with_gpu(write_result(tmp_path / "n" / "0001.json", with_ttt=False), floors=False)
     assert make_plots.main([str(g), "--out", str(tmp_path / "p")]) == 0
