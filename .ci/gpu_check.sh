@@ -71,15 +71,20 @@ from bench.results import epoch_seconds, load_results
 from bench.targets import evaluate, verdict
 pd.set_option("display.width", 200)
 df = load_results(sys.argv[1])
+if df.empty or "kind" not in df:
+    sys.exit(f"summary: no benchmark records in {sys.argv[1]} (did the bench stage run here, "
+             "on a GPU?)")
 ep = df[df["kind"] == "epoch"].copy()
 ep["s_per_epoch"] = epoch_seconds(ep, evaluation=False)
-cols = [c for c in ("backend", "model", "placement", "pinned", "gather", "kernel", "batch_size",
-                    "s_per_epoch", "median_h2d_s", "median_data_move_s", "rel_iqr",
-                    "final_valid_error") if c in ep]
-print(ep[cols].sort_values(["model", "batch_size", "backend"]).to_string(index=False))
+cols = [c for c in ("backend", "model", "placement", "pinned", "gather", "kernel", "cfg_order",
+                    "batch_size", "s_per_epoch", "median_h2d_s", "median_data_move_s",
+                    "rel_iqr", "final_valid_error") if c in ep]
+keys = [c for c in ("model", "batch_size", "backend") if c in ep]
+print(ep[cols].sort_values(keys).to_string(index=False))
 fl = df[df["kind"] == "floor"]
-print(fl.dropna(axis=1, how="all").drop(columns=[c for c in fl if c.startswith(
-    ("machine_", "stat_", "commit_"))], errors="ignore").to_string(index=False))
+show = [c for c in ("floor", "device", "event_best_s", "event_median_s", "event_iqr_s",
+                    "gb_per_s", "gflop_per_s", "read_floor_epoch_s", "note") if c in fl]
+print(fl[show].to_string(index=False) if len(fl) else "no floors in this file")
 t = evaluate(df)
 for _, r in t.iterrows():
     print(f"{verdict(r):10s} {r.ratio:8.3g} (limit {r.limit:g})  {r.subject}: {r.target}")
