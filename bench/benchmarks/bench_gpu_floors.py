@@ -60,31 +60,28 @@ def test_gpu_floor_peak_matmul(cuda, benchmark, profile, tf32):
     assert allowed == tf32
 
 
-@pytest.mark.parametrize("buffer", ["train-set", "2GiB"])
-def test_gpu_floor_read(cuda, mnist, benchmark, profile, buffer):
+def _buffer(mnist, device: str, buffer: str):
+    """The resident float32 training set (157 MB) or a 2 GiB buffer, on the device."""
     import torch
 
     if buffer == "train-set":
-        x = torch.from_numpy(np.ascontiguousarray(mnist.train.x, np.float32)).to(cuda)
-        floor, calls = "read_bandwidth", 50
-    else:
-        x = torch.ones(gf.LARGE_BYTES // 4, dtype=torch.float32, device=cuda)
-        floor, calls = "read_bandwidth_large", 5
-    call, nbytes = gf.read_call(x)
+        return torch.from_numpy(np.ascontiguousarray(mnist.train.x, np.float32)).to(device)
+    return torch.ones(gf.LARGE_BYTES // 4, dtype=torch.float32, device=device)
+
+
+@pytest.mark.parametrize("buffer", ["train-set", "2GiB"])
+def test_gpu_floor_read(cuda, mnist, benchmark, profile, buffer):
+    floor, calls = ("read_bandwidth", 50) if buffer == "train-set" else \
+        ("read_bandwidth_large", 5)
+    call, nbytes = gf.read_call(_buffer(mnist, cuda, buffer))
     _measure(benchmark, profile, floor, call, calls, bytes_moved=nbytes)
 
 
 @pytest.mark.parametrize("buffer", ["train-set", "2GiB"])
 def test_gpu_floor_copy(cuda, mnist, benchmark, profile, buffer):
-    import torch
-
-    if buffer == "train-set":
-        x = torch.from_numpy(np.ascontiguousarray(mnist.train.x, np.float32)).to(cuda)
-        floor, calls = "copy_bandwidth", 20
-    else:
-        x = torch.ones(gf.LARGE_BYTES // 4, dtype=torch.float32, device=cuda)
-        floor, calls = "copy_bandwidth_large", 3
-    call, nbytes = gf.copy_call(x)
+    floor, calls = ("copy_bandwidth", 20) if buffer == "train-set" else \
+        ("copy_bandwidth_large", 3)
+    call, nbytes = gf.copy_call(_buffer(mnist, cuda, buffer))
     _measure(benchmark, profile, floor, call, calls, bytes_moved=nbytes)
 
 

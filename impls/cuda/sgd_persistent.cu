@@ -63,6 +63,20 @@
 #define MR 4                          // steps in the meta ring
 #define FULL 0xffffffffu
 
+// The j-th non-zero of a step (at g in the CSR arrays): from the step's shared buffer when it
+// fits there (j < CAP), else from global memory.
+__device__ __forceinline__ void step_nonzero(const int j, const int g, const short* cb,
+                                             const float* vb, const short* __restrict__ indices,
+                                             const float* __restrict__ values, int& c, float& v) {
+    if (j < CAP) {
+        c = cb[j];
+        v = vb[j];
+    } else {
+        c = __ldg(indices + g);
+        v = __ldg(values + g);
+    }
+}
+
 extern "C" __global__ void __launch_bounds__(NT, 1) sgd_persistent(
         const int* __restrict__ indptr, const short* __restrict__ indices,
         const float* __restrict__ values, const long long* __restrict__ y,
@@ -184,14 +198,8 @@ extern "C" __global__ void __launch_bounds__(NT, 1) sgd_persistent(
                     for (int j = a + gw * 32 + lane; j < e; j += gsz * 32) {
                         int c;
                         float v;
-                        if (j < CAP) {
-                            c = bcol[buf][j];
-                            v = bval[buf][j];
-                        } else {
-                            const int g = p0[r] + (j - a);
-                            c = __ldg(indices + g);
-                            v = __ldg(values + g);
-                        }
+                        step_nonzero(j, p0[r] + (j - a), bcol[buf], bval[buf], indices, values,
+                                     c, v);
                         const float2* wr = Ws2 + c * (K / 2);
                         #pragma unroll
                         for (int h = 0; h < K / 2; ++h) {
@@ -248,14 +256,8 @@ extern "C" __global__ void __launch_bounds__(NT, 1) sgd_persistent(
                     for (int j = a + gw * 32 + lane; j < e; j += gsz * 32) {
                         int c;
                         float v;
-                        if (j < CAP) {
-                            c = bcol[buf][j];
-                            v = bval[buf][j];
-                        } else {
-                            const int gi = p0[r] + (j - a);
-                            c = __ldg(indices + gi);
-                            v = __ldg(values + gi);
-                        }
+                        step_nonzero(j, p0[r] + (j - a), bcol[buf], bval[buf], indices, values,
+                                     c, v);
                         const float sv = scale * v;
                         if (B == 1) {
                             float2* wr = Ws2 + c * (K / 2);
