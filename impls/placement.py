@@ -65,6 +65,7 @@ class Placement(ABC):
         self.gather = gather
         self._order: Any | None = None
         self._order_buf: Any | None = None
+        self._batch_bufs: dict[int, tuple[Any, Any]] = {}
         self._data: dict[str, tuple[Any, Any]] = {}
         self._epoch: tuple[Any, Any] | None = None
         self._shuffled: tuple[Any, Any] | None = None
@@ -169,16 +170,22 @@ class Placement(ABC):
         if self.streams:
             self._data["train"] = self._host_train
         self._shuffled = None
+        self._batch_bufs.clear()
         self._make_batch_buffers()
         self.synchronize()
         return self.take_h2d_seconds()
 
     def _make_batch_buffers(self) -> None:
+        """The reused device buffers of one minibatch, made once per B and kept: a captured
+        CUDA graph holds their addresses, so a later ``configure`` must not reallocate them."""
         if (self.streams or self.gathers_batches) and self._data:
             B = self.batch_size
-            self._batch_buf = (self._to_device(np.empty((B, self._host_train[0].shape[1]),
-                                                        dtype=np.dtype(self.dtype))),
-                               self._to_device(np.empty(B, dtype=np.int64)))
+            if B not in self._batch_bufs:
+                self._batch_bufs[B] = (
+                    self._to_device(np.empty((B, self._host_train[0].shape[1]),
+                                             dtype=np.dtype(self.dtype))),
+                    self._to_device(np.empty(B, dtype=np.int64)))
+            self._batch_buf = self._batch_bufs[B]
 
     def begin_epoch(self, permutation: np.ndarray | None) -> None:
         """Fix the epoch's order: in place (None) or gathered into a preallocated buffer.

@@ -108,3 +108,16 @@ def test_a_trainer_refuses_batch_gather_of_streamed_data_on_a_gpu():
 
     with pytest.raises(ValueError, match="needs placement='resident'"):
         TorchTrainer(device="cuda", placement="streamed", gather="batch")
+
+
+def test_batch_buffers_keep_their_addresses_across_configure():
+    # a captured CUDA graph holds the buffers' addresses: reconfiguring (each benchmark round
+    # does) must hand back the same buffers for the same B
+    trainer = make_trainer("torch", "cpu", gather="batch")
+    trainer.load(DATA)
+    trainer.configure(batch_size=20, learning_rate=0.1)
+    first = trainer._batch_buf
+    trainer.configure(batch_size=30, learning_rate=0.1)
+    assert trainer._batch_buf[0].shape[0] == 30
+    trainer.configure(batch_size=20, learning_rate=0.2)
+    assert trainer._batch_buf[0] is first[0] and trainer._batch_buf[1] is first[1]
