@@ -66,8 +66,11 @@ class Specialisation:
 
     def covers(self, t: Trainer) -> bool:
         """Whether this fast path runs ``t``'s configuration."""
+        # an eager step path also serves inside a batches kernel (a captured CUDA graph replays
+        # the step eager runs; a one-block kernel's partial last batch runs it)
+        kernel = t.kernel == self.kernel or (self.kind == "step" and self.kernel == "eager")
         return (t.model in self.models and t.optimizer_name in self.optimizers
-                and t.device in self.devices and t.kernel == self.kernel
+                and t.device in self.devices and kernel
                 and t.dtype in self.dtypes and self.min_batch <= t.batch_size
                 and (self.max_batch is None or t.batch_size <= self.max_batch)
                 and (self.kind == "step" or (not t.streams and (

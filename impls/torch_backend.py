@@ -92,6 +92,12 @@ class TorchTrainer(Trainer):
     def _to_numpy(self, a: torch.Tensor) -> np.ndarray:
         return np.ascontiguousarray(a.detach().cpu().double().numpy())
 
+    def load(self, data: Any) -> float | None:
+        """Place the data; graphs captured on data placed before are dropped (they hold the
+        old buffers' addresses)."""
+        self._graphs.clear()
+        return super().load(data)
+
     def set_params(self, params: Params) -> None:
         """In place when the shapes match: captured graphs hold the parameters' addresses."""
         if not self.params:
@@ -109,7 +115,10 @@ class TorchTrainer(Trainer):
         if B not in self._minus_ones:
             self._minus_ones[B] = torch.full((B, 1), -1.0, dtype=self._tdtype, device=self._dev)
         self._minus_one = self._minus_ones[B]
+        old = getattr(self, "optimizer", None)
         super().configure(**kwargs)
+        if old is not None and self.optimizer is not old and old.state_arrays():
+            self._graphs.clear()  # captured with the replaced optimizer's state addresses
 
     def _reset_cost(self) -> None:
         if getattr(self, "_cost", None) is None:

@@ -78,3 +78,18 @@ def test_the_generic_step_runs_where_no_fast_path_applies():
     trainer = make_trainer("numpy", "cpu", optimizer="nesterov")
     trainer.configure(batch_size=1, learning_rate=0.1)
     assert trainer.fast_path is None
+
+
+def test_an_eager_step_path_also_runs_inside_a_batches_kernel():
+    # a captured CUDA graph must replay the step eager runs (the two are compared bit for bit
+    # on the card), and a one-block kernel's partial last batch runs it too
+    from types import SimpleNamespace
+
+    from impls.torch_backend import CUDA_GRAPH, SOFTMAX_SGD_TRANSPOSED
+
+    t = SimpleNamespace(model="softmax", optimizer_name="sgd", device="cuda",
+                        kernel="cuda-graph", dtype="float32", batch_size=20, streams=False,
+                        gather="epoch")
+    assert CUDA_GRAPH.covers(t) and SOFTMAX_SGD_TRANSPOSED.covers(t)
+    batches_only = Specialisation("batches-eager", "_loop", kind="batches")
+    assert not batches_only.covers(t)  # a batches path still needs its own kernel

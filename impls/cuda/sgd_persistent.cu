@@ -13,7 +13,8 @@
 // Data (device, built once on the host): the training set in CSR form -- indptr (int32,
 // N + 1), indices (int16 column numbers, 0..783), values (float32) -- the labels y (int64)
 // and the epoch's permutation order (int64; pass any array with has_order = 0 for in-order).
-// A null pointer is not used for "no order": CuPy passes None as 0xffffffff, not NULL.
+// "No order" is a flag (has_order), not a null pointer: one launch signature, and no reliance on
+// how a launcher spells null.
 // Launch: grid 1, block NT threads (a compile-time constant, -DNT=...; default 256). A launch
 // with another block size, or B outside 1..32, does nothing but set *cost to NaN.
 //
