@@ -69,19 +69,18 @@ def _buffer(mnist, device: str, buffer: str):
     return torch.ones(gf.LARGE_BYTES // 4, dtype=torch.float32, device=device)
 
 
-@pytest.mark.parametrize("buffer", ["train-set", "2GiB"])
-def test_gpu_floor_read(cuda, mnist, benchmark, profile, buffer):
-    floor, calls = ("read_bandwidth", 50) if buffer == "train-set" else \
-        ("read_bandwidth_large", 5)
-    call, nbytes = gf.read_call(_buffer(mnist, cuda, buffer))
-    _measure(benchmark, profile, floor, call, calls, bytes_moved=nbytes)
+#: (floor, calls per round, how to make the call) per bandwidth kind and buffer.
+BANDWIDTH = {("read", "train-set"): ("read_bandwidth", 50, gf.read_call),
+             ("read", "2GiB"): ("read_bandwidth_large", 5, gf.read_call),
+             ("copy", "train-set"): ("copy_bandwidth", 20, gf.copy_call),
+             ("copy", "2GiB"): ("copy_bandwidth_large", 3, gf.copy_call)}
 
 
-@pytest.mark.parametrize("buffer", ["train-set", "2GiB"])
-def test_gpu_floor_copy(cuda, mnist, benchmark, profile, buffer):
-    floor, calls = ("copy_bandwidth", 20) if buffer == "train-set" else \
-        ("copy_bandwidth_large", 3)
-    call, nbytes = gf.copy_call(_buffer(mnist, cuda, buffer))
+@pytest.mark.parametrize("kind, buffer", list(BANDWIDTH), ids=[f"{k}-{b}" for k, b in BANDWIDTH])
+def test_gpu_floor_bandwidth(cuda, mnist, benchmark, profile, kind, buffer):
+    """Device memory read (``torch.sum``) and copy (``copy_``, bytes read + written)."""
+    floor, calls, make = BANDWIDTH[kind, buffer]
+    call, nbytes = make(_buffer(mnist, cuda, buffer))
     _measure(benchmark, profile, floor, call, calls, bytes_moved=nbytes)
 
 
