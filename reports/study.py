@@ -514,26 +514,17 @@ def _time_figure(df: pd.DataFrame, out: Path) -> Path | None:
     timing = _kind(df, "timing")
     if timing.empty:
         return None
-    rows = []
-    for study in _studies(df):
-        per_b = per_batch_size(df[df["study"] == study]).dropna(subset=["steps_to_target"])
-        S = dict(zip(per_b["batch_size"], per_b["steps_to_target"], strict=True))
-        for r in timing[timing["study"] == study].itertuples():
-            if r.batch_size not in S:
-                continue
-            epochs = math.ceil(S[r.batch_size] / r.batches_per_epoch)
-            for name, step in (("median", r.step_s), ("min", r.step_s_min),
-                               ("max", r.step_s_max)):
-                device = getattr(r, "device", "cpu")
-                kernel = getattr(r, "kernel", "eager")
-                where = f"{device}" + (f"-{kernel}" if kernel != "eager" else "")
-                rows.append({"study": study, "B": r.batch_size, "backend": f"{r.backend}-{where}",
-                             "stat": name,
-                             "t": S[r.batch_size] * step + epochs * r.epoch_move_s})
-    if not rows:
+    parts = [project(timing[timing["study"] == study], steps_to_target(df, study))
+             .assign(study=study) for study in _studies(df)]
+    proj = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    if proj.empty:
         return None
-    comp = pd.DataFrame(rows).pivot_table(index=["study", "B", "backend"], columns="stat",
-                                          values="t").reset_index()
+    where = proj["device"] + np.where(proj["kernel"] != "eager", "-" + proj["kernel"], "")
+    comp = pd.DataFrame({"study": proj["study"], "B": proj["batch_size"],
+                         "backend": proj["backend"] + "-" + where,
+                         "median": proj["projected_s"], "min": proj["projected_s_min"],
+                         "max": proj["projected_s_max"]}).groupby(
+        ["study", "B", "backend"], as_index=False).mean()
     fig, ax = plt.subplots(figsize=(7.5, 5))
     backends = sorted(comp["backend"].unique())
     colors = dict(zip(backends, sns.color_palette("tab10", len(backends)), strict=False))

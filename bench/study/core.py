@@ -44,7 +44,7 @@ import numpy as np
 from bench.spec.config import RunConfig
 from bench.study.search import SearchOutcome, lr_search
 from bench.study.storage import DEFAULT_ROOT, StudyStore
-from bench.study.timing import BackendSpec, safe_key
+from bench.study.timing import BackendSpec, composed_seconds, safe_key
 from bench.study.trial import LR_UNITS_PER_DECADE, N_TRAIN, TrialSpec, thread_limit
 
 __all__ = ["FULL_GRID", "StudyConfig", "measure_timing", "run_study", "run_timing_only"]
@@ -510,7 +510,7 @@ def composed_times(timing: list[dict[str, Any]],
         if o is None or o.best_steps is None:
             continue
         S = o.best_steps
-        t = S * rec["step_s"] + math.ceil(S / rec["batches_per_epoch"]) * rec["epoch_move_s"]
+        t = composed_seconds(S, rec["step_s"], rec["batches_per_epoch"], rec["epoch_move_s"])
         out.append({"batch_size": rec["batch_size"], "backend": rec["backend"],
                     "device": rec.get("device", "cpu"), "kernel": rec.get("kernel", "eager"),
                     "steps": S, "composed_s": t, "lr_units": o.best_units})
@@ -557,8 +557,7 @@ def measure_direct(cfg: StudyConfig, store: StudyStore, data: Any,
                 if rep and r.target_reached:
                     times.append(r.time_to_target_s)
                     steps.append(r.steps_to_target)
-                    paired.append((S * step + math.ceil(S / nb) * move) / r.time_to_target_s
-                                  - 1)
+                    paired.append(composed_seconds(S, step, nb, move) / r.time_to_target_s - 1)
         rec = {"key": key, "batch_size": B, "backend": backend, "device": spec.device,
                "kernel": spec.kernel, "variant": rc.variant,
                "learning_rate": rc.learning_rate, "threads": cfg.timing_threads,

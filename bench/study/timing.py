@@ -28,9 +28,9 @@ import pandas as pd
 
 from bench.spec.config import KERNELS, placement_applies, variant_of
 
-__all__ = ["VARIANT_NAMES", "BackendSpec", "SpecError", "fastest_variant", "overlapping",
-           "parse_spec", "project", "resolve_specs", "safe_key", "spec_fields", "steps_to_target",
-           "unusable_reason"]
+__all__ = ["VARIANT_NAMES", "BackendSpec", "SpecError", "composed_seconds", "fastest_variant",
+           "overlapping", "parse_spec", "project", "resolve_specs", "safe_key", "spec_fields",
+           "steps_to_target", "unusable_reason"]
 
 
 #: A variant's name in prose.
@@ -143,6 +143,13 @@ def resolve_specs(texts: tuple[str, ...] | list[str], model: str = "softmax",
 # ------------------------------------------------------------------------------ composition
 
 
+def composed_seconds(steps: int, step_s: float, batches_per_epoch: int,
+                     epoch_move_s: float) -> float:
+    """Training seconds to take ``steps`` steps: ``steps * step_s`` plus one reshuffle
+    (``epoch_move_s``) per epoch begun, ``ceil(steps / batches_per_epoch)``."""
+    return steps * step_s + math.ceil(steps / batches_per_epoch) * epoch_move_s
+
+
 def steps_to_target(df: pd.DataFrame, study: str) -> dict[int, int]:
     """``{B: S(B)}``: each B's steps-to-target at its best learning rate in ``study`` (the B
     whose searches reached the target)."""
@@ -186,18 +193,18 @@ def project(timing: pd.DataFrame | list[dict[str, Any]], steps: dict[int, int]) 
         if B not in steps or rec.get("step_s") is None or pd.isna(rec.get("step_s")):
             continue
         rec = _fill(rec)
-        S = steps[B]
-        epochs = math.ceil(S / rec["batches_per_epoch"])
+        S, nb = steps[B], rec["batches_per_epoch"]
         lo, hi = _move_range(rec)
+        step_min = rec.get("step_s_min", rec["step_s"])
+        step_max = rec.get("step_s_max", rec["step_s"])
         rows.append({
             "study": rec.get("study"), "spec": rec["spec"], "backend": rec["backend"],
             "device": rec["device"], "kernel": rec["kernel"], "batch_size": B,
-            "variant": variant_of(B), "steps": S, "epochs": epochs,
-            "step_s": rec["step_s"], "step_s_min": rec.get("step_s_min", rec["step_s"]),
-            "step_s_max": rec.get("step_s_max", rec["step_s"]),
-            "projected_s": S * rec["step_s"] + epochs * rec["epoch_move_s"],
-            "projected_s_min": S * rec.get("step_s_min", rec["step_s"]) + epochs * lo,
-            "projected_s_max": S * rec.get("step_s_max", rec["step_s"]) + epochs * hi})
+            "variant": variant_of(B), "steps": S, "epochs": math.ceil(S / nb),
+            "step_s": rec["step_s"], "step_s_min": step_min, "step_s_max": step_max,
+            "projected_s": composed_seconds(S, rec["step_s"], nb, rec["epoch_move_s"]),
+            "projected_s_min": composed_seconds(S, step_min, nb, lo),
+            "projected_s_max": composed_seconds(S, step_max, nb, hi)})
     cols = ["study", "spec", "backend", "device", "kernel", "batch_size", "variant", "steps",
             "epochs", "step_s", "step_s_min", "step_s_max", "projected_s", "projected_s_min",
             "projected_s_max"]
