@@ -124,12 +124,7 @@ class CupyTrainer(ArrayTrainer):
     def _rows_batches(self, start: int, stop: int) -> None:
         """Steps ``start .. stop - 1``, two kernels each, reading the rows through the order."""
         X, y = self._epoch                       # unshuffled: the kernel follows the order
-        if self._order is None:
-            if getattr(self, "_identity", None) is None or len(self._identity) != len(y):
-                self._identity = cupy.arange(len(y), dtype=np.int64)
-            order = self._identity
-        else:
-            order = self._order
+        order = self._order_or_identity()
         W, b = self.params["W"], self.params["b"]
         B, n = self.batch_size, self._n_train
         lr, l1, l2 = np.float32(self.learning_rate), np.float32(self.l1), np.float32(self.l2)

@@ -99,13 +99,12 @@ class NumbaTrainer(NumpyTrainer):
         self._indptr = np.concatenate([[0], np.cumsum(nonzero.sum(axis=1))]).astype(np.int64)
         self._indices = np.nonzero(nonzero)[1].astype(np.int32)
         self._values = np.ascontiguousarray(X[nonzero])
-        self._identity = np.arange(len(X), dtype=np.int64)
         return out
 
     def _compiled_batches(self, start: int, stop: int) -> None:
         """No gather: the steps follow the permutation through the sparse rows."""
         B = self.batch_size
-        order = self._identity if self._order is None else self._order
+        order = self._order_or_identity()
         self._cost += _sgd_steps(self._indptr, self._indices, self._values,
                                  self._data["train"][1], order, self.params["W"],
                                  self.params["b"], start * B, stop - start, B,

@@ -65,6 +65,7 @@ class Placement(ABC):
         self.gather = gather
         self._order: Any | None = None
         self._order_buf: Any | None = None
+        self._identity: Any | None = None
         self._batch_bufs: dict[int, tuple[Any, Any]] = {}
         self._data: dict[str, tuple[Any, Any]] = {}
         self._epoch: tuple[Any, Any] | None = None
@@ -203,11 +204,8 @@ class Placement(ABC):
             return
         if self._shuffled is None:  # allocated once, where the training set lives
             self._shuffled = tuple(self._empty_like(a) for a in self._data["train"])
-        on_device = not self.streams
-        mark = self._h2d_start() if on_device else None  # the permutation's upload
-        index = self._index(permutation, on_device=on_device)
-        if on_device:
-            self._h2d_stop(mark)
+        index = (self._index(permutation, on_device=False) if self.streams
+                 else self._place_order(permutation))
         for src, out in zip(self._data["train"], self._shuffled, strict=True):
             self._gather(src, index, out)
         self._epoch = self._shuffled
@@ -226,6 +224,16 @@ class Placement(ABC):
             self._copy_h2d(self._order_buf, self._host(perm, False))
         self._h2d_stop(mark)
         return self._order_buf
+
+    def _order_or_identity(self) -> Any:
+        """The epoch's order as an index array where the training set lives, for a kernel that
+        always reads through one: the permutation, or the identity (made once) in order."""
+        if self._order is not None:
+            return self._order
+        if self._identity is None or len(self._identity) != self._n_train:
+            self._identity = self._index(np.arange(self._n_train, dtype=np.int64),
+                                         on_device=self.is_gpu)
+        return self._identity
 
     def minibatches(self, start: int, stop: int) -> Iterator[tuple[Any, Any]]:
         """Minibatches ``start .. stop - 1`` of the epoch, on the device: slices of the resident
