@@ -484,13 +484,10 @@ GPU_FLOOR_LABELS = {
     "d2h_pageable": "device→host, pageable, training set (GB/s)",
     "d2h_pinned": "device→host, pinned, training set (GB/s)",
 }
-#: The per-epoch floor each GPU floor sets (the field holding it).
-GPU_EPOCH_FLOORS = {"peak_matmul": "flop_floor_epoch_s", "read_bandwidth": "read_floor_epoch_s",
-                    "copy_bandwidth": "copy_floor_epoch_s",
-                    "launch_empty": "launch_floor_epoch_s", "launch_op": "launch_floor_epoch_s",
-                    "launch_graph": "launch_floor_epoch_s",
-                    "h2d_pageable": "transfer_floor_epoch_s",
-                    "h2d_pinned": "transfer_floor_epoch_s"}
+#: The fields of the per-epoch floors a GPU floor record may set (``bench.gpu_floors``: at
+#: most one each).
+GPU_EPOCH_FLOOR_FIELDS = ("flop_floor_epoch_s", "read_floor_epoch_s", "copy_floor_epoch_s",
+                          "launch_floor_epoch_s", "transfer_floor_epoch_s")
 
 
 def _gpu_floor_cells(r: pd.Series) -> tuple[str, str]:
@@ -526,13 +523,13 @@ def gpu_floors_table(df: pd.DataFrame) -> str | None:
     rows = []
     for _, r in f.iterrows():
         best, spread = _gpu_floor_cells(r)
-        epoch_col = GPU_EPOCH_FLOORS.get(r["floor"])
+        epoch = next((r[c] for c in GPU_EPOCH_FLOOR_FIELDS if not _missing(r.get(c))), None)
         rows.append({
             "result file": _file(r["file"])[:13],
             "GPU": r.get("machine_gpu") if not _missing(r.get("machine_gpu")) else NOT_MEASURED,
             "floor (unit)": GPU_FLOOR_LABELS.get(r["floor"], str(r["floor"])),
             "best round": best, "median ± IQR (rounds)": spread,
-            "epoch floor it sets (ms)": NA if epoch_col is None else _ms(r.get(epoch_col), 3)})
+            "epoch floor it sets (ms)": NA if epoch is None else _ms(epoch, 3)})
     return pd.DataFrame(rows).pipe(_md)
 
 
