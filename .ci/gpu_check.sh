@@ -10,7 +10,7 @@
 # NVRTC compile; the CPU emulator's tests are left to CI), bench (the `gpu` benchmark profile:
 # epochs of every placement, gather and kernel on the card, steps, time-to-target, transfers,
 # the card's floors, NCCL at P = 1), study (time per step on the card for the fair race,
-# composed with the CPU study's steps-to-target), probe (bench.gpu_probe: where a streamed
+# composed with the CPU study's steps-to-target), probe (bench.tools.gpu_probe: where a streamed
 # minibatch's and a resident epoch's time goes), summary (the epochs, floors and targets
 # tables of the benchmark JSON). Without arguments: all of them.
 #
@@ -60,7 +60,7 @@ PY
       tar -C /tmp/gd-study -czf "$OUT/h200-timing.tgz" h200-timing
       ;;
     probe)
-      timeout 150 python3 -m bench.gpu_probe --out "$OUT/probe.json" 2>&1 \
+      timeout 150 python3 -m bench.tools.gpu_probe --out "$OUT/probe.json" 2>&1 \
         | tee "$OUT/probe.log" | tail -60
       ;;
     summary)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from bench.spec.models.softmax import N_OUT
+from bench.workload.models.softmax import N_OUT
 
 __all__ = ["EPOCH_FLOP", "mlp_products_only_epoch", "products_only_epoch"]
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from bench.profiles import Profile
-from bench.spec.config import N_TRAIN, RunConfig, placement_applies, variant_of
+from bench.workload.config import N_TRAIN, RunConfig, placement_applies, variant_of
 
 __all__ = ["BATCH_GATHER_FROM", "BATCH_GATHER_KERNELS", "FAST_KERNELS", "IN_ORDER_FROM_BATCH",
            "Case", "cases"]

@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 
 from bench.record import per_epoch_seconds
-from bench.spec.config import RunConfig
-from bench.spec.data_order import epoch_permutation
-from bench.spec.early_stopping import EarlyStopping
-from bench.spec.mnist import MNIST, load_mnist
+from bench.workload.config import RunConfig
+from bench.workload.data_order import epoch_permutation
+from bench.workload.early_stopping import EarlyStopping
+from bench.workload.mnist import MNIST, load_mnist
 from impls.base import Trainer
 from impls.registry import BackendError, make_trainer, unavailable_reason
 

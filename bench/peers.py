@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.spec.mnist import MNIST
+from bench.workload.mnist import MNIST
 
 __all__ = ["SKLEARN_LR", "dataloader_epoch", "dataloader_lr", "sklearn_epoch"]
 

@@ -30,7 +30,7 @@ import pytest
 
 from bench.grid import Case, cases
 from bench.profiles import ENV_PROFILE, Profile, get_profile
-from bench.spec.config import placement_applies
+from bench.workload.config import placement_applies
 
 #: Load per CPU (1-minute load average / CPU count) above which a machine counts as loaded: the
 #: benchmarks use every core (BLAS and torch threads), so half a core's worth of other runnable

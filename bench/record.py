@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.spec.config import N_TRAIN, RunConfig, placement_applies, variant_of
+from bench.workload.config import N_TRAIN, RunConfig, placement_applies, variant_of
 
 __all__ = ["FIELDS", "NOT_APPLICABLE", "identity", "per_epoch_seconds", "write"]
 

@@ -1,4 +1,4 @@
-"""Run a named protocol (``bench.spec.protocols``) to completion and record what it reached.
+"""Run a named protocol (``bench.workload.protocols``) to completion and record what it reached.
 
     python -m bench.run_protocol mlp --backend torch          # the tutorial's MLP, ~1,000 epochs
     python -m bench.run_protocol tutorial --backend numpy     # logistic_sgd.py, 74 epochs
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from bench.harness import CurvePoint, prepare, train
 from bench.machine import describe_machine
-from bench.spec.protocols import PROTOCOLS, PUBLISHED, protocol
+from bench.workload.protocols import PROTOCOLS, PUBLISHED, protocol
 
 ROOT = Path(__file__).resolve().parents[1]
 

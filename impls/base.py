@@ -3,7 +3,7 @@
 * **model**: the framework family's operations for a model spec (``impls/xp/`` for NumPy and
   CuPy, ``impls/pytorch/``): parameters in the family's layout, the gradient of the cost
   (mean NLL + penalties) into preallocated buffers, the error count.
-* **optimizer**: a rule from ``bench.spec.optimizers``, written once for every framework.
+* **optimizer**: a rule from ``bench.workload.optimizers``, written once for every framework.
 * **placement**: where the data lives and how minibatches reach the arithmetic
   (``impls.placement``).
 
@@ -30,10 +30,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from bench.spec.config import placement_applies
-from bench.spec.models import Params, model_spec
-from bench.spec.optimizers import OPTIMIZERS, make_optimizer
-from bench.spec.optimizers.base import zeros_like
+from bench.workload.config import placement_applies
+from bench.workload.models import Params, model_spec
+from bench.workload.optimizers import OPTIMIZERS, make_optimizer
+from bench.workload.optimizers.base import zeros_like
 from impls.placement import Placement
 
 __all__ = ["Specialisation", "Trainer"]
@@ -143,7 +143,7 @@ class Trainer(Placement):
         """Why this backend does not run (model, optimizer), or None when it does."""
         family = importlib.import_module(cls.ops_module).OPS
         if model not in family:
-            from bench.spec.models import MODELS
+            from bench.workload.models import MODELS
 
             if model not in MODELS:
                 return (f"Unknown model {model!r}; choose one of {', '.join(MODELS)} "

@@ -34,7 +34,7 @@ import cupy
 import cupyx
 import numpy as np
 
-from bench.spec.mnist import MNIST
+from bench.workload.mnist import MNIST
 from impls.array_backend import SOFTMAX_SGD_FUSED, ArrayTrainer
 from impls.base import Specialisation
 from impls.cuda import csr_rows, kernel_source

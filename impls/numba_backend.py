@@ -21,7 +21,7 @@ import math
 import numba
 import numpy as np
 
-from bench.spec.mnist import MNIST
+from bench.workload.mnist import MNIST
 from impls.base import Specialisation
 from impls.numpy_backend import NumpyTrainer
 

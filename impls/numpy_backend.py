@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from scipy.linalg.blas import get_blas_funcs
 
-from bench.spec.models.softmax import N_OUT
+from bench.workload.models.softmax import N_OUT
 from impls.array_backend import SOFTMAX_SGD_FUSED, ArrayTrainer
 from impls.base import Specialisation
 

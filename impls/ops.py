@@ -9,7 +9,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
-from bench.spec.models import Params
+from bench.workload.models import Params
 
 __all__ = ["ModelOps"]
 

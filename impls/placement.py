@@ -37,9 +37,9 @@ from typing import Any
 
 import numpy as np
 
-from bench.spec.config import GATHERS, PLACEMENTS, placement_applies
-from bench.spec.data_order import n_batches
-from bench.spec.mnist import MNIST
+from bench.workload.config import GATHERS, PLACEMENTS, placement_applies
+from bench.workload.data_order import n_batches
+from bench.workload.mnist import MNIST
 
 __all__ = ["GATHERS", "PLACEMENTS", "Placement"]
 

@@ -1,6 +1,6 @@
 """Data-parallel minibatch SGD with PyTorch and ``torch.distributed``: P ranks, one trajectory.
 
-Global minibatch k of the one data order (``bench.spec.data_order``) holds the m = B examples
+Global minibatch k of the one data order (``bench.workload.data_order``) holds the m = B examples
 at positions ``[k B, (k + 1) B)`` (m < B only for a kept partial last batch). Rank r of P takes
 the contiguous shard ``[lo_r, hi_r)`` of it, ``n_r = hi_r - lo_r`` = ``m // P`` or
 ``m // P + 1`` (the first ``m % P`` ranks take one more), and each step is::
@@ -39,7 +39,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from bench.spec.models import Params
+from bench.workload.models import Params
 from impls.pytorch.softmax import add_penalty
 from impls.torch_backend import TorchTrainer
 

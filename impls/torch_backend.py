@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.spec.models import Params
+from bench.workload.models import Params
 from impls.base import Specialisation, Trainer
 from impls.pytorch.softmax import softmax_delta
 

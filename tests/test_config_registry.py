@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.spec.config import ConfigError, RunConfig
+from bench.workload.config import ConfigError, RunConfig
 from impls.registry import BackendError, make_trainer, targets, unavailable_reason
 
 

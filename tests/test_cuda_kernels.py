@@ -1,6 +1,6 @@
 """The CuPy backend's CUDA kernels (``impls/cuda/*.cu``) run on the CPU emulator
 (``tests/cuda_emu``): the exact source text NVRTC compiles, against the float64 reference step
-(``bench.spec.models.softmax.reference_step``) and against each other; and compiled by nvcc (and
+(``bench.workload.models.softmax.reference_step``) and against each other; and compiled by nvcc (and
 NVRTC where its library is found) for sm_90 with no local-memory spills.
 
 Registers per thread, nvcc 13.0 -arch=sm_90 (2026-11), none spills: sgd_fused.cu 32 (2,560 B
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.spec.models import softmax as L
+from bench.workload.models import softmax as L
 from impls.cuda import KERNEL_DIR, csr_rows, kernel_source
 from tests.conftest import random_mnist
 from tests.cuda_emu import EmulatorError, compile, gxx_missing_reason
@@ -45,7 +45,7 @@ needs_gxx = pytest.mark.skipif(gxx_missing_reason() is not None,
 def rows() -> tuple[np.ndarray, np.ndarray]:
     """The first rows of the real training set (GDBENCH_DATA_DIR), else sparse synthetic ones."""
     if os.environ.get("GDBENCH_DATA_DIR"):
-        from bench.spec.mnist import load_mnist
+        from bench.workload.mnist import load_mnist
 
         train = load_mnist().train
         return (np.ascontiguousarray(train.x[:N_ROWS], np.float32),

@@ -23,7 +23,7 @@ from bench.distributed import (  # noqa: E402
     unavailable_reason,
 )
 from bench.harness import reset, train  # noqa: E402
-from bench.spec.config import RunConfig  # noqa: E402
+from bench.workload.config import RunConfig  # noqa: E402
 from impls.pytorch_dp import DataParallelTorchTrainer, shard_bounds  # noqa: E402
 from impls.torch_backend import TorchTrainer  # noqa: E402
 from tests.conftest import random_mnist  # noqa: E402

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.spec.early_stopping import EarlyStopping
+from bench.workload.early_stopping import EarlyStopping
 
 
 def test_validation_frequency_and_schedule():

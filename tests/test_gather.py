@@ -7,9 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.spec.config import ConfigError, RunConfig
-from bench.spec.data_order import epoch_permutation
-from bench.spec.models import model_spec
+from bench.workload.config import ConfigError, RunConfig
+from bench.workload.data_order import epoch_permutation
+from bench.workload.models import model_spec
 from impls.registry import BACKENDS, make_trainer, unavailable_reason
 from tests.conftest import random_mnist
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.gpu_probe import main, summarise
+from bench.tools.gpu_probe import main, summarise
 
 
 def test_summarise_gives_median_min_and_max():

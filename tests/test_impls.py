@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from bench.harness import prepare, run, train
-from bench.spec.config import RunConfig
-from bench.spec.models import softmax as L
+from bench.workload.config import RunConfig
+from bench.workload.models import softmax as L
 from impls.registry import make_trainer, unavailable_reason
 from tests.conftest import random_mnist, target_params
 
@@ -119,7 +119,7 @@ def test_real_mnist_trajectories_numpy_vs_torch_cpu(real_mnist, variant, B):
 
 
 def test_shuffle_order_is_seeded_and_shared():
-    from bench.spec.data_order import epoch_permutation
+    from bench.workload.data_order import epoch_permutation
 
     p1 = epoch_permutation(100, 1, "shuffle", 3)
     assert np.array_equal(p1, epoch_permutation(100, 1, "shuffle", 3))

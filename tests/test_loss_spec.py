@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.spec.models import softmax as L
+from bench.workload.models import softmax as L
 
 
 def _problem(seed=0, B=7, n_in=12, n_out=4):

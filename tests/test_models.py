@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.spec.models import MODELS, model_spec
-from bench.spec.models.mlp import MLP
+from bench.workload.models import MODELS, model_spec
+from bench.workload.models.mlp import MLP
 from impls.registry import make_trainer, unavailable_reason
 from tests.conftest import random_mnist, target_params
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.spec.models import softmax as L
-from bench.spec.noise_scale import (
+from bench.workload.models import softmax as L
+from bench.workload.noise_scale import (
     expected_minibatch_sq_norm,
     noise_scale,
     per_example_sq_norms,

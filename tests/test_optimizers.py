@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.spec.models import model_spec
-from bench.spec.optimizers import OPTIMIZERS, make_optimizer
+from bench.workload.models import model_spec
+from bench.workload.optimizers import OPTIMIZERS, make_optimizer
 from impls.registry import make_trainer, unavailable_reason
 from tests.conftest import random_mnist, target_params
 

@@ -12,7 +12,7 @@ import pytest
 
 from bench import record
 from bench.harness import run
-from bench.spec.config import RunConfig, placement_applies, variant_of
+from bench.workload.config import RunConfig, placement_applies, variant_of
 from tests.conftest import random_mnist
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,7 +61,7 @@ def test_the_report_imports_no_implementation():
 
 
 def test_ab_cases_read_like_benchmark_ids(tmp_path):
-    from bench.ab import ABCase, export
+    from bench.tools.ab import ABCase, export
 
     assert ABCase.parse("numpy-cpu-B600-in-order") == ABCase("numpy", 600, "in-order")
     assert ABCase.parse("torch-cpu-B20") == ABCase("torch", 20, "shuffle")

@@ -12,7 +12,7 @@ import pytest
 
 from bench.harness import run
 from bench.results import epoch_seconds, load_results
-from bench.spec.config import RunConfig
+from bench.workload.config import RunConfig
 from reports import make_plots
 from tests.conftest import random_mnist
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.spec.data_order import epoch_permutation
-from bench.spec.models import model_spec
+from bench.workload.data_order import epoch_permutation
+from bench.workload.models import model_spec
 from impls.base import Specialisation
 from impls.registry import BACKENDS, make_trainer, trainer_class, unavailable_reason
 from tests.conftest import random_mnist

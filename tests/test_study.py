@@ -242,7 +242,7 @@ def test_an_unknown_extra_config_field_is_refused_with_the_fix():
 def test_momentum_is_an_axis_where_the_tree_has_it(real_mnist):
     from dataclasses import fields
 
-    from bench.spec.config import RunConfig
+    from bench.workload.config import RunConfig
 
     if "optimizer" not in {f.name for f in fields(RunConfig)}:
         pytest.skip("RunConfig has no 'optimizer' field in this tree (the architecture issue "
@@ -322,11 +322,11 @@ def test_specs_this_machine_or_backend_cannot_run_are_skipped_with_the_reason(mo
 
 def _small_data(monkeypatch, n_train: int = 2048):
     """The timing runs' data: random MNIST-shaped arrays instead of the files (fast)."""
-    import bench.spec.mnist
+    import bench.workload.mnist
     from tests.conftest import random_mnist
 
     data = random_mnist(n_train=n_train, n_valid=256, n_test=64)
-    monkeypatch.setattr(bench.spec.mnist, "load_mnist", lambda *a, **k: data)
+    monkeypatch.setattr(bench.workload.mnist, "load_mnist", lambda *a, **k: data)
     return data
 
 

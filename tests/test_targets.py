@@ -7,7 +7,6 @@ import pytest
 
 from bench.harness import run, summarize_rounds
 from bench.results import epoch_seconds
-from bench.spec.config import RunConfig
 from bench.targets import (
     T_DATALOADER,
     T_MATMUL,
@@ -17,6 +16,7 @@ from bench.targets import (
     paired_ratio,
     side_reference,
 )
+from bench.workload.config import RunConfig
 from tests.conftest import random_mnist
 
 

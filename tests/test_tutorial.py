@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from bench.harness import run
-from bench.spec.mnist import load_mnist
-from bench.spec.protocols import PUBLISHED, protocol
+from bench.workload.mnist import load_mnist
+from bench.workload.protocols import PUBLISHED, protocol
 from impls.registry import unavailable_reason
 
 

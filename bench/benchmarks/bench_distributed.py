@@ -36,7 +36,7 @@ from bench.distributed import (
     unavailable_reason,
 )
 from bench.harness import TimeSplit
-from bench.spec.config import RunConfig
+from bench.workload.config import RunConfig
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import pytest
 
 from bench import record
 from bench.floors import EPOCH_FLOP, products_only_epoch
-from bench.spec.models.softmax import N_OUT
+from bench.workload.models.softmax import N_OUT
 
 pytestmark = pytest.mark.measures("cpu")
 

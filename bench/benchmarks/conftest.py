@@ -8,8 +8,8 @@ import pytest
 
 from bench.grid import Case
 from bench.harness import prepare, reset
-from bench.spec.config import RunConfig
-from bench.spec.mnist import MNIST, load_mnist
+from bench.workload.config import RunConfig
+from bench.workload.mnist import MNIST, load_mnist
 
 
 @pytest.fixture(scope="session")

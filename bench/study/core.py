@@ -10,7 +10,7 @@ cheapest and composes them:
 2. **searches** (the runner: pool, Ray or in-process, one thread per trial): the
    learning-rate search of ``bench.study.search`` at every B on the backend that step 1 found
    fastest there, then the other seeds at the best rate;
-3. **noise**: the exact gradient noise scale (``bench.spec.noise_scale``) at checkpoints along
+3. **noise**: the exact gradient noise scale (``bench.workload.noise_scale``) at checkpoints along
    the best run at a few B (and, in step 2, at the point where every reached trial hit the
    target);
 4. **direct**: time-to-target measured at the best rate for the ``direct_top`` candidates of
@@ -41,11 +41,11 @@ from typing import Any
 
 import numpy as np
 
-from bench.spec.config import RunConfig
 from bench.study.search import SearchOutcome, lr_search
 from bench.study.storage import DEFAULT_ROOT, StudyStore
 from bench.study.timing import BackendSpec, composed_seconds, safe_key
 from bench.study.trial import LR_UNITS_PER_DECADE, N_TRAIN, TrialSpec, thread_limit
+from bench.workload.config import RunConfig
 
 __all__ = ["FULL_GRID", "StudyConfig", "measure_timing", "run_study", "run_timing_only"]
 
@@ -125,8 +125,8 @@ def _progress(msg: str) -> None:
 
 def _on_gpu(text: str) -> bool:
     """Whether backend spec ``text`` names a GPU (False when it does not parse)."""
-    from bench.spec.config import placement_applies
     from bench.study.timing import SpecError, parse_spec
+    from bench.workload.config import placement_applies
 
     try:
         return placement_applies(parse_spec(text).device)
@@ -459,9 +459,9 @@ def noise_along_run(cfg: StudyConfig, store: StudyStore, data: Any, B: int, unit
     report averages |G|^2 and tr S near the target); one thread, in this process.
     """
     from bench.harness import prepare
-    from bench.spec.data_order import epoch_permutation
-    from bench.spec.noise_scale import noise_scale
     from bench.study.trial import lr_from_units
+    from bench.workload.data_order import epoch_permutation
+    from bench.workload.noise_scale import noise_scale
 
     key = (f"B{B}_u{units}_s{cfg.seeds[0]}_{backend}_n{cfg.noise_points}d{cfg.noise_dense}"
            f"_S{steps_to_target}")
@@ -598,7 +598,7 @@ def run_study(cfg: StudyConfig, runner: Any, root: str | os.PathLike = DEFAULT_R
     Everything finished is stored as it finishes; rerunning the same ``cfg`` computes only what
     is missing. Writes ``study.csv`` (every record) at the end.
     """
-    from bench.spec.mnist import load_mnist
+    from bench.workload.mnist import load_mnist
 
     t0 = time.perf_counter()
     store = StudyStore(root, cfg.name)
@@ -635,7 +635,7 @@ def run_timing_only(cfg: StudyConfig, root: str | os.PathLike = DEFAULT_ROOT,
     that S(B) ({B: steps}), recorded in the context (the report reads the named study, and
     this copy where that study is absent).
     """
-    from bench.spec.mnist import load_mnist
+    from bench.workload.mnist import load_mnist
 
     t0 = time.perf_counter()
     store = StudyStore(root, cfg.name)

@@ -26,7 +26,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench.spec.config import KERNELS, placement_applies, variant_of
+from bench.workload.config import KERNELS, placement_applies, variant_of
 
 __all__ = ["VARIANT_NAMES", "BackendSpec", "SpecError", "composed_seconds", "fastest_variant",
            "overlapping", "parse_spec", "project", "resolve_specs", "safe_key", "spec_fields",
@@ -78,7 +78,7 @@ def spec_fields(text: str) -> dict[str, str | None]:
 
 def parse_spec(text: str) -> BackendSpec:
     """The ``BackendSpec`` of ``backend[:device[:kernel]]``; a SpecError naming the problem for
-    an unknown backend, device or kernel (``bench.spec.config.KERNELS``) or a malformed text.
+    an unknown backend, device or kernel (``bench.workload.config.KERNELS``) or a malformed text.
     Imports no framework."""
     from impls.registry import BACKENDS
 
@@ -96,7 +96,7 @@ def parse_spec(text: str) -> BackendSpec:
                         f"{', '.join(devices)}")
     kernel = parts[2] if len(parts) > 2 else "eager"
     if kernel not in KERNELS:
-        raise SpecError(f"unknown kernel {kernel!r} in this tree (bench.spec.config.KERNELS: "
+        raise SpecError(f"unknown kernel {kernel!r} in this tree (bench.workload.config.KERNELS: "
                         f"{', '.join(KERNELS)})")
     if kernel != "eager" and not placement_applies(device):
         raise SpecError(f"kernel {kernel!r} runs only on a GPU; got device {device!r}")

@@ -1,7 +1,7 @@
 """One trial of the study: train (B, lr, seed) to the target or a step budget, in a worker.
 
 A trial is deterministic given its ``TrialSpec``: the data order comes from the seed
-(``bench.spec.data_order``), the initialisation is the config's ``init`` (zeros by default, so
+(``bench.workload.data_order``), the initialisation is the config's ``init`` (zeros by default, so
 the seed then changes the data order only), and every worker runs its BLAS, PyTorch and Numba
 on **one thread** so that a trial's float32 rounding, and hence its steps, do not depend on
 where it runs (in-process, a process pool, a Ray task).
@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from bench.spec.config import RunConfig
+from bench.workload.config import RunConfig
 
 __all__ = ["LR_UNITS_PER_DECADE", "TrialSpec", "lr_from_units", "run_trial", "thread_limit"]
 
@@ -127,7 +127,7 @@ def thread_limit(n: int) -> Iterator[None]:
 
 def _data() -> Any:
     if _STATE.data is None:
-        from bench.spec.mnist import load_mnist
+        from bench.workload.mnist import load_mnist
         _STATE.data = load_mnist()
     return _STATE.data
 
@@ -139,7 +139,7 @@ def run_trial(spec: TrialSpec, noise: bool = True) -> dict[str, Any]:
     ``capped`` (stopped at ``max_steps`` < ``budget``: it could not beat the fewest steps
     already found at its B), ``budget`` (the full step budget ran out), ``diverged`` or ``oom``.
     With ``noise``, a reached trial also records the exact gradient noise scale of the training
-    set at the parameters where it reached the target (``bench.spec.noise_scale``).
+    set at the parameters where it reached the target (``bench.workload.noise_scale``).
     """
     from bench.harness import prepare, reset, train
 
@@ -178,7 +178,7 @@ def run_trial(spec: TrialSpec, noise: bool = True) -> dict[str, Any]:
     }
     if noise and status == "reached" and dict(spec.extra_config).get("model",
                                                                      "softmax") == "softmax":
-        from bench.spec.noise_scale import noise_scale
+        from bench.workload.noise_scale import noise_scale
 
         params = trainer.get_params()
         W, b = params["W"], params["b"]

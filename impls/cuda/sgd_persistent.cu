@@ -7,7 +7,7 @@
 //     g_r = softmax(z_r) - onehot(y_r);   cost += (log sum_k exp z_rk - z_r[y_r]) / B  (nats)
 //     W <- W - lr (l1 sign(W) + 2 l2 W)            (dense, on the old W; only if l1 or l2)
 //     W[c, :] -= (lr / B) x_rc g_r  for each non-zero;   b -= (lr / B) sum_r g_r
-// which is the float64 reference step of bench.spec.models.softmax in float32 (another
+// which is the float64 reference step of bench.workload.models.softmax in float32 (another
 // summation order: rounding differences only).
 //
 // Data (device, built once on the host): the training set in CSR form -- indptr (int32,

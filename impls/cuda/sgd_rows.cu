@@ -15,7 +15,7 @@
 //
 // softmax_rows_update (one thread per parameter): sums the blocks' partials, then
 //   W <- W - lr (gW / n_rows) - lr (l1 sign(W) + 2 l2 W),   b <- b - lr (gb / n_rows)
-// which is the reference step (bench.spec.models.softmax) with the penalties on the old W.
+// which is the reference step (bench.workload.models.softmax) with the penalties on the old W.
 //
 // Traffic per step: the rows once (n_rows x 3,136 bytes), W from L2/L1 per block, and
 // grid x 31,400 bytes of partials written and read back: at 264 blocks that is 8.3 MB, so it

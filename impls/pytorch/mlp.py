@@ -1,4 +1,4 @@
-"""The tutorial's MLP in PyTorch; see ``bench.spec.models.mlp``.
+"""The tutorial's MLP in PyTorch; see ``bench.workload.models.mlp``.
 
     H = tanh(X W1 + b1);  Z = H W2 + b2;  D = (P - Y) / B
     dW2 = H^T D;  db2 = sum_i D_i;  E = (D W2^T) * (1 - H**2);  dW1 = X^T E;  db1 = sum_i E_i

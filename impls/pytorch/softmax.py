@@ -1,4 +1,4 @@
-"""Softmax regression in PyTorch; see ``bench.spec.models.softmax``.
+"""Softmax regression in PyTorch; see ``bench.workload.models.softmax``.
 
 W is kept transposed, ``Wt = W^T`` (10 x 784), and ``params["W"]`` is its (784, 10) view: with
 the CPU build's MKL on this project's CI machines, ``Wt.addmm_(G^T, X)`` ran 4x faster than
@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.spec.models import Params
+from bench.workload.models import Params
 from impls.ops import ModelOps
 
 __all__ = ["SoftmaxOps", "add_penalty", "softmax_delta"]

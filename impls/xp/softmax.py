@@ -1,4 +1,4 @@
-"""Softmax regression for NumPy and CuPy (``xp`` handed in); see ``bench.spec.models.softmax``.
+"""Softmax regression for NumPy and CuPy (``xp`` handed in); see ``bench.workload.models.softmax``.
 
 The logits' gradient, in place on Z (B x 10), shared by every model ending in a softmax::
 

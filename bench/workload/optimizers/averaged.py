@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.spec.optimizers.base import zeroed_state
-from bench.spec.optimizers.sgd import SGD
+from bench.workload.optimizers.base import zeroed_state
+from bench.workload.optimizers.sgd import SGD
 
 __all__ = ["AveragedSGD"]
 

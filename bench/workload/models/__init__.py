@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import importlib
 
-from bench.spec.models.base import ModelSpec, Params
+from bench.workload.models.base import ModelSpec, Params
 
 __all__ = ["MODELS", "ModelSpec", "Params", "model_spec"]
 
 #: model name -> "module:class" of its spec.
 MODELS: dict[str, str] = {
-    "softmax": "bench.spec.models.softmax:SoftmaxRegression",
-    "mlp": "bench.spec.models.mlp:MLP",
+    "softmax": "bench.workload.models.softmax:SoftmaxRegression",
+    "mlp": "bench.workload.models.mlp:MLP",
 }
 
 

@@ -1,7 +1,7 @@
 """The exact gradient noise scale of softmax regression (McCandlish et al. 2018), in float64.
 
 Per example i the loss is ``l_i = -log softmax(x_i W + b)_{y_i}`` and its gradient has a closed
-form (see ``bench.spec.models.softmax``):
+form (see ``bench.workload.models.softmax``):
 
     grad_W l_i = x_i (p_i - e_{y_i})^T,     grad_b l_i = p_i - e_{y_i},
 
@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bench.spec.models.softmax import softmax
+from bench.workload.models.softmax import softmax
 
 __all__ = [
     "NoiseScale",

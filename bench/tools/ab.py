@@ -1,7 +1,7 @@
 """Paired A/B timing of two revisions of this project on this machine: is the new code slower?
 
-    python -m bench.ab 1b047b2                       # HEAD's working tree vs revision 1b047b2
-    python -m bench.ab 1b047b2 --rounds 11 --cases numpy-cpu-B1 torch-cpu-B20-in-order
+    python -m bench.tools.ab 1b047b2                       # HEAD's working tree vs revision 1b047b2
+    python -m bench.tools.ab 1b047b2 --rounds 11 --cases numpy-cpu-B1 torch-cpu-B20-in-order
 
 Each side runs in its own long-lived process (the old revision exported with ``git archive``
 into a temporary folder), with the data loaded and the trainers placed once. For every case the
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 #: The CPU epochs of the standard profile's grid (softmax regression), shuffled unless named.
 DEFAULT_CASES = tuple(
@@ -35,16 +35,17 @@ DEFAULT_CASES = tuple(
      for B in (1, 10, 20, 50, 100, 200, 600, 1000, 5000, 50_000)]
     + [f"{b}-cpu-B{B}-in-order" for b in ("numpy", "torch") for B in (600, 1000, 5000, 50_000)])
 
-#: The worker: one epoch per request, in either layout of the project (before and after the
-#: specification layer moved to bench/spec/). Self-contained, as the old revision lacks it.
+#: The worker: one epoch per request, in any layout the project has had (bench/, bench/spec/,
+#: bench/workload/). Self-contained, as an old revision lacks it.
 WORKER = r"""
-import json, sys
-try:
-    from bench.spec.config import RunConfig
-    from bench.spec.mnist import load_mnist
-except ImportError:
-    from bench.config import RunConfig
-    from bench.mnist import load_mnist
+import importlib, json, sys
+for pkg in ("bench.workload.", "bench.spec.", "bench."):
+    try:
+        RunConfig = importlib.import_module(pkg + "config").RunConfig
+        load_mnist = importlib.import_module(pkg + "mnist").load_mnist
+        break
+    except ImportError:
+        continue
 from bench.harness import prepare, reset, train
 data, pool = load_mnist(), {}
 for line in sys.stdin:
@@ -79,7 +80,7 @@ class ABCase:
             order = "in-order" if text.endswith("-in-order") else "shuffle"
             return cls(backend, int(size[1:]), order)
         except (IndexError, ValueError):
-            raise SystemExit(f"bench.ab: cannot read case {text!r}; write it as "
+            raise SystemExit(f"bench.tools.ab: cannot read case {text!r}; write it as "
                              "backend-cpu-B<size> or backend-cpu-B<size>-in-order, e.g. "
                              "numpy-cpu-B600-in-order.") from None
 
@@ -97,8 +98,8 @@ class Worker:
         self.proc.stdin.flush()
         line = self.proc.stdout.readline()
         if not line:
-            raise RuntimeError(f"bench.ab: a worker died running {case}; run that epoch alone "
-                               "to see its error.")
+            raise RuntimeError(f"bench.tools.ab: a worker died running {case}; run that epoch "
+                               "alone to see its error.")
         return float(json.loads(line)["seconds"])
 
     def close(self) -> None:

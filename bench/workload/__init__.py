@@ -1,3 +1,3 @@
-"""The specification layer: data, model and loss specs with their float64 references, the run
+"""The workload layer: data, model and loss specs with their float64 references, the run
 configuration, the data order and early stopping. Framework-free: the implementations build
 on it, and nothing here imports an implementation or a framework."""

@@ -11,16 +11,16 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from bench.spec.optimizers.base import Optimizer
+from bench.workload.optimizers.base import Optimizer
 
 __all__ = ["OPTIMIZERS", "Optimizer", "make_optimizer"]
 
 #: optimizer name -> "module:class".
 OPTIMIZERS: dict[str, str] = {
-    "sgd": "bench.spec.optimizers.sgd:SGD",
-    "momentum": "bench.spec.optimizers.momentum:Momentum",
-    "nesterov": "bench.spec.optimizers.momentum:Nesterov",
-    "asgd": "bench.spec.optimizers.averaged:AveragedSGD",
+    "sgd": "bench.workload.optimizers.sgd:SGD",
+    "momentum": "bench.workload.optimizers.momentum:Momentum",
+    "nesterov": "bench.workload.optimizers.momentum:Nesterov",
+    "asgd": "bench.workload.optimizers.averaged:AveragedSGD",
 }
 
 

@@ -29,8 +29,8 @@ from typing import Literal
 
 import numpy as np
 
-from bench.spec.models.base import ModelSpec, Params, log_softmax, softmax
-from bench.spec.models.base import penalty as _penalty
+from bench.workload.models.base import ModelSpec, Params, log_softmax, softmax
+from bench.workload.models.base import penalty as _penalty
 
 __all__ = [
     "N_IN",

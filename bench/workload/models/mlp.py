@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.spec.models.base import ModelSpec, Params, softmax
+from bench.workload.models.base import ModelSpec, Params, softmax
 
 __all__ = ["HIDDEN", "MLP"]
 

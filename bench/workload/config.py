@@ -7,9 +7,9 @@ import numbers
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from bench.spec.data_order import ORDERS
-from bench.spec.models import MODELS
-from bench.spec.optimizers import OPTIMIZERS
+from bench.workload.data_order import ORDERS
+from bench.workload.models import MODELS
+from bench.workload.optimizers import OPTIMIZERS
 
 __all__ = ["DTYPES", "GATHERS", "N_TRAIN", "PLACEMENTS", "VARIANTS", "ConfigError", "RunConfig",
            "placement_applies", "variant_of"]
@@ -71,8 +71,8 @@ class RunConfig:
 
     backend: str = "numpy"
     device: str | None = None          # None: the backend's natural device
-    model: str = "softmax"             # bench.spec.models.MODELS
-    optimizer: str = "sgd"             # bench.spec.optimizers.OPTIMIZERS
+    model: str = "softmax"             # bench.workload.models.MODELS
+    optimizer: str = "sgd"             # bench.workload.optimizers.OPTIMIZERS
     momentum: float = 0.9              # for optimizer "momentum" / "nesterov"
     variant: str = "minibatch"
     batch_size: int | None = None      # required for minibatch; implied by full / sgd

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.spec.optimizers.base import Optimizer
+from bench.workload.optimizers.base import Optimizer
 
 __all__ = ["SGD"]
 

@@ -1,5 +1,5 @@
 """Where a GPU epoch's time goes, for the anomalies a GPU result shows (``python -m
-bench.gpu_probe --out probe.json``; needs a CUDA device).
+bench.tools.gpu_probe --out probe.json``; needs a CUDA device).
 
 * ``copies``: one minibatch's host-to-device copy, pageable against pinned source memory, per
   framework (CuPy ``ndarray.set``, torch ``copy_(non_blocking=True)``), at 1 and 20 rows:
@@ -150,7 +150,7 @@ def _torch_copies(X: np.ndarray) -> list[dict[str, Any]]:
 
 def _streamed_steps(data: Any) -> list[dict[str, Any]]:
     """Host seconds per streamed step of the real trainers, pageable against pinned."""
-    from bench.spec.data_order import epoch_permutation
+    from bench.workload.data_order import epoch_permutation
     from impls.registry import make_trainer, unavailable_reason
 
     out = []
@@ -187,7 +187,7 @@ def _epoch_profile(data: Any) -> dict[str, str]:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from bench.spec.data_order import epoch_permutation
+    from bench.workload.data_order import epoch_permutation
     from impls.registry import make_trainer
 
     tables = {}
@@ -219,16 +219,16 @@ def _epoch_profile(data: Any) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.gpu_probe", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m bench.tools.gpu_probe", description=__doc__)
     p.add_argument("--out", required=True, help="JSON file to write")
     a = p.parse_args(argv)
     import torch
 
     if not torch.cuda.is_available():
-        print("bench.gpu_probe: no CUDA device (torch.cuda.is_available() is False); nothing "
+        print("bench.tools.gpu_probe: no CUDA device (torch.cuda.is_available() is False); nothing "
               "to probe. Run it on a machine with an NVIDIA GPU.", file=sys.stderr)
         return 2
-    from bench.spec.mnist import load_mnist
+    from bench.workload.mnist import load_mnist
     from impls.registry import unavailable_reason
 
     data = load_mnist()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.spec.optimizers.base import Optimizer, zeroed_state
+from bench.workload.optimizers.base import Optimizer, zeroed_state
 
 __all__ = ["Momentum", "Nesterov"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from bench.spec.config import RunConfig
+from bench.workload.config import RunConfig
 
 __all__ = ["PROTOCOLS", "PUBLISHED", "protocol"]
 
