@@ -1,15 +1,20 @@
-"""What a result must record about the machine: CPU, GPU, library versions, thread counts."""
+"""What a result must record about the machine: CPU, GPU, memory, library versions, thread
+counts; and the machine's id, the name of what makes its numbers differ."""
 
 from __future__ import annotations
 
+import math
 import os
 import platform
+import re
 import subprocess
+from collections.abc import Mapping
+from functools import cache
 from typing import Any
 
 import numpy as np
 
-__all__ = ["VOLATILE", "describe_machine", "split_volatile"]
+__all__ = ["VOLATILE", "describe_machine", "machine_id", "split_volatile"]
 
 #: Parts of the description that change between runs on the same machine (the source commit,
 #: the thread pools loaded so far, the OpenMP setting): kept out of pytest-benchmark's
@@ -38,15 +43,26 @@ def _versions() -> dict[str, str | None]:
     return out
 
 
-def _nvidia_smi() -> dict[str, str]:
+def _nvidia_smi() -> dict[str, Any]:
     try:
         out = subprocess.run(
             ["nvidia-smi", "--query-gpu=name,driver_version,memory.total",
              "--format=csv,noheader"], capture_output=True, text=True, timeout=10, check=True)
     except (OSError, subprocess.SubprocessError):
         return {}
-    name, driver, memory = ([*out.stdout.strip().splitlines()[0].split(", "), "", "", ""])[:3]
-    return {"gpu_name": name, "gpu_driver": driver, "gpu_memory": memory}
+    lines = out.stdout.strip().splitlines()
+    if not lines:
+        return {}
+    name, driver, memory = ([*lines[0].split(", "), "", "", ""])[:3]
+    return {"gpu_name": name, "gpu_driver": driver, "gpu_memory": memory, "gpu_count": len(lines)}
+
+
+def _memory_bytes() -> int | None:
+    """Physical memory, bytes (None where the platform does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
 
 
 def _commit() -> str | None:
@@ -61,25 +77,32 @@ def _commit() -> str | None:
     return out.stdout.strip() or None
 
 
-def describe_machine() -> dict[str, Any]:
-    """A flat description: CPU model and count, GPU, driver, CUDA, library versions, threads,
-    and the source commit."""
-    info: dict[str, Any] = {
-        "commit": _commit(),
-        "cpu_model": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "numpy": np.__version__,
-        "versions": _versions(),
-        "blas": _blas(),
-        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-    }
+@cache
+def _hardware() -> dict[str, Any]:
+    """CPU model and count, physical memory and the GPUs (nvidia-smi): what ``machine_id``
+    reads (asked once per process: py-cpuinfo takes about a second)."""
+    info: dict[str, Any] = {"cpu_model": platform.processor() or platform.machine(),
+                            "cpu_count": os.cpu_count(), "memory_bytes": _memory_bytes()}
     try:
         import cpuinfo
 
         info["cpu_model"] = cpuinfo.get_cpu_info().get("brand_raw", info["cpu_model"])
     except Exception:  # py-cpuinfo can fail on exotic machines; the platform string stays
         pass
-    info.update(_nvidia_smi())
+    return {**info, **_nvidia_smi()}
+
+
+def describe_machine() -> dict[str, Any]:
+    """A flat description: CPU model and count, memory, GPU, driver, CUDA, library versions,
+    threads, and the source commit."""
+    info: dict[str, Any] = {
+        "commit": _commit(),
+        **_hardware(),
+        "numpy": np.__version__,
+        "versions": _versions(),
+        "blas": _blas(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+    }
     try:
         import torch
 
@@ -104,3 +127,39 @@ def split_volatile(info: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]
     """``describe_machine()`` as (stable part, volatile part): see ``VOLATILE``."""
     stable = {k: v for k, v in info.items() if k not in VOLATILE}
     return stable, {k: info[k] for k in VOLATILE if k in info}
+
+
+def _slug(text: str) -> str:
+    """'Intel(R) Xeon(R) Platinum 8480+ CPU @ 2.00GHz' -> 'intel-xeon-platinum-8480'."""
+    text = re.sub(r"\((r|tm)\)|\b(cpu|processor)\b|@.*$", " ", str(text).lower())
+    return re.sub(r"[^a-z0-9]+", "-", text).strip("-") or "unknown"
+
+
+def _gib(value: Any, unit: float) -> int | None:
+    """``value`` (a number, or text such as '143771 MiB') in ``unit`` bytes, as whole GiB."""
+    found = re.match(r"\s*([0-9.]+)", str(value)) if value is not None else None
+    return math.floor(float(found.group(1)) * unit / 2**30) if found else None
+
+
+def machine_id(info: Mapping[str, Any] | None = None) -> str:
+    """The id of the machine ``info`` describes (``describe_machine()``, or the ``gdbench``
+    block of a result file's ``machine_info``): what makes its numbers differ, and nothing that
+    changes between runs on it.
+
+    ``cpu-<model>-<count>c-<memory>g`` (``cpu-amd-epyc-2c-23g``), prefixed on a GPU machine by
+    ``[<count>x-]<gpu>-<gpu memory>g-`` (``nvidia-h200-140g-intel-xeon-16c-…``); memory in whole
+    GiB (2^30 bytes). A part the description lacks (files saved before memory was recorded) is
+    left out, never guessed, so such a run's id is shorter than a new run's on the same
+    machine. Without ``info``: this machine.
+    """
+    info = _hardware() if info is None else info
+    memory = _gib(info.get("memory_bytes"), 1)
+    cpu = f"cpu-{_slug(info.get('cpu_model') or 'unknown')}-{info.get('cpu_count') or 0}c" + (
+        f"-{memory}g" if memory else "")
+    if not info.get("gpu_name"):
+        return cpu
+    count = int(info.get("gpu_count") or 1)
+    gpu_memory = _gib(info.get("gpu_memory"), 2**20)  # nvidia-smi's MiB
+    gpu = (f"{count}x-" if count > 1 else "") + _slug(info["gpu_name"]) + (
+        f"-{gpu_memory}g" if gpu_memory else "")
+    return f"{gpu}-{cpu.removeprefix('cpu-')}"

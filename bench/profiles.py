@@ -21,7 +21,8 @@ class Profile:
     ``epochs`` / ``max_steps``: the fixed budget of each epoch benchmark (fresh init each round).
     ``ttt_*``: time-to-target runs (train until the validation error <= target), scored
     ``ttt_validations_per_epoch`` times per epoch so steps-to-target is not rounded to epochs.
-    ``lr_grid``: learning rates tried per batch size in time-to-target runs (best kept).
+    Time-to-target runs train at the tuned study's best rate for their B
+    (``bench.benchmarks.bench_training.study_rate``).
     ``paired_rounds``: rounds of the epoch benchmarks a target judges against a reference timed
     before each round (``bench.targets.side_reference``); at least ``rounds``: the median of
     their per-round ratios is what a target reports.
@@ -41,7 +42,6 @@ class Profile:
     ttt_validations_per_epoch: int = 10
     target_error: float = 0.08
     learning_rate: float = 0.13
-    lr_grid: tuple[float, ...] = (0.13,)
     gpu_batch_sizes: tuple[int, ...] = (1, 20, 600, 5000, 50_000)
     transfer_batch_sizes: tuple[int, ...] = (1, 20, 600, 5000, 50_000)
     peer_batch_sizes: tuple[int, ...] = (1, 20, 600)
@@ -77,7 +77,7 @@ PROFILES = {
         name="standard", batch_sizes=FULL_GRID, epochs=2, max_steps=None, rounds=3,
         warmup_rounds=1, step_batch_sizes=(1, 20, 600, 50_000), step_rounds=20,
         ttt_batch_sizes=(10, 20, 100, 600, 5000, 50_000), ttt_max_epochs=40,
-        ttt_max_steps=100_000, lr_grid=(0.01, 0.13),
+        ttt_max_steps=100_000,
     ),
     # The GPU machine's check: every variant, placement and kernel on the card at five batch
     # sizes, short budgets; the card's floors; data parallelism over NCCL.
@@ -85,13 +85,13 @@ PROFILES = {
         name="gpu", batch_sizes=(1, 20, 600, 5000, 50_000), epochs=1, max_steps=5000,
         rounds=3, warmup_rounds=1, step_batch_sizes=(1, 20, 600, 50_000), step_rounds=10,
         ttt_batch_sizes=(20, 600), ttt_max_epochs=20, ttt_max_steps=50_000,
-        lr_grid=(0.01, 0.13), progress=False, paired_rounds=3, devices=("cuda",),
+        progress=False, paired_rounds=3, devices=("cuda",),
     ),
     "full": Profile(
         name="full", batch_sizes=FULL_GRID, epochs=5, max_steps=None, rounds=5,
         warmup_rounds=1, step_batch_sizes=FULL_GRID, step_rounds=50,
         ttt_batch_sizes=FULL_GRID, ttt_max_epochs=200, ttt_max_steps=500_000,
-        lr_grid=(0.03, 0.13, 0.5, 2.0), paired_rounds=9,
+        paired_rounds=9,
     ),
 }
 

@@ -70,6 +70,32 @@ def _resolve_storage(config: pytest.Config) -> None:
     config.option.benchmark_storage = "file://" + str(config.rootpath / path)
 
 
+def _name_storage_by_machine(config: pytest.Config) -> None:
+    """Runs are saved under ``<storage>/<machine id>/`` (``bench.machine.machine_id``), not
+    pytest-benchmark's ``Linux-CPython-3.11-64bit``, which names a platform shared by
+    different machines, so one machine's run would be compared with, and chosen over,
+    another's. pytest-benchmark offers no option or hook for the folder (ionelmc/pytest-benchmark
+    #185): its session takes it from ``pytest_benchmark.session.get_machine_id`` when its own
+    ``pytest_configure`` (trylast, after this one) creates the session and loads
+    ``--benchmark-compare``'s files, so that name answers the machine id until
+    ``pytest_unconfigure`` puts it back."""
+    import pytest_benchmark.session as benchmark_session
+
+    from bench.machine import machine_id
+
+    folder = machine_id()
+    config._gdbench_platform_id = benchmark_session.get_machine_id
+    benchmark_session.get_machine_id = lambda: folder
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    platform_id = getattr(config, "_gdbench_platform_id", None)
+    if platform_id is not None:
+        import pytest_benchmark.session as benchmark_session
+
+        benchmark_session.get_machine_id = platform_id
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     try:
@@ -77,6 +103,7 @@ def pytest_configure(config: pytest.Config) -> None:
     except ValueError as exc:
         raise pytest.UsageError(str(exc)) from None
     _resolve_storage(config)
+    _name_storage_by_machine(config)
     if config._gdbench_profile.name == "quick" and not config.getoption("benchmark_save"):
         # A smoke run: not autosaved into results/, so reports keep showing real runs.
         config.option.benchmark_autosave = False

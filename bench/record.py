@@ -1,10 +1,18 @@
-"""One benchmark point, one record: the fields every benchmark kind writes into pytest-benchmark's
-``extra_info``, declared once (name -> meaning and unit), and time per epoch defined once.
+"""One measurement, one record: the one schema of every row gdbench stores, declared once
+(field -> meaning and unit), and time per epoch defined once.
 
-Writers call ``write(benchmark, config=..., kind=..., **measured)``: the identity of the point
-comes from its ``RunConfig`` (and the trainer's chosen fast path), never assembled by hand, and
-a field that is not declared here is an error, so the readers (``bench.results``, the report)
-can rely on the names. Nothing here imports an implementation.
+Each record has a kind, the ``record`` field (``RECORDS``): a benchmark round (``epoch``,
+``step``, ``time_to_target``, ``transfer``, ``floor``, ``peer``, ``distributed``,
+``allreduce``), kept in pytest-benchmark's storage as a benchmark's ``extra_info``; or a study
+record (``context``, ``trial``, ``timing``, ``skip``, ``direct``, ``noise``), one JSON line of
+``bench.study.storage``. Both writers go through ``checked``: an unknown kind or a field not
+declared here is an error, so the one reader (``bench.analysis.load``) and the report can
+rely on the names.
+
+Benchmarks call ``write(benchmark, config=..., kind=..., **measured)``: the identity of the
+point comes from its ``RunConfig`` (and the trainer's chosen fast path), never assembled by
+hand. Files saved before this schema named the benchmark kind ``kind``: the reader maps it.
+Nothing here imports an implementation.
 """
 
 from __future__ import annotations
@@ -16,15 +24,36 @@ import numpy as np
 
 from bench.workload.config import N_TRAIN, RunConfig, placement_applies, variant_of
 
-__all__ = ["FIELDS", "NOT_APPLICABLE", "identity", "per_epoch_seconds", "write"]
+__all__ = ["FIELDS", "NOT_APPLICABLE", "RECORDS", "checked", "identity", "per_epoch_seconds",
+           "suite_of", "write"]
 
 #: The one spelling of "this does not apply here" (e.g. placement on a CPU).
 NOT_APPLICABLE = "n/a"
 
-#: Identity of a benchmark point: what was run, where.
+#: The kinds of record: kind -> (the suite that writes it, what one record is).
+RECORDS: dict[str, tuple[str, str]] = {
+    "epoch": ("benchmark", "training epochs of one configuration, timed per round"),
+    "step": ("benchmark", "optimizer steps of one configuration, timed per round"),
+    "time_to_target": ("benchmark", "training to the target validation error at the tuned "
+                                    "study's best rate for its B"),
+    "transfer": ("benchmark", "one host-device or device-device copy of training rows"),
+    "floor": ("benchmark", "a machine floor: peak product, memory bandwidth, launch, copy"),
+    "peer": ("benchmark", "an epoch of a tool users would pick instead (scikit-learn, a "
+                          "DataLoader loop)"),
+    "distributed": ("benchmark", "a data-parallel training step over world_size processes"),
+    "allreduce": ("benchmark", "all-reduces of several message sizes and their ring fit"),
+    "context": ("study", "one run of a study: its machine, commit, versions and settings"),
+    "trial": ("study", "one training run of the learning-rate search (B, rate, seed)"),
+    "timing": ("study", "time per step of one backend spec at one B"),
+    "skip": ("study", "why a backend spec (at one B, or at every B) was not timed"),
+    "direct": ("study", "a directly measured time-to-target, against its composition"),
+    "noise": ("study", "the exact gradient noise scale at one checkpoint of a run"),
+}
+
+#: Identity of a record: what was run, where.
 IDENTITY = {
-    "kind": "benchmark kind: epoch, step, time_to_target, transfer, floor, peer, distributed, "
-            "allreduce",
+    "record": "the kind of record (see RECORDS); older benchmark files call it 'kind'",
+    "dataset": "the dataset's name (mnist, ...)",
     "profile": "benchmark profile (quick, standard, gpu, full)",
     "backend": "implementation (numpy, torch, cupy, numba; a peer's name for peers)",
     "device": "cpu or cuda",
@@ -51,8 +80,10 @@ MEASURED = {
                       "dataloader",
     "side_reference_s": "median seconds per epoch of that reference",
     "side_ratio": "median over rounds of (this epoch / the reference's), dimensionless",
-    "lr_grid_time_to_target_s": "learning rate -> training seconds to the target (null: not "
-                                "reached)",
+    "lr_grid_time_to_target_s": "files before the rate came from the study: learning rate -> "
+                                "training seconds to the target (null: not reached)",
+    "lr_source": "where a time-to-target run's learning rate came from (the tuned study, and "
+                 "the B whose best rates gave it)",
     "copy": "transfer kind: pageable, pinned (host to device) or d2d",
     "rows": "training rows copied",
     "bytes": "bytes moved by one timed call: read (reads, transfers) or read + written "
@@ -93,7 +124,7 @@ MEASURED = {
     "mm_epoch_s": "seconds of an epoch's matrix products alone (best round)",
     "peer": "the peer's name (sklearn-sgdclassifier, torch-dataloader)",
     "seconds_per_epoch": "seconds per epoch of a peer (median over rounds)",
-    "learning_rate": "a peer's learning rate",
+    "learning_rate": "learning rate of the run (a peer's, a trial's)",
     "sklearn": "scikit-learn version",
     "note": "a remark on the row",
     "world_size": "processes of a data-parallel run, P",
@@ -117,6 +148,70 @@ MEASURED = {
     "fit_min_bytes": "smallest message size in the ring fit, bytes",
 }
 
+#: The study's fields (``bench.study``) that the harness's record of a run does not declare.
+STUDY = {
+    "key": "the record's file name under its kind: a hash or a readable id of what determines "
+           "its outcome",
+    "spec": "backend spec backend[:device[:kernel]] (bench.study.timing)",
+    "seed": "the run's random seed (initialisation and data order)",
+    "init": "parameter initialisation (zeros, ...)",
+    "target_error": "target validation error, fraction",
+    "max_steps": "the trial's step budget, lowered to the fewest steps found at its B",
+    "budget": "the full step budget of a trial at its B",
+    "lr_units": "the rate on the search's log lattice: lr = 10 ** (lr_units / 8)",
+    "phase": "why a trial ran: search, seeds, ...",
+    "validations_per_epoch": "validation scorings per epoch",
+    "validation_interval": "steps between validation scorings",
+    "validations": "validation scorings run",
+    "extra_config": "JSON of the RunConfig fields the study set beyond its own (model, "
+                    "optimizer, momentum)",
+    "train_s": "training seconds of a trial (compute, copies, reshuffles; no evaluation)",
+    "wall_s": "wall-clock seconds of a trial, or of a study run (context)",
+    "pid": "the process that ran a trial",
+    "grad_sq_norm": "|G|^2, the squared norm of the full training-set gradient",
+    "trace_cov": "tr S, the trace of the per-example gradient covariance",
+    "b_simple": "the simple noise scale tr S / |G|^2, examples",
+    "valid_error": "validation error at a checkpoint, fraction",
+    "threads": "threads of a timed or direct run",
+    "steps_per_run": "steps of each timed run",
+    "step_s": "training seconds per step (compute + read-back), median over timed runs",
+    "step_s_min": "fastest timed run's seconds per step",
+    "step_s_max": "slowest timed run's seconds per step",
+    "step_s_all": "seconds per step of each timed run",
+    "epoch_move_s": "seconds per epoch of the reshuffle gather, median over timed runs",
+    "epoch_move_s_all": "seconds per epoch of the reshuffle gather, each timed run",
+    "cell_budget_s": "seconds the timing phase's budget gave this (spec, B), or null",
+    "load_average": "the machine's 1-minute load average after the record was measured",
+    "reason": "why a spec was not timed, in words",
+    "error": "the exception type (or 'unusable', 'budget') behind a skip",
+    "composed_s": "time-to-target composed as S(B) x step_s + epochs x epoch_move_s, seconds",
+    "study_steps": "S(B), the steps-to-target the composition used",
+    "measured_s": "median measured time-to-target, seconds",
+    "measured_s_all": "each measured time-to-target, seconds",
+    "measured_steps_all": "steps-to-target of each direct run",
+    "composition_error": "composed / measured - 1 (the timing phase's figures)",
+    "paired_composition_error": "median over rounds of composed / measured - 1, each round "
+                                "timed right before its run",
+    "paired_composition_error_all": "each round's paired composition error",
+    "started_utc": "when a study run started, ISO 8601 UTC",
+    "finished_utc": "when a study run finished, ISO 8601 UTC",
+    "commit": "the source commit",
+    "machine_id": "the machine's id (bench.machine.machine_id)",
+    "machine_label": "the machine in words: CPU model x count, or the GPU (host ...)",
+    "machine_json": "JSON of bench.machine.describe_machine()",
+    "gpu_name": "the GPU a study timed",
+    "runner": "how the trials ran (pool, Ray, in process)",
+    "study_config": "JSON of the StudyConfig",
+    "purpose": "what a study run is for: full (the tuned study the report answers from), "
+               "small (--small, the CI's smoke study), test (run under pytest) or timing-only",
+    "load_average_start": "1-minute load average when a study run started",
+    "load_average_end": "1-minute load average when a study run ended",
+    "timing_only": "a study run of the timing phase only",
+    "timing_wall_s": "wall-clock seconds of a timing-only run's timing phase",
+    "steps_from": "the study whose S(B) a timing-only study is composed with",
+    "steps_from_steps": "JSON {B: S(B)} of that study, as it was when timed",
+}
+
 
 @cache
 def _run_fields() -> dict[str, str]:
@@ -138,7 +233,28 @@ def _run_fields() -> dict[str, str]:
     return out
 
 
-FIELDS: dict[str, str] = {**IDENTITY, **MEASURED}
+FIELDS: dict[str, str] = {**IDENTITY, **MEASURED, **STUDY}
+
+
+def suite_of(kind: str) -> str:
+    """'benchmark' or 'study': where records of ``kind`` are kept."""
+    return RECORDS[kind][0]
+
+
+def checked(kind: str, fields: dict[str, Any], where: str = "bench.record") -> dict[str, Any]:
+    """``fields`` as a record of ``kind`` (its ``record`` field set): a KeyError names an
+    unknown kind, a ``record`` field that disagrees, or undeclared fields."""
+    if kind not in RECORDS:
+        raise KeyError(f"{where}: unknown record kind {kind!r}; the kinds are "
+                       f"{sorted(RECORDS)} (declare a new one in bench.record.RECORDS).")
+    if fields.get("record", kind) != kind:
+        raise KeyError(f"{where}: a {kind!r} record says record={fields['record']!r}.")
+    unknown = set(fields) - set(FIELDS) - set(_run_fields())
+    if unknown:
+        raise KeyError(f"{where}: undeclared field(s) {sorted(unknown)} in a {kind!r} record; "
+                       "declare them in bench.record (MEASURED, STUDY) with their meaning "
+                       "and unit.")
+    return {"record": kind, **fields}
 
 
 def identity(kind: str, profile: str, config: RunConfig, fast_path: str | None = None,
@@ -148,7 +264,7 @@ def identity(kind: str, profile: str, config: RunConfig, fast_path: str | None =
         config.batch_size if config.variant == "minibatch" else
         {"sgd": 1}.get(config.variant, N_TRAIN))
     where = placement_applies(config.device)
-    return {"kind": kind, "profile": profile, "backend": config.backend,
+    return {"record": kind, "profile": profile, "backend": config.backend,
             "device": config.device or "cpu", "model": config.model,
             "optimizer": config.optimizer, "batch_size": B, "variant": variant_of(B),
             "placement": config.placement if where else NOT_APPLICABLE,
@@ -163,14 +279,10 @@ def write(benchmark: Any, *, kind: str, profile: str, config: RunConfig | None =
     the measurements, each a declared field."""
     batch_size = measured.pop("batch_size", None)
     record = identity(kind, profile, config, fast_path, batch_size) if config else {
-        "kind": kind, "profile": profile}
+        "profile": profile}
     if config is None and batch_size is not None:
         record["batch_size"] = batch_size
-    unknown = set(measured) - set(FIELDS) - set(_run_fields())
-    if unknown:
-        raise KeyError(f"bench.record.write: undeclared field(s) {sorted(unknown)}; declare "
-                       "them in bench.record.MEASURED with their meaning and unit.")
-    record.update(measured)
+    record = checked(kind, {**record, **measured}, "bench.record.write")
     benchmark.extra_info.update(record)
     return record
 

@@ -1,17 +1,31 @@
-"""Read pytest-benchmark result files into one tidy pandas DataFrame, and pick which files a
-report is made from.
+"""The one reader of gdbench's records: benchmark runs (pytest-benchmark JSON) and studies
+(JSON Lines of ``bench.store``) into one tidy pandas DataFrame, and which of them a report is
+made from.
 
-One row per benchmark run; columns: the file and its context (datetime, commit, machine,
-profile, whether the run was complete, the machine load), the benchmark's name, group and
-timing statistics (``stat_*``, seconds), its noise (``rel_iqr``: interquartile range over
-median; ``noisy``: above ``NOISY_REL_IQR``), and every ``extra_info`` field (per-epoch curves
-stay as lists). Malformed or foreign JSON files, dangling links and benchmark entries without a
-usable ``extra_info`` are skipped with a warning naming the file.
+``load_records(folder)`` gives one row per record of ``bench.record``'s schema, whatever wrote
+it, with ``suite`` ('benchmark' or 'study'), ``record`` (its kind) and ``machine_id``
+(``bench.machine.machine_id``) on every row. ``load_results`` and ``load_study`` are its two
+halves, with the columns the report reads:
+
+- benchmark rows: the file and its context (datetime, commit, ``machine_*``, profile, whether
+  the run was complete, the machine load), the benchmark's name, group and timing statistics
+  (``stat_*``, seconds), its noise (``rel_iqr``: interquartile range over median; ``noisy``:
+  above ``NOISY_REL_IQR``), and every ``extra_info`` field (per-epoch curves stay as lists);
+  ``kind`` repeats ``record`` (files saved before the one schema have only ``kind``). Malformed
+  or foreign JSON files, dangling links and benchmark entries without a usable ``extra_info``
+  are skipped with a warning naming the file.
+- study rows: ``study`` (its folder name), ``record`` ('context', 'trial', 'timing', 'skip',
+  'direct', 'noise') and the fields of each kind (timing records always have ``device`` and
+  ``kernel``: 'cpu' and 'eager' where a study stored before them has none); every row also
+  carries ``machine`` (the CPU model and count, or the GPU), ``machine_id``, ``commit`` and
+  ``purpose`` (``study_purpose``) from its study's newest context record.
 
 Which runs are complete: files saved since runs were marked carry a top-level ``gdbench`` block
 (``bench.pytest_plugin``) with ``complete``; older files carry none, and count as complete only
 when every benchmark has gdbench's ``extra_info`` and the file is not a journal
-(``partial/``). ``select_runs`` picks, per machine, the newest complete run.
+(``partial/``). ``select_runs`` picks, per machine id, the newest complete run;
+``select_studies`` keeps the studies a report may answer from (full ones, and timing-only ones
+composed with them) and says which it passed over and why.
 """
 
 from __future__ import annotations
@@ -27,11 +41,14 @@ from typing import Any
 
 import pandas as pd
 
-from bench.record import per_epoch_seconds
+from bench.machine import machine_id
+from bench.record import RECORDS, per_epoch_seconds
+from bench.store import RecordStore
 
-__all__ = ["NOISY_REL_IQR", "RunInfo", "epoch_seconds", "find_result_files", "load_results",
-           "newest_result_file", "per_epoch_seconds", "rows_from_benchmarks", "run_info",
-           "select_runs"]
+__all__ = ["NOISY_REL_IQR", "STUDY_ROOT", "RunInfo", "epoch_seconds", "find_result_files",
+           "find_studies", "load_records", "load_results", "load_study", "newest_result_file",
+           "per_epoch_seconds", "rows_from_benchmarks", "run_info", "select_runs",
+           "select_studies", "study_purpose"]
 
 _STATS = ("min", "max", "mean", "stddev", "median", "iqr", "q1", "q3", "rounds", "iterations",
           "ops")
@@ -44,6 +61,12 @@ NOISY_REL_IQR = 0.5
 
 #: The journal folder of unfinished runs (``bench.pytest_plugin``): never a machine.
 PARTIAL = "partial"
+
+#: Where ``bench.study`` stores its studies by default, one folder each.
+STUDY_ROOT = Path("results") / "study"
+
+#: The study's record kinds (``bench.record.RECORDS``): the folders of a study.
+_STUDY_KINDS = frozenset(k for k, (suite, _) in RECORDS.items() if suite == "study")
 
 
 def find_result_files(folder: str | os.PathLike = "results") -> list[Path]:
@@ -91,11 +114,13 @@ class RunInfo:
     """What a result file says about its run: profile, commit, and whether it is complete.
 
     ``complete`` is True, False, or None for an older file that predates the marking and
-    otherwise looks whole; ``why`` names what makes it partial.
+    otherwise looks whole; ``why`` names what makes it partial. ``machine`` is the machine id
+    of its ``machine_info``, ``folder`` the storage folder it was found in.
     """
 
     path: Path
     machine: str
+    folder: str
     datetime: str
     profile: str | None
     commit: str | None
@@ -133,7 +158,8 @@ def run_info(path: Path, doc: dict[str, Any]) -> RunInfo:
         complete: bool | None = bool(g["complete"]) and not why
     else:
         no_info = sum(not isinstance(b, dict) or not isinstance(b.get("extra_info"), dict)
-                      or "kind" not in b["extra_info"] for b in doc["benchmarks"])
+                      or not {"record", "kind"} & set(b["extra_info"])
+                      for b in doc["benchmarks"])
         if no_info:
             why.append(f"{no_info} benchmarks without gdbench's extra_info (a cut-short or "
                        "foreign run)")
@@ -145,7 +171,7 @@ def run_info(path: Path, doc: dict[str, Any]) -> RunInfo:
     # the load before the run: the one after it counts the run's own threads
     loaded = bool(load.get("loaded")) if load else (
         bool(load_after.get("loaded")) if load_after else None)
-    return RunInfo(path=Path(path), machine=Path(path).parent.name,
+    return RunInfo(path=Path(path), machine=_machine_of(mi), folder=Path(path).parent.name,
                    datetime=str(doc.get("datetime", "")),
                    profile=g.get("profile") or mi.get("gdbench_profile"), commit=commit,
                    dirty=bool(ci.get("dirty")), complete=complete, why=tuple(why),
@@ -154,17 +180,19 @@ def run_info(path: Path, doc: dict[str, Any]) -> RunInfo:
 
 def select_runs(folder: str | os.PathLike = "results",
                 profile: str | None = None) -> tuple[list[Path], list[str]]:
-    """Per machine folder, the newest complete run (of ``profile`` when given).
+    """Per machine id (of each file's ``machine_info``, wherever the file lies), the newest
+    complete run (of ``profile`` when given).
 
     Returns the chosen files and one line per file passed over, saying why.
     """
-    by_machine: dict[Path, list[RunInfo]] = {}
+    by_machine: dict[str, list[RunInfo]] = {}
     for path in find_result_files(folder):
         if PARTIAL in path.relative_to(folder).parts:
             continue
         doc = _read(path, warn=False)
         if doc is not None:
-            by_machine.setdefault(path.parent, []).append(run_info(path, doc))
+            info = run_info(path, doc)
+            by_machine.setdefault(info.machine, []).append(info)
     chosen, passed_over = [], []
     for _, runs in sorted(by_machine.items()):
         runs = sorted(runs, key=lambda r: r.datetime, reverse=True)
@@ -182,10 +210,26 @@ def select_runs(folder: str | os.PathLike = "results",
     return chosen, passed_over
 
 
+def _hardware(machine_info: dict[str, Any]) -> dict[str, Any]:
+    """What ``bench.machine.machine_id`` reads, from a result file's ``machine_info`` (older
+    files: pytest-benchmark's own ``cpu`` block where gdbench's lacks the CPU)."""
+    g = machine_info.get("gdbench") if isinstance(machine_info.get("gdbench"), dict) else {}
+    cpu = machine_info.get("cpu") if isinstance(machine_info.get("cpu"), dict) else {}
+    return {"cpu_model": g.get("cpu_model") or cpu.get("brand_raw"),
+            "cpu_count": g.get("cpu_count") or cpu.get("count"),
+            **{k: g.get(k) for k in ("memory_bytes", "gpu_name", "gpu_memory", "gpu_count")}}
+
+
+def _machine_of(machine_info: dict[str, Any]) -> str:
+    return machine_id(_hardware(machine_info))
+
+
 def _machine_columns(machine_info: dict[str, Any]) -> dict[str, Any]:
     g = machine_info.get("gdbench") or {}
     cpu = machine_info.get("cpu") or {}
     return {
+        "machine_id": _machine_of(machine_info),
+        "machine_memory_bytes": g.get("memory_bytes"),
         "machine_node": machine_info.get("node"),
         "machine_cpu": g.get("cpu_model") or cpu.get("brand_raw"),
         "machine_cpu_count": g.get("cpu_count") or cpu.get("count"),
@@ -198,7 +242,8 @@ def _machine_columns(machine_info: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_results(paths: Iterable[str | os.PathLike] | str | os.PathLike) -> pd.DataFrame:
-    """One row per benchmark from result files, or every file under a folder."""
+    """One row per benchmark from result files, or every file under a folder (the benchmark
+    half of ``load_records``)."""
     if isinstance(paths, (str, os.PathLike)):
         p = Path(paths)
         paths = find_result_files(p) if p.is_dir() else [p]
@@ -249,6 +294,8 @@ def _rows(benchmarks: list, context: dict[str, Any], where: str) -> list[dict[st
         # per-round times: only in files saved with --benchmark-save-data
         row["stat_data"] = stats.get("data") if isinstance(stats.get("data"), list) else None
         row.update(bench.get("extra_info") or {})
+        kind = row.get("record", row.get("kind"))  # files before the one schema: 'kind'
+        row.update(suite="benchmark", record=kind, kind=kind)
         rows.append(row)
     return rows
 
@@ -275,3 +322,87 @@ def epoch_seconds(rows: pd.DataFrame, evaluation: bool = True) -> pd.Series:
         once = once + col("median_eval_s") + col("median_other_s")
     fraction = rows["steps"].astype(float) / rows["batches_per_epoch"].astype(float)
     return per_epoch_seconds(per_step, once, fraction, rows["epochs"].astype(float))
+
+
+# ---------------------------------------------------------------------------------- studies
+
+
+def find_studies(root: str | os.PathLike = STUDY_ROOT) -> list[Path]:
+    """The study folders directly under ``root`` (each holding ``<kind>/<key>.jsonl``
+    records), sorted by name."""
+    root = Path(root)
+    return sorted(p for p in root.glob("*") if p.is_dir() and any(
+        (p / kind).is_dir() and any((p / kind).glob("*.jsonl")) for kind in _STUDY_KINDS))
+
+
+def study_purpose(context: dict[str, Any]) -> str:
+    """What a study run is for (its context's ``purpose``): ``full``, ``small``, ``test`` or
+    ``timing-only``. Contexts stored before the purpose was recorded: ``timing-only`` when
+    they say so, ``small`` when the rates came from a fixed lattice (``StudyConfig.grid``, the
+    ``--small`` study) instead of the search, else ``full``."""
+    if context.get("purpose"):
+        return str(context["purpose"])
+    if context.get("timing_only"):
+        return "timing-only"
+    settings = context.get("study_config")
+    settings = json.loads(settings) if isinstance(settings, str) and settings else {}
+    return "small" if settings.get("grid") is not None else "full"
+
+
+def _study_rows(folder: Path) -> list[dict[str, Any]]:
+    recs = [{"study": folder.name, **r} for r in RecordStore(folder).records()]
+    contexts = sorted((r for r in recs if r["record"] == "context"),
+                      key=lambda r: str(r.get("started_utc", "")))
+    ctx = contexts[-1] if contexts else {}
+    described = ctx.get("machine_json")
+    shared = {"suite": "study", "machine": ctx.get("machine_label"),
+              "machine_id": ctx.get("machine_id") or (
+                  machine_id(json.loads(described)) if described else None),
+              "commit": ctx.get("commit"), "purpose": study_purpose(ctx) if ctx else None}
+    for r in recs:
+        if r["record"] == "timing":  # stored before timings named their device and kernel
+            r.setdefault("device", "cpu")
+            r.setdefault("kernel", "eager")
+        for k, v in shared.items():
+            r.setdefault(k, v)
+    return recs
+
+
+def load_study(root: str | os.PathLike = STUDY_ROOT) -> pd.DataFrame:
+    """Every study under ``root`` as one tidy DataFrame (the study half of ``load_records``;
+    see the module's docstring). Empty (no columns) when there is no study."""
+    return pd.DataFrame([r for folder in find_studies(root) for r in _study_rows(folder)])
+
+
+def select_studies(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """The study rows a report answers from: full studies, and timing-only ones (time per step
+    on another machine, composed with a full study's S(B)); smoke (``small``) and test studies
+    are passed over. Returns the kept rows and one line per study passed over, saying why."""
+    if df.empty or "purpose" not in df:
+        return df, []
+    why = {"small": "a --small smoke study (a fixed three-rate lattice, one seed): not tuned",
+           "test": "written by a test run"}
+    keep = df["purpose"].isin(["full", "timing-only"])
+    passed = df.loc[~keep, ["study", "purpose"]].drop_duplicates()
+    return df[keep], [f"study {r.study}: passed over ({why.get(r.purpose, r.purpose)})."
+                      for r in passed.itertuples()]
+
+
+def load_records(*sources: str | os.PathLike) -> pd.DataFrame:
+    """Every record under the folders (or in the files) ``sources`` -- benchmark runs and
+    studies alike -- as one tidy DataFrame: one row per record, ``suite``, ``record`` and
+    ``machine_id`` on every row (see the module's docstring for the rest). A folder's studies
+    are its study folders and those of its ``study/`` (the layout of ``results/``)."""
+    files: list[Path] = []
+    studies: list[Path] = []
+    for source in sources or ("results",):
+        p = Path(source)
+        if p.is_dir():
+            files += find_result_files(p)
+            studies += find_studies(p) + find_studies(p / STUDY_ROOT.name)
+        else:
+            files.append(p)
+    frames = [load_results(files) if files else pd.DataFrame(),
+              pd.DataFrame([r for folder in studies for r in _study_rows(folder)])]
+    return pd.concat([f for f in frames if not f.empty] or [pd.DataFrame()],
+                     ignore_index=True)

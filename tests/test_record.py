@@ -69,3 +69,68 @@ def test_ab_cases_read_like_benchmark_ids(tmp_path):
         ABCase.parse("torch-cuda-B20")
     tree = export("HEAD", tmp_path)
     assert (tree / "bench" / "harness.py").is_file() and not (tree / ".git").exists()
+
+
+#: One record of each kind, with fields as its writer sets them.
+_EXAMPLES = {
+    "epoch": {"batch_size": 600, "seconds_per_step": 1e-4, "steps": 83},
+    "step": {"batch_size": 1, "seconds_per_step": 3e-6, "steps_per_round": 1000},
+    "time_to_target": {"batch_size": 20, "lr_grid_time_to_target_s": {"0.1": 1.5}},
+    "transfer": {"copy": "pinned", "rows": 600, "bytes": 1881600, "event_median_s": 1e-4},
+    "floor": {"floor": "peak_matmul", "flop": 2e9, "gflop_per_s": 151.0},
+    "peer": {"peer": "sklearn-sgdclassifier", "seconds_per_epoch": 0.9},
+    "distributed": {"world_size": 2, "allreduce_s_per_step": 1e-4, "allreduce_share": 0.3},
+    "allreduce": {"message_bytes": [8, 1024], "seconds": [1e-5, 2e-5], "alpha_s": 5e-6},
+    "context": {"started_utc": "2026-12-05T08:00:00+00:00", "machine_id": "cpu-amd-epyc-2c-23g",
+                "purpose": "full", "study_config": "{}"},
+    "trial": {"key": "abc", "batch_size": 16, "lr_units": -4, "seed": 1, "status": "reached",
+              "steps_to_target": 900, "b_simple": 310.0},
+    "timing": {"key": "numpy_B16", "spec": "numpy", "batch_size": 16, "step_s": 2e-5,
+               "step_s_all": [2e-5, 2.1e-5], "epoch_move_s": 0.03},
+    "skip": {"key": "cupy_B256", "spec": "cupy:cuda:fused", "reason": "no GPU",
+             "error": "unusable"},
+    "direct": {"key": "numpy_B16_d", "composed_s": 1.2, "measured_s": 1.3,
+               "paired_composition_error": -0.05},
+    "noise": {"key": "B16_n", "steps": 100, "valid_error": 0.1, "trace_cov": 5.0,
+              "grad_sq_norm": 0.02},
+}
+
+
+def test_every_kind_of_record_round_trips_through_its_store_and_the_one_loader(tmp_path):
+    """Each kind of RECORDS written as its suite writes it (a benchmark's extra_info saved by
+    pytest-benchmark; a study line through bench.store) reads back as one row of one frame,
+    every field intact; an unknown kind or field is refused where it is written."""
+    import json
+
+    from bench.results import load_records
+    from bench.store import RecordStore
+
+    assert set(_EXAMPLES) == set(record.RECORDS)
+    benchmarks, study = [], RecordStore(tmp_path / "study" / "s")
+    for kind, fields in _EXAMPLES.items():
+        if record.suite_of(kind) == "benchmark":
+            bench = SimpleNamespace(extra_info={})
+            record.write(bench, kind=kind, profile="quick", **fields)
+            benchmarks.append({"name": kind, "fullname": kind, "group": None,
+                               "stats": {"median": 1.0, "rounds": 1},
+                               "extra_info": bench.extra_info})
+        else:
+            study.put(kind, fields.get("key", "k"), [fields])
+    (tmp_path / "cpu-x-2c").mkdir()
+    (tmp_path / "cpu-x-2c" / "0001_x.json").write_text(json.dumps({
+        "machine_info": {"gdbench": {"cpu_model": "X", "cpu_count": 2}},
+        "commit_info": {"id": "abc"}, "datetime": "2026-12-05T08:00:00",
+        "benchmarks": benchmarks}))
+    df = load_records(tmp_path)
+    assert sorted(df["record"]) == sorted(record.RECORDS)
+    for kind, fields in _EXAMPLES.items():
+        row = df[df["record"] == kind].iloc[0]
+        assert row["suite"] == record.suite_of(kind)
+        assert {k: row[k] for k in fields} == fields, kind
+    with pytest.raises(KeyError, match=r"unknown record kind 'epochs'"):
+        study.put("epochs", "k", [{}])
+    with pytest.raises(KeyError, match=r"undeclared field.*'steps_per_fortnight'.*'trial'"):
+        study.put("trial", "k", [{"steps_per_fortnight": 1}])
+    with pytest.raises(KeyError, match=r"says record='trial'"):
+        study.put("noise", "k", [{"record": "trial"}])
+    assert not (tmp_path / "study" / "s" / "trial" / "k.jsonl").exists()

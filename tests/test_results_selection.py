@@ -1,5 +1,7 @@
-"""Which result files a report is made from: complete runs only by default, partial ones named;
-and result files that are not what they should be are skipped with a warning naming them."""
+"""Which result files a report is made from: per machine id the newest complete run, partial
+ones named; full studies only, smoke and test studies named; result files that are not what
+they should be are skipped with a warning naming them. One loader reads benchmark runs and
+studies, old and new, into one DataFrame."""
 
 from __future__ import annotations
 
@@ -9,11 +11,21 @@ from pathlib import Path
 
 import pytest
 
-from bench.results import NOISY_REL_IQR, load_results, run_info, select_runs
+from bench.results import (
+    NOISY_REL_IQR,
+    load_records,
+    load_results,
+    load_study,
+    run_info,
+    select_runs,
+    select_studies,
+)
+from bench.store import RecordStore
 
 ROOT = Path(__file__).resolve().parents[1]
-CPU = ROOT / "results" / "Linux-CPython-3.11-64bit"
-H200 = ROOT / "results" / "nvidia-h200" / "0002_a842f60_20261127_gpu-profile.json"
+CPU = ROOT / "results" / "cpu-amd-epyc-2c"
+H200 = (ROOT / "results" / "nvidia-h200-140g-intel-xeon-16c"
+        / "0002_a842f60_20261127_gpu-profile.json")
 
 
 def _bench(name="test_epoch[numpy-cpu-B600]", median=0.5, iqr=0.05, extra=True):
@@ -25,8 +37,8 @@ def _bench(name="test_epoch[numpy-cpu-B600]", median=0.5, iqr=0.05, extra=True):
     return b
 
 
-def _doc(when, benchmarks=None, gdbench=None, commit="abc1234"):
-    doc = {"machine_info": {"node": "n", "gdbench": {"cpu_model": "X", "cpu_count": 2}},
+def _doc(when, benchmarks=None, gdbench=None, commit="abc1234", cpu="X"):
+    doc = {"machine_info": {"node": "n", "gdbench": {"cpu_model": cpu, "cpu_count": 2}},
            "commit_info": {"id": commit, "dirty": False}, "datetime": when,
            "benchmarks": benchmarks if benchmarks is not None else [_bench()]}
     if gdbench is not None:
@@ -64,8 +76,12 @@ def test_the_newest_complete_run_is_chosen_and_the_others_are_named(tmp_path):
 
 def test_the_committed_results_still_load_and_say_what_they_are():
     chosen, _ = select_runs(ROOT / "results")
-    assert [p.parent.name for p in chosen] == ["Linux-CPython-3.11-64bit", "nvidia-h200"]
+    # each file lies in its machine's folder: the id of its own machine_info
+    assert [p.parent.name for p in chosen] == ["cpu-amd-epyc-2c",
+                                               "nvidia-h200-140g-intel-xeon-16c"]
     assert chosen[1] == H200
+    for path in (ROOT / "results").glob("*/*.json"):
+        assert run_info(path, json.loads(path.read_text())).machine == path.parent.name
     # the CPU choice: the newest complete standard run (the files name their counter first)
     newest = max((p for p in CPU.glob("*.json")
                   if run_info(p, json.loads(p.read_text())).complete is not False),
@@ -78,6 +94,77 @@ def test_the_committed_results_still_load_and_say_what_they_are():
     df = load_results(chosen)
     assert {"rel_iqr", "noisy", "run_status", "machine_profile"} <= set(df)
     assert set(df["machine_profile"]) == {"standard", "gpu"}
+    # saved before the one schema: the benchmark kind was 'kind'; both columns now
+    assert (df["record"] == df["kind"]).all() and set(df["suite"]) == {"benchmark"}
+
+
+def test_runs_of_two_machines_in_one_folder_are_chosen_one_each(tmp_path):
+    """A folder name is not a machine: files of two CPUs under pytest-benchmark's platform
+    folder are two machines, each with its newest complete run."""
+    m = tmp_path / "Linux-CPython-3.11-64bit"
+    done = {"profile": "standard", "complete": True, "incomplete_because": []}
+    epyc = _write(m, "0001.json", _doc("2026-01-01T00:00:00", gdbench=done, cpu="AMD EPYC"))
+    xeon = _write(m, "0002.json", _doc("2026-01-02T00:00:00", gdbench=done,
+                                       cpu="Intel(R) Xeon(R) Platinum 8480+ CPU @ 2.00GHz"))
+    chosen, passed_over = select_runs(tmp_path)
+    assert sorted(chosen) == [epyc, xeon] and passed_over == []
+    ids = set(load_results(tmp_path)["machine_id"])
+    assert ids == {"cpu-amd-epyc-2c", "cpu-intel-xeon-platinum-8480-2c"}
+
+
+def _study(root: Path, name: str, purpose: str | None, grid=None) -> RecordStore:
+    store = RecordStore(root / name)
+    ctx = {"started_utc": "2026-01-01T00:00:00", "commit": "abc1234",
+           "machine_label": "AMD EPYC x2", "study_config": json.dumps({"grid": grid}),
+           "machine_json": json.dumps({"cpu_model": "AMD EPYC", "cpu_count": 2,
+                                       "memory_bytes": 23.5 * 2**30})}
+    if purpose is not None:
+        ctx["purpose"] = purpose
+    store.put("context", "2026-01-01T00-00-00", [ctx])
+    store.put("trial", "t1", [{"batch_size": 16, "learning_rate": 0.1, "seed": 1,
+                               "status": "reached", "steps_to_target": 900, "steps": 900}])
+    return store
+
+
+def test_smoke_and_test_studies_are_passed_over_with_the_reason(tmp_path):
+    _study(tmp_path, "tuned", "full")
+    _study(tmp_path, "ci-small", "small")
+    _study(tmp_path, "in-a-test", "test")
+    _study(tmp_path, "old-small", None, grid=[-4, 0, 4])   # stored before 'purpose'
+    _study(tmp_path, "old-tuned", None)
+    df = load_study(tmp_path)
+    kept, passed_over = select_studies(df)
+    assert set(kept["study"]) == {"tuned", "old-tuned"}
+    text = "\n".join(passed_over)
+    assert "study ci-small: passed over (a --small smoke study" in text
+    assert "study old-small: passed over (a --small smoke study" in text
+    assert "study in-a-test: passed over (written by a test run)" in text
+    assert set(df["machine_id"]) == {"cpu-amd-epyc-2c-23g"}
+
+
+def test_one_loader_reads_a_folder_of_benchmark_runs_and_studies(tmp_path):
+    """Benchmark JSON (old 'kind' and new 'record'), a study, and the committed study: one
+    frame, one 'record' column, 'suite' and 'machine_id' on every row."""
+    new = _bench("test_step[numpy-cpu-B1]")
+    new["extra_info"] = {"record": "step", "batch_size": 1}
+    _write(tmp_path / "cpu-x-2c", "0001.json", _doc("2026-01-01T00:00:00",
+                                                    benchmarks=[_bench(), new]))
+    _study(tmp_path / "study", "tuned", "full")
+    df = load_records(tmp_path)
+    assert df.groupby(["suite", "record"]).size().to_dict() == {
+        ("benchmark", "epoch"): 1, ("benchmark", "step"): 1, ("study", "context"): 1,
+        ("study", "trial"): 1}
+    assert df["machine_id"].notna().all()
+    bench = df[df["suite"] == "benchmark"]
+    assert (bench["kind"] == bench["record"]).all()
+    committed = load_records(ROOT / "results")
+    assert {"trial", "timing", "direct", "noise", "context", "epoch", "floor"} <= set(
+        committed["record"])
+    timing = committed[committed["record"] == "timing"]
+    assert set(timing["device"]) == {"cpu"} and set(timing["kernel"]) == {"eager"}
+    studies = committed[committed["suite"] == "study"]
+    assert set(studies["purpose"]) == {"full"} and set(studies["machine_id"]) == {
+        "cpu-amd-epyc-2c"}
 
 
 def test_noise_columns():

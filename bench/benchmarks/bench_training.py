@@ -2,24 +2,31 @@
 
 Each benchmark trains from a fresh initialisation (untimed ``setup``) under pytest-benchmark's
 pedantic mode, with warm-up rounds; ``extra_info`` carries every measurement the report needs.
+Time to target trains at the tuned study's best learning rate for its B (``study_rate``): the
+learning-rate search is defined once, in ``bench.study``.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import time
 from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
+import pandas as pd
+import pytest
 
 from bench import record
 from bench.benchmarks.conftest import skip_unusable
 from bench.floors import products_only_epoch
 from bench.harness import RunResult, reset, summarize_rounds, train
 from bench.peers import dataloader_epoch, sklearn_epoch
+from bench.results import STUDY_ROOT, load_study, select_studies
 from bench.targets import paired_ratio, side_reference
+from bench.workload.config import N_TRAIN, RunConfig
 
 
 def _record(benchmark, trainer, profile, kind: str, results: list[RunResult],
@@ -137,29 +144,71 @@ def test_step(benchmark, step_case, profile, trainer_pool):
     assert math.isfinite(trainer.read_cost())
 
 
-def test_time_to_target(benchmark, ttt_case, profile, trainer_pool):
-    """Train (lr from ``profile.lr_grid``, best kept) until validation error <= the target."""
+#: The RunConfig fields a study's trials share with the time-to-target run that uses its rates.
+_SAME_RUN = ("model", "optimizer", "momentum", "dtype", "order", "init")
+
+
+def study_rate(studies: pd.DataFrame, config: RunConfig) -> tuple[float, str]:
+    """The learning rate of a time-to-target run of ``config`` and where it came from.
+
+    The best rate per B is defined once, by the study's search (``bench.study.search``; the
+    rate of the fewest steps to the target, ``bench.study.summary.per_batch_size``), in a
+    tuned study of the same model, optimizer, dtype, data order, initialisation and target.
+    Steps-to-target does not depend on the machine, so neither does the rate. At a B the study
+    did not search, the best rate of the largest study B below it (the best rate grows with
+    B, so it errs to the stable side; interpolating between neighbours would carry a noisy
+    optimum at the stability edge, e.g. 10 at B = 1024 between 1.3 and 3.2, into B = 600).
+    A LookupError says why there is none (no such study, or B below its smallest B).
+    """
+    from bench.study.summary import per_batch_size
+
+    trials = studies[studies["record"] == "trial"] if "record" in studies else studies[:0]
+    want = {k: getattr(config, k) for k in _SAME_RUN}
+
+    def same(row: pd.Series) -> bool:
+        ran = RunConfig(learning_rate=0.1, batch_size=2, dtype=row["dtype"], order=row["order"],
+                        init=row["init"], **json.loads(row["extra_config"] or "{}"))
+        return ({k: getattr(ran, k) for k in _SAME_RUN} == want
+                and math.isclose(row["target_error"], config.target_error))
+
+    if len(trials):
+        trials = trials[trials.apply(same, axis=1)]
+    B = config.effective_batch_size(N_TRAIN)
+    for study, rows in trials.groupby("study"):
+        best = per_batch_size(rows).dropna(subset=["best_lr"])
+        below = best[best["batch_size"] <= B].sort_values("batch_size")
+        if len(below):
+            at = below.iloc[-1]
+            return float(at["best_lr"]), f"study {study}: best rate at B={int(at['batch_size'])}"
+    raise LookupError(
+        f"no tuned study of {', '.join(f'{k}={v}' for k, v in want.items())}, target "
+        f"{config.target_error:g} covers B={B} under {STUDY_ROOT}: time to target trains at "
+        "the study's best rate; run `python -m bench.study` with that model and optimizer "
+        "first.")
+
+
+@pytest.fixture(scope="module")
+def tuned_studies(request: pytest.FixtureRequest) -> pd.DataFrame:
+    """The tuned studies of the project's ``results/study`` (smoke and test studies left out)."""
+    return select_studies(load_study(request.config.rootpath / STUDY_ROOT))[0]
+
+
+def test_time_to_target(benchmark, ttt_case, profile, trainer_pool, tuned_studies):
+    """Train at the tuned study's best rate for this B (``study_rate``) until the validation
+    error <= the target."""
     skip_unusable(ttt_case)
     base = ttt_case.config(max_epochs=profile.ttt_max_epochs, max_steps=profile.ttt_max_steps,
                            target_error=profile.target_error,
                            validations_per_epoch=profile.ttt_validations_per_epoch)
-    grid = {}
-    if len(profile.lr_grid) > 1:
-        for lr in profile.lr_grid:
-            config = replace(base, learning_rate=lr)
-            trainer, upload_s = trainer_pool.get(config)
-            r = train(trainer, config, upload_s)
-            grid[lr] = r.time_to_target_s if r.target_reached else math.inf
-        best_lr = min(grid, key=grid.get)
-    else:
-        best_lr = profile.lr_grid[0]
-    config = replace(base, learning_rate=best_lr)
+    try:
+        lr, source = study_rate(tuned_studies, base)
+    except LookupError as exc:
+        pytest.skip(str(exc))
+    config = replace(base, learning_rate=lr)
     trainer, upload_s = trainer_pool.get(config)
     results: list[RunResult] = []
     benchmark.group = "time to target"
     benchmark.pedantic(lambda: results.append(train(trainer, config, upload_s)),
                        setup=lambda: reset(trainer, config), rounds=1, iterations=1)
-    last = _record(benchmark, trainer, profile, "time_to_target", results,
-                   lr_grid_time_to_target_s={str(k): (None if math.isinf(v) else v)
-                                             for k, v in grid.items()})
+    last = _record(benchmark, trainer, profile, "time_to_target", results, lr_source=source)
     assert last.target_reached is not None

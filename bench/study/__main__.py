@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.small:
         kw = {"batch_sizes": (32, 256, 2048), "seeds": a.seeds[:1], "grid": (-4, 0, 4),
               "validations_per_prior": 20, "timing_repeats": 1, "timing_examples": 20_000,
-              "direct_top": 1, "direct_repeats": 1, "noise_batch_sizes": ()}
+              "direct_top": 1, "direct_repeats": 1, "noise_batch_sizes": (), "purpose": "small"}
     else:
         kw = {"batch_sizes": a.batch_sizes, "seeds": a.seeds, "timing_repeats": a.timing_repeats}
     max_s = a.max_seconds if a.max_seconds is not None or not a.timing_only \

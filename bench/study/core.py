@@ -81,8 +81,12 @@ class StudyConfig:
     noise_points: int = 24              # geometric checkpoints up to 1.5 x steps-to-target
     noise_dense: int = 11               # even checkpoints over 0.5-1.5 x steps-to-target
     extra_config: tuple[tuple[str, Any], ...] = ()
+    purpose: str = "full"               # or "small": the CI's smoke study, never reported
 
     def __post_init__(self) -> None:
+        if self.purpose not in ("full", "small"):
+            raise ValueError(f"The 'purpose' of StudyConfig must be 'full' or 'small'. "
+                             f"Got {self.purpose!r} instead.")
         bad = [B for B in self.batch_sizes if not (isinstance(B, int) and 1 <= B <= N_TRAIN)]
         if bad or not self.batch_sizes:
             raise ValueError(f"The 'batch_sizes' of StudyConfig must be ints in [1, {N_TRAIN}]. "
@@ -135,13 +139,15 @@ def _on_gpu(text: str) -> bool:
 
 
 def _context(cfg: StudyConfig, runner: Any) -> dict[str, Any]:
-    from bench.machine import describe_machine
+    from bench.machine import describe_machine, machine_id
 
     m = describe_machine()
     label = f"{m.get('cpu_model')} x{m.get('cpu_count')}"
     ctx = {"started_utc": dt.datetime.now(dt.timezone.utc).isoformat(), "commit": m.get("commit"),
-           "machine_label": label, "machine_json": json.dumps(m, default=str),
+           "machine_id": machine_id(m), "machine_label": label,
+           "machine_json": json.dumps(m, default=str),
            "runner": repr(runner), "study_config": json.dumps(dataclasses.asdict(cfg)),
+           "purpose": "test" if "PYTEST_CURRENT_TEST" in os.environ else cfg.purpose,
            "load_average_start": os.getloadavg()[0]}
     if m.get("gpu_name") and any(_on_gpu(b) for b in cfg.backends):
         ctx["gpu_name"] = m["gpu_name"]
@@ -641,6 +647,8 @@ def run_timing_only(cfg: StudyConfig, root: str | os.PathLike = DEFAULT_ROOT,
     store = StudyStore(root, cfg.name)
     ctx = _context(cfg, "timing only (this process)")
     ctx["timing_only"] = True
+    if ctx["purpose"] == "full":
+        ctx["purpose"] = "timing-only"
     if steps_from is not None:
         ctx["steps_from"] = steps_from
         ctx["steps_from_steps"] = json.dumps({str(B): S for B, S in sorted((steps or {}).items())})
