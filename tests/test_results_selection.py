@@ -188,3 +188,17 @@ def test_extra_info_list_and_dangling_link_are_skipped_with_a_warning(tmp_path):
            "list" in messages
     assert "dangling.json: skipped, a link to a missing file" in messages
     assert len(df) == 1
+
+
+def test_a_study_records_its_purpose(monkeypatch):
+    """A study run says what it is for: a test run under pytest, else its configuration's
+    purpose (``--small`` sets 'small'); the loader reads it back."""
+    from bench.study.core import StudyConfig, _context
+
+    assert _context(StudyConfig(), "runner")["purpose"] == "test"
+    monkeypatch.delenv("PYTEST_CURRENT_TEST")
+    ctx = _context(StudyConfig(purpose="small"), "runner")
+    assert ctx["purpose"] == "small" and ctx["machine_id"]
+    assert _context(StudyConfig(), "runner")["purpose"] == "full"
+    with pytest.raises(ValueError, match="'purpose' of StudyConfig must be 'full' or 'small'"):
+        StudyConfig(purpose="tuned")

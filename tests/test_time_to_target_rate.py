@@ -13,7 +13,7 @@ from bench.benchmarks.bench_training import study_rate
 from bench.profiles import PROFILES
 from bench.results import load_study, select_studies
 from bench.study.summary import per_batch_size
-from bench.workload.config import N_TRAIN, RunConfig
+from bench.workload.config import RunConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,8 +28,8 @@ def _trial(study: str, B: int, units: int, steps: int | None, extra: dict | None
             "target_error": 0.08, "extra_config": json.dumps(extra or {})}
 
 
-def _config(B: int, **kw) -> RunConfig:
-    return RunConfig(batch_size=B, learning_rate=0.1, target_error=0.08, **kw)
+def _config(**kw) -> RunConfig:
+    return RunConfig(batch_size=2, learning_rate=0.1, target_error=0.08, **kw)
 
 
 def test_the_rate_is_the_studys_best_at_its_b_and_the_largest_b_below_elsewhere():
@@ -38,24 +38,21 @@ def test_the_rate_is_the_studys_best_at_its_b_and_the_largest_b_below_elsewhere(
                        _trial("s", 64, 4, 250),
                        _trial("m", 16, -12, 500, {"optimizer": "momentum", "momentum": 0.9})])
     best = per_batch_size(df[df["study"] == "s"]).set_index("batch_size")["best_lr"]
-    assert study_rate(df, _config(16)) == (best[16], "study s: best rate at B=16")
-    assert study_rate(df, _config(20)) == (best[16], "study s: best rate at B=16")
-    assert study_rate(df, _config(600))[0] == best[64] == pytest.approx(10 ** 0.5)
-    lr, source = study_rate(df, _config(16, optimizer="momentum", momentum=0.9))
+    assert study_rate(df, _config(), 16) == (best[16], "study s: best rate at B=16")
+    assert study_rate(df, _config(), 20) == (best[16], "study s: best rate at B=16")
+    assert study_rate(df, _config(), 600)[0] == best[64] == pytest.approx(10 ** 0.5)
+    lr, source = study_rate(df, _config(optimizer="momentum", momentum=0.9), 16)
     assert (lr, source) == (pytest.approx(10 ** -1.5), "study m: best rate at B=16")
     with pytest.raises(LookupError, match=r"optimizer=nesterov.*covers B=16"):
-        study_rate(df, _config(16, optimizer="nesterov"))
+        study_rate(df, _config(optimizer="nesterov"), 16)
     with pytest.raises(LookupError, match="covers B=8 "):
-        study_rate(df, _config(8))
+        study_rate(df, _config(), 8)
     with pytest.raises(LookupError, match=r"target 0\.05"):
-        study_rate(df, RunConfig(batch_size=16, learning_rate=0.1, target_error=0.05))
+        study_rate(df, RunConfig(batch_size=2, learning_rate=0.1, target_error=0.05), 16)
 
 
 def test_the_committed_study_gives_every_softmax_time_to_target_run_its_rate():
     studies, _ = select_studies(load_study(ROOT / "results" / "study"))
     for B in PROFILES["standard"].ttt_batch_sizes:
-        variant = {1: "sgd", N_TRAIN: "full"}.get(B, "minibatch")
-        config = RunConfig(variant=variant, batch_size=B if variant == "minibatch" else None,
-                           learning_rate=0.1, target_error=0.08)
-        lr, source = study_rate(studies, config)
+        lr, source = study_rate(studies, _config(), B)
         assert source.startswith("study cpu-epyc-2vcpu: best rate at B=") and lr > 0

@@ -26,7 +26,7 @@ from bench.harness import RunResult, reset, summarize_rounds, train
 from bench.peers import dataloader_epoch, sklearn_epoch
 from bench.results import STUDY_ROOT, load_study, select_studies
 from bench.targets import paired_ratio, side_reference
-from bench.workload.config import N_TRAIN, RunConfig
+from bench.workload.config import RunConfig
 
 
 def _record(benchmark, trainer, profile, kind: str, results: list[RunResult],
@@ -148,12 +148,14 @@ def test_step(benchmark, step_case, profile, trainer_pool):
 _SAME_RUN = ("model", "optimizer", "momentum", "dtype", "order", "init")
 
 
-def study_rate(studies: pd.DataFrame, config: RunConfig) -> tuple[float, str]:
-    """The learning rate of a time-to-target run of ``config`` and where it came from.
+def study_rate(studies: pd.DataFrame, config: RunConfig, B: int) -> tuple[float, str]:
+    """The learning rate of a time-to-target run of ``config`` at batch size ``B`` and where it
+    came from.
 
     The best rate per B is defined once, by the study's search (``bench.study.search``; the
     rate of the fewest steps to the target, ``bench.study.summary.per_batch_size``), in a
-    tuned study of the same model, optimizer, dtype, data order, initialisation and target.
+    tuned study of the same dataset, model, optimizer, dtype, data order, initialisation and
+    target (a study stored before records named their dataset trained on MNIST).
     Steps-to-target does not depend on the machine, so neither does the rate. At a B the study
     did not search, the best rate of the largest study B below it (the best rate grows with
     B, so it errs to the stable side; interpolating between neighbours would carry a noisy
@@ -165,15 +167,17 @@ def study_rate(studies: pd.DataFrame, config: RunConfig) -> tuple[float, str]:
     trials = studies[studies["record"] == "trial"] if "record" in studies else studies[:0]
     want = {k: getattr(config, k) for k in _SAME_RUN}
 
+    dataset = getattr(config, "dataset", "mnist")
+
     def same(row: pd.Series) -> bool:
         ran = RunConfig(learning_rate=0.1, batch_size=2, dtype=row["dtype"], order=row["order"],
                         init=row["init"], **json.loads(row["extra_config"] or "{}"))
         return ({k: getattr(ran, k) for k in _SAME_RUN} == want
-                and math.isclose(row["target_error"], config.target_error))
+                and math.isclose(row["target_error"], config.target_error)
+                and (row.get("dataset") if pd.notna(row.get("dataset")) else "mnist") == dataset)
 
     if len(trials):
         trials = trials[trials.apply(same, axis=1)]
-    B = config.effective_batch_size(N_TRAIN)
     for study, rows in trials.groupby("study"):
         best = per_batch_size(rows).dropna(subset=["best_lr"])
         below = best[best["batch_size"] <= B].sort_values("batch_size")
@@ -201,7 +205,7 @@ def test_time_to_target(benchmark, ttt_case, profile, trainer_pool, tuned_studie
                            target_error=profile.target_error,
                            validations_per_epoch=profile.ttt_validations_per_epoch)
     try:
-        lr, source = study_rate(tuned_studies, base)
+        lr, source = study_rate(tuned_studies, base, ttt_case.batch_size)
     except LookupError as exc:
         pytest.skip(str(exc))
     config = replace(base, learning_rate=lr)
