@@ -31,6 +31,8 @@ for stage in "${stages[@]}"; do
     env)
       nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem \
         --format=csv | tee "$OUT/gpu.txt"
+      python3 -c "from bench.machine import machine_id; print('machine id (commit its runs under results/<id>/):', machine_id())" \
+        | tee -a "$OUT/gpu.txt"
       python3 - <<'PY' | tee -a "$OUT/gpu.txt"
 import cupy, numpy, torch
 print("torch", torch.__version__, "cuda", torch.version.cuda, "cupy", cupy.__version__,

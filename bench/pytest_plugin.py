@@ -78,7 +78,10 @@ def _name_storage_by_machine(config: pytest.Config) -> None:
     #185): its session takes it from ``pytest_benchmark.session.get_machine_id`` when its own
     ``pytest_configure`` (trylast, after this one) creates the session and loads
     ``--benchmark-compare``'s files, so that name answers the machine id until
-    ``pytest_unconfigure`` puts it back."""
+    ``pytest_unconfigure`` puts it back. Not asked (py-cpuinfo takes about a second) when
+    benchmarks are disabled: nothing is saved or compared then."""
+    if config.getoption("benchmark_disable", False):
+        return
     import pytest_benchmark.session as benchmark_session
 
     from bench.machine import machine_id
