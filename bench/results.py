@@ -384,8 +384,11 @@ def select_studies(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
            "test": "written by a test run"}
     keep = df["purpose"].isin(["full", "timing-only"])
     passed = df.loc[~keep, ["study", "purpose"]].drop_duplicates()
-    return df[keep], [f"study {r.study}: passed over ({why.get(r.purpose, r.purpose)})."
-                      for r in passed.itertuples()]
+    return df[keep], [
+        f"study {r.study}: passed over ("
+        + (why.get(r.purpose, f"purpose {r.purpose!r}") if isinstance(r.purpose, str)
+           else "no context record: what it was run for is unknown") + ")."
+        for r in passed.itertuples()]
 
 
 def load_records(*sources: str | os.PathLike) -> pd.DataFrame:

@@ -132,6 +132,7 @@ def test_smoke_and_test_studies_are_passed_over_with_the_reason(tmp_path):
     _study(tmp_path, "in-a-test", "test")
     _study(tmp_path, "old-small", None, grid=[-4, 0, 4])   # stored before 'purpose'
     _study(tmp_path, "old-tuned", None)
+    RecordStore(tmp_path / "no-context").put("trial", "t", [{"batch_size": 16}])
     df = load_study(tmp_path)
     kept, passed_over = select_studies(df)
     assert set(kept["study"]) == {"tuned", "old-tuned"}
@@ -139,7 +140,8 @@ def test_smoke_and_test_studies_are_passed_over_with_the_reason(tmp_path):
     assert "study ci-small: passed over (a --small smoke study" in text
     assert "study old-small: passed over (a --small smoke study" in text
     assert "study in-a-test: passed over (written by a test run)" in text
-    assert set(df["machine_id"]) == {"cpu-amd-epyc-2c-23g"}
+    assert "study no-context: passed over (no context record: what it was run for" in text
+    assert set(kept["machine_id"]) == {"cpu-amd-epyc-2c-23g"}
 
 
 def test_one_loader_reads_a_folder_of_benchmark_runs_and_studies(tmp_path):
