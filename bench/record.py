@@ -24,8 +24,8 @@ import numpy as np
 
 from bench.workload.config import N_TRAIN, RunConfig, placement_applies, variant_of
 
-__all__ = ["FIELDS", "NOT_APPLICABLE", "RECORDS", "checked", "identity", "per_epoch_seconds",
-           "suite_of", "write"]
+__all__ = ["FIELDS", "NOT_APPLICABLE", "READ", "RECORDS", "RENAMED", "STATS", "checked",
+           "columns", "identity", "per_epoch_seconds", "suite_of", "write"]
 
 #: The one spelling of "this does not apply here" (e.g. placement on a CPU).
 NOT_APPLICABLE = "n/a"
@@ -80,8 +80,6 @@ MEASURED = {
                       "dataloader",
     "side_reference_s": "median seconds per epoch of that reference",
     "side_ratio": "median over rounds of (this epoch / the reference's), dimensionless",
-    "lr_grid_time_to_target_s": "files before the rate came from the study: learning rate -> "
-                                "training seconds to the target (null: not reached)",
     "lr_source": "where a time-to-target run's learning rate came from (the tuned study, and "
                  "the B whose best rates gave it)",
     "copy": "transfer kind: pageable, pinned (host to device) or d2d",
@@ -234,6 +232,57 @@ def _run_fields() -> dict[str, str]:
 
 
 FIELDS: dict[str, str] = {**IDENTITY, **MEASURED, **STUDY}
+
+#: pytest-benchmark's statistics over a benchmark's rounds (``stat_<name>`` when read).
+STATS = ("min", "max", "mean", "stddev", "median", "iqr", "q1", "q3", "rounds", "iterations",
+         "ops")
+
+#: Columns the reader (``bench.results``) adds to the records' rows.
+READ: dict[str, str] = {
+    "suite": "where the record is kept: benchmark (pytest-benchmark storage) or study",
+    "file": "the result file a benchmark row was read from",
+    "datetime": "when pytest-benchmark saved the run, ISO 8601",
+    "commit_dirty": "the run's working tree had uncommitted changes",
+    "machine": "a study's machine in words (its newest context's machine_label)",
+    "machine_memory_bytes": "the machine's physical memory, bytes",
+    "machine_node": "the machine's host name",
+    "machine_cpu": "the CPU model",
+    "machine_cpu_count": "logical CPUs",
+    "machine_gpu": "the GPU, or null",
+    "machine_python": "Python version",
+    "machine_numpy": "NumPy version",
+    "machine_torch": "PyTorch version",
+    "machine_cupy": "CuPy version",
+    "machine_profile": "the benchmark profile of the run",
+    "run_complete": "the run ran its whole profile (null: saved before runs were marked)",
+    "run_status": "complete, or partial and why",
+    "run_loaded": "other work loaded the machine when the run started",
+    "name": "pytest-benchmark's benchmark name",
+    "fullname": "pytest-benchmark's node id of the benchmark",
+    "group": "pytest-benchmark's group",
+    **{f"stat_{k}": ("timed rounds" if k == "rounds" else "calls per round"
+                     if k == "iterations" else "calls per second" if k == "ops" else
+                     f"{k} over rounds of one call's seconds") for k in STATS},
+    "stat_data": "seconds of each round (files saved with --benchmark-save-data)",
+    "rel_iqr": "stat_iqr / stat_median, dimensionless",
+    "noisy": "rel_iqr above bench.results.NOISY_REL_IQR",
+    "study": "the study's folder name",
+    "kind": "the record kind, as files before the one schema named it (= record)",
+}
+
+#: Fields of older files, and their names now (the reader renames them).
+RENAMED = {"curve_train_cost": "curve_train_nll"}
+
+
+def columns() -> dict[str, str]:
+    """Every column the reader may return, with its meaning: the records' fields and the
+    reader's own (files older than a rename read with today's name; see RENAMED), plus
+    ``lr_grid_time_to_target_s`` of time-to-target rows saved before the rate came from the
+    study."""
+    return {**FIELDS, **_run_fields(), **READ,
+            "lr_grid_time_to_target_s": "files before the rate came from the study: learning "
+                                        "rate -> training seconds to the target (null: not "
+                                        "reached)"}
 
 
 def suite_of(kind: str) -> str:

@@ -42,16 +42,13 @@ from typing import Any
 import pandas as pd
 
 from bench.machine import machine_id
-from bench.record import RECORDS, per_epoch_seconds
+from bench.record import RECORDS, RENAMED, STATS, per_epoch_seconds
 from bench.store import RecordStore
 
 __all__ = ["NOISY_REL_IQR", "STUDY_ROOT", "RunInfo", "epoch_seconds", "find_result_files",
            "find_studies", "load_records", "load_results", "load_study", "newest_result_file",
            "per_epoch_seconds", "rows_from_benchmarks", "run_info", "select_runs",
            "select_studies", "study_purpose"]
-
-_STATS = ("min", "max", "mean", "stddev", "median", "iqr", "q1", "q3", "rounds", "iterations",
-          "ops")
 
 #: A timed row whose interquartile range exceeds this fraction of its median is too noisy to
 #: read: its middle rounds already differ by more than half the median, so a ratio under about
@@ -290,10 +287,13 @@ def _rows(benchmarks: list, context: dict[str, Any], where: str) -> list[dict[st
         row.update(name=bench.get("name"), fullname=bench.get("fullname"),
                    group=bench.get("group"))
         stats = bench.get("stats") or {}
-        row.update({f"stat_{k}": stats.get(k) for k in _STATS})
+        row.update({f"stat_{k}": stats.get(k) for k in STATS})
         # per-round times: only in files saved with --benchmark-save-data
         row["stat_data"] = stats.get("data") if isinstance(stats.get("data"), list) else None
         row.update(bench.get("extra_info") or {})
+        for old, new in RENAMED.items():
+            if old in row:
+                row.setdefault(new, row.pop(old))
         kind = row.get("record", row.get("kind"))  # files before the one schema: 'kind'
         row.update(suite="benchmark", record=kind, kind=kind)
         rows.append(row)

@@ -75,7 +75,7 @@ def test_ab_cases_read_like_benchmark_ids(tmp_path):
 _EXAMPLES = {
     "epoch": {"batch_size": 600, "seconds_per_step": 1e-4, "steps": 83},
     "step": {"batch_size": 1, "seconds_per_step": 3e-6, "steps_per_round": 1000},
-    "time_to_target": {"batch_size": 20, "lr_grid_time_to_target_s": {"0.1": 1.5}},
+    "time_to_target": {"batch_size": 20, "lr_source": "study s: best rate at B=16"},
     "transfer": {"copy": "pinned", "rows": 600, "bytes": 1881600, "event_median_s": 1e-4},
     "floor": {"floor": "peak_matmul", "flop": 2e9, "gflop_per_s": 151.0},
     "peer": {"peer": "sklearn-sgdclassifier", "seconds_per_epoch": 0.9},
@@ -123,6 +123,7 @@ def test_every_kind_of_record_round_trips_through_its_store_and_the_one_loader(t
         "benchmarks": benchmarks}))
     df = load_records(tmp_path)
     assert sorted(df["record"]) == sorted(record.RECORDS)
+    assert set(df.columns) <= set(record.columns())
     for kind, fields in _EXAMPLES.items():
         row = df[df["record"] == kind].iloc[0]
         assert row["suite"] == record.suite_of(kind)
@@ -134,3 +135,15 @@ def test_every_kind_of_record_round_trips_through_its_store_and_the_one_loader(t
     with pytest.raises(KeyError, match=r"says record='trial'"):
         study.put("noise", "k", [{"record": "trial"}])
     assert not (tmp_path / "study" / "s" / "trial" / "k.jsonl").exists()
+
+
+def test_every_column_of_the_committed_results_is_declared():
+    """Old files read with today's names (RENAMED), and every column of the one frame --
+    the records' fields and the reader's own -- has a declared meaning."""
+    from bench.results import load_records
+
+    df = load_records(ROOT / "results")
+    assert set(df.columns) <= set(record.columns()), sorted(set(df.columns)
+                                                           - set(record.columns()))
+    assert "curve_train_cost" not in df and df.loc[df["record"] == "epoch",
+                                                   "curve_train_nll"].notna().all()
