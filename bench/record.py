@@ -6,8 +6,11 @@ Each record has a kind, the ``record`` field (``RECORDS``): a benchmark round (`
 ``allreduce``), kept in pytest-benchmark's storage as a benchmark's ``extra_info``; or a study
 record (``context``, ``trial``, ``timing``, ``skip``, ``direct``, ``noise``), one JSON line of
 ``bench.study.storage``. Both writers go through ``checked``: an unknown kind or a field not
-declared here is an error, so the one reader (``bench.analysis.load``) and the report can
-rely on the names.
+declared here is an error, so the one reader (``bench.results``) and the report can rely on
+the names. The fields: ``IDENTITY`` (what ran, where), ``MEASURED`` (the benchmarks'
+measurements), ``STUDY`` (the study's), ``RUN`` (what one training run produced, with its
+``TIME_SPLIT``); ``READ`` declares the columns the reader adds, ``RENAMED`` the old names it
+maps.
 
 Benchmarks call ``write(benchmark, config=..., kind=..., **measured)``: the identity of the
 point comes from its ``RunConfig`` (and the trainer's chosen fast path), never assembled by
@@ -17,7 +20,7 @@ Nothing here imports an implementation.
 
 from __future__ import annotations
 
-from functools import cache
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -211,27 +214,57 @@ STUDY = {
 }
 
 
-@cache
-def _run_fields() -> dict[str, str]:
-    """The fields of ``RunResult.to_dict`` (the harness's record of a run) and the medians over
-    rounds; they are declared by those dataclasses, so they are read from them, not copied."""
-    from dataclasses import fields
+#: The time split of a run (``bench.harness.TimeSplit``: its module docstring says how each
+#: part is measured), seconds; ``median_<part>``: the median over rounds.
+TIME_SPLIT = {
+    "compute_s": "the optimizer steps (host clock around synchronised steps, less the copies "
+                 "timed among them), seconds",
+    "h2d_s": "host-to-device copies inside the run (device events), seconds; null on a CPU",
+    "d2h_s": "reading the accumulated cost back to the host, seconds",
+    "eval_s": "scoring validation (and test at each new best), seconds",
+    "data_move_s": "putting each epoch's examples in order (the reshuffle gather), seconds",
+    "other_s": "the harness's own bookkeeping, seconds",
+    "total_s": "the whole run, seconds (the parts add up to it)",
+    "allreduce_s": "all-reduces of a data-parallel run, seconds; null otherwise",
+}
 
-    from bench.harness import RunResult, TimeSplit
+#: What one run produced (``bench.harness.RunResult.to_dict``): its configuration as
+#: ``cfg_<field>`` (``RunConfig``), these fields, and its time split (``TIME_SPLIT``).
+RUN = {
+    "batches_per_epoch": "optimizer steps in one epoch",
+    "n_train": "training examples",
+    "status": "how the run ended: ok, diverged or oom (a study trial: reached, capped, "
+              "budget, diverged or oom)",
+    "message": "why the run ended as it did, in words",
+    "epochs": "epochs begun",
+    "steps": "optimizer steps run (a noise record: the checkpoint's step)",
+    "examples": "training examples processed",
+    "diverged_epoch": "the epoch in which the loss stopped being finite, or null",
+    "final_valid_error": "validation error at the end, fraction",
+    "best_valid_error": "lowest validation error seen, fraction",
+    "test_error_at_best": "test error at the lowest validation error, fraction",
+    "best_epoch": "the epoch of the lowest validation error",
+    "target_reached": "the validation error reached target_error (null: no target)",
+    "time_to_target_s": "training seconds to the target, evaluation excluded",
+    "time_to_target_wall_s": "wall-clock seconds to the target, evaluation included",
+    "steps_to_target": "optimizer steps to the target",
+    "upload_s": "seconds placing the data before the run (outside it)",
+    "diverged": "status == 'diverged'",
+    "examples_per_second": "training examples per second of compute_s",
+    "epoch_equivalents": "steps / batches_per_epoch: epochs' worth of steps run",
+    "curve_epoch": "at each validation: the epoch",
+    "curve_steps": "at each validation: optimizer steps so far",
+    "curve_valid_error": "at each validation: the validation error, fraction",
+    "curve_train_nll": "at each validation: mean training NLL of the steps since the last one",
+    "curve_wall_s": "at each validation: wall-clock seconds since the run began",
+    **{f"cfg_{f.name}": f"the run's configuration: RunConfig.{f.name}"
+       for f in dataclasses.fields(RunConfig)},
+    **TIME_SPLIT,
+    **{f"median_{k}": f"median over rounds of {k}" for k in TIME_SPLIT},
+}
 
-    out = {f"cfg_{f.name}": "the run's configuration (RunConfig)" for f in
-           fields(RunConfig)}
-    out.update({f.name: "see bench.harness.RunResult" for f in fields(RunResult)
-                if f.name not in ("config", "times", "curve")})
-    out.update({f.name: "seconds; see bench.harness.TimeSplit" for f in fields(TimeSplit)})
-    out.update({f"median_{f.name}": "median over rounds, seconds" for f in fields(TimeSplit)})
-    out.update({k: "see bench.harness.RunResult.to_dict" for k in (
-        "diverged", "examples_per_second", "epoch_equivalents", "curve_epoch", "curve_steps",
-        "curve_valid_error", "curve_train_nll", "curve_wall_s")})
-    return out
 
-
-FIELDS: dict[str, str] = {**IDENTITY, **MEASURED, **STUDY}
+FIELDS: dict[str, str] = {**IDENTITY, **MEASURED, **STUDY, **RUN}
 
 #: pytest-benchmark's statistics over a benchmark's rounds (``stat_<name>`` when read).
 STATS = ("min", "max", "mean", "stddev", "median", "iqr", "q1", "q3", "rounds", "iterations",
@@ -279,7 +312,7 @@ def columns() -> dict[str, str]:
     reader's own (files older than a rename read with today's name; see RENAMED), plus
     ``lr_grid_time_to_target_s`` of time-to-target rows saved before the rate came from the
     study."""
-    return {**FIELDS, **_run_fields(), **READ,
+    return {**FIELDS, **READ,
             "lr_grid_time_to_target_s": "files before the rate came from the study: learning "
                                         "rate -> training seconds to the target (null: not "
                                         "reached)"}
@@ -298,11 +331,11 @@ def checked(kind: str, fields: dict[str, Any], where: str = "bench.record") -> d
                        f"{sorted(RECORDS)} (declare a new one in bench.record.RECORDS).")
     if fields.get("record", kind) != kind:
         raise KeyError(f"{where}: a {kind!r} record says record={fields['record']!r}.")
-    unknown = set(fields) - set(FIELDS) - set(_run_fields())
+    unknown = set(fields) - set(FIELDS)
     if unknown:
         raise KeyError(f"{where}: undeclared field(s) {sorted(unknown)} in a {kind!r} record; "
-                       "declare them in bench.record (MEASURED, STUDY) with their meaning "
-                       "and unit.")
+                       "declare them in bench.record (MEASURED, STUDY, RUN) with their "
+                       "meaning and unit.")
     return {"record": kind, **fields}
 
 

@@ -147,3 +147,23 @@ def test_every_column_of_the_committed_results_is_declared():
                                                            - set(record.columns()))
     assert "curve_train_cost" not in df and df.loc[df["record"] == "epoch",
                                                    "curve_train_nll"].notna().all()
+
+
+def test_every_field_is_declared_once_and_the_record_imports_no_harness():
+    """One table per kind of field, no name in two; a run's fields (RunResult.to_dict and the
+    medians over rounds) are all declared; and bench.record reads none of them from
+    bench.harness, which imports it (no cycle, not even inside a function)."""
+    import ast
+    from collections import Counter
+
+    from bench.harness import summarize_rounds
+
+    tables = (record.IDENTITY, record.MEASURED, record.STUDY, record.RUN, record.READ)
+    twice = [k for k, n in Counter(k for t in tables for k in t).items() if n > 1]
+    assert twice == []
+    r = run(RunConfig(batch_size=32, max_epochs=1), random_mnist())
+    assert set(r.to_dict()) | set(summarize_rounds([r])) <= set(record.FIELDS)
+    tree = ast.parse((ROOT / "bench" / "record.py").read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} | {
+        a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not {m for m in imported if m and m.startswith(("bench.harness", "impls"))}
