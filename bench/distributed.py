@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from bench.workload.config import RunConfig
-from bench.workload.mnist import MNIST
+from bench.workload.datasets.mnist import MNIST
 
 __all__ = ["DEFAULT_MESSAGE_BYTES", "DistributedError", "DistributedRun", "allreduce_benchmark",
            "dist_backend", "fit_ring", "launch", "main", "ring_seconds", "run_data_parallel",
@@ -271,7 +271,7 @@ def _train_job(rank: int, world_size: int, configs: Sequence[RunConfig], data: M
     """A rank's share of ``run_data_parallel``: every config, ``warmup + rounds`` times."""
     import torch
 
-    from bench.workload.mnist import load_mnist
+    from bench.workload.datasets.mnist import load_mnist
     from impls.pytorch_dp import DataParallelTorchTrainer
 
     loaded: dict[float, MNIST] = {}
@@ -301,7 +301,7 @@ def run_data_parallel(configs: RunConfig | Sequence[RunConfig], world_size: int,
 
     Every config must be a torch config on one device kind (``cpu``: gloo, ``cuda``: NCCL, one
     GPU per rank) with resident data; ``data`` is sent to every rank (small data, tests), else
-    each rank loads MNIST itself (``bench.workload.mnist.load_mnist``).
+    each rank loads MNIST itself (``bench.workload.datasets.mnist.load_mnist``).
     """
     configs = [configs] if isinstance(configs, RunConfig) else list(configs)
     devices = {c.device or "cpu" for c in configs}

@@ -28,8 +28,8 @@ import numpy as np
 from bench.record import per_epoch_seconds
 from bench.workload.config import RunConfig
 from bench.workload.data_order import epoch_permutation
+from bench.workload.datasets.mnist import MNIST, load_mnist
 from bench.workload.early_stopping import EarlyStopping
-from bench.workload.mnist import MNIST, load_mnist
 from impls.base import Trainer
 from impls.registry import BackendError, make_trainer, unavailable_reason
 

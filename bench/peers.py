@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.workload.mnist import MNIST
+from bench.workload.datasets import Data
 
 __all__ = ["SKLEARN_LR", "dataloader_epoch", "dataloader_lr", "sklearn_epoch"]
 
@@ -32,7 +32,7 @@ def dataloader_lr(batch_size: int) -> float:
     return 0.13 if batch_size > 1 else 0.01
 
 
-def sklearn_epoch(data: MNIST, seed: int = 1234) -> Callable[[], Any]:
+def sklearn_epoch(data: Data, seed: int = 1234) -> Callable[[], Any]:
     """One epoch of ``SGDClassifier`` from scratch (n_jobs=1); the call returns the model."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import SGDClassifier
@@ -50,7 +50,7 @@ def sklearn_epoch(data: MNIST, seed: int = 1234) -> Callable[[], Any]:
     return epoch
 
 
-def dataloader_epoch(data: MNIST, batch_size: int, seed: int = 1234) -> Callable[[], Any]:
+def dataloader_epoch(data: Data, batch_size: int, seed: int = 1234) -> Callable[[], Any]:
     """One epoch of the idiomatic PyTorch loop from scratch; the call returns the model."""
     import torch
     from torch import nn

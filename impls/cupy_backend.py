@@ -34,7 +34,7 @@ import cupy
 import cupyx
 import numpy as np
 
-from bench.workload.mnist import MNIST
+from bench.workload.datasets import Data
 from impls.array_backend import SOFTMAX_SGD_FUSED, ArrayTrainer
 from impls.base import Specialisation
 from impls.cuda import csr_rows, kernel_source
@@ -99,7 +99,7 @@ class CupyTrainer(ArrayTrainer):
                              f"{kwargs['batch_size']}. Use kernel='eager'.")
         super().configure(**kwargs)
 
-    def load(self, data: MNIST) -> float | None:
+    def load(self, data: Data) -> float | None:
         """Place the data; for ``kernel="persistent"`` also the training set's sparse rows
         (CSR, built on the host once per load, outside the timed steps)."""
         seconds = super().load(data)

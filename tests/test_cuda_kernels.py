@@ -45,7 +45,7 @@ needs_gxx = pytest.mark.skipif(gxx_missing_reason() is not None,
 def rows() -> tuple[np.ndarray, np.ndarray]:
     """The first rows of the real training set (GDBENCH_DATA_DIR), else sparse synthetic ones."""
     if os.environ.get("GDBENCH_DATA_DIR"):
-        from bench.workload.mnist import load_mnist
+        from bench.workload.datasets.mnist import load_mnist
 
         train = load_mnist().train
         return (np.ascontiguousarray(train.x[:N_ROWS], np.float32),

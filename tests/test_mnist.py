@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.workload import mnist as M
-from bench.workload.mnist import DataError, load_mnist
+from bench.workload.datasets import mnist as M
+from bench.workload.datasets.mnist import DataError, load_mnist
 from tests.conftest import synthetic_arrays, write_idx, write_idx_folder
 
 SHARED = Path(os.environ.get("GDBENCH_DATA_DIR", "/nonexistent"))

@@ -9,7 +9,7 @@ import pytest
 from bench.grid import Case
 from bench.harness import prepare, reset
 from bench.workload.config import RunConfig
-from bench.workload.mnist import MNIST, load_mnist
+from bench.workload.datasets.mnist import MNIST, load_mnist
 
 
 @pytest.fixture(scope="session")

@@ -598,7 +598,7 @@ def run_study(cfg: StudyConfig, runner: Any, root: str | os.PathLike = DEFAULT_R
     Everything finished is stored as it finishes; rerunning the same ``cfg`` computes only what
     is missing. Writes ``study.csv`` (every record) at the end.
     """
-    from bench.workload.mnist import load_mnist
+    from bench.workload.datasets.mnist import load_mnist
 
     t0 = time.perf_counter()
     store = StudyStore(root, cfg.name)
@@ -635,7 +635,7 @@ def run_timing_only(cfg: StudyConfig, root: str | os.PathLike = DEFAULT_ROOT,
     that S(B) ({B: steps}), recorded in the context (the report reads the named study, and
     this copy where that study is absent).
     """
-    from bench.workload.mnist import load_mnist
+    from bench.workload.datasets.mnist import load_mnist
 
     t0 = time.perf_counter()
     store = StudyStore(root, cfg.name)

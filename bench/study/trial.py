@@ -127,7 +127,7 @@ def thread_limit(n: int) -> Iterator[None]:
 
 def _data() -> Any:
     if _STATE.data is None:
-        from bench.workload.mnist import load_mnist
+        from bench.workload.datasets.mnist import load_mnist
         _STATE.data = load_mnist()
     return _STATE.data
 
