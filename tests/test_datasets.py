@@ -152,3 +152,75 @@ def test_digits_without_sklearn_is_unavailable_with_the_reason(monkeypatch):
     assert "needs sklearn, which is not installed" in digits.unavailable_reason()
     with pytest.raises(DataError, match=r"Cannot load digits.*gdbench\[peers\]"):
         digits.load()
+
+
+@needs_sklearn
+def test_the_study_runs_end_to_end_on_digits(tmp_path, capsys):
+    """``python -m bench.study --dataset digits --small``: every B of the small grid that fits
+    the 1,197 training examples (2,048 does not) reaches 8 % validation error; the records
+    carry the dataset and the variants follow from its n_train."""
+    from bench.study.__main__ import main
+    from bench.study.storage import load_study
+    from bench.study.summary import per_batch_size
+
+    assert main(["--dataset", "digits", "--small", "--runner", "inprocess", "--backends",
+                 "numpy", "--out", str(tmp_path), "--name", "digits"]) == 0
+    df = load_study(tmp_path)
+    trials = df[df["record"] == "trial"]
+    assert set(trials["dataset"]) == {"digits"}
+    per_b = per_batch_size(df).set_index("batch_size")
+    assert sorted(per_b.index) == [32, 256]
+    assert per_b["steps_to_target"].notna().all(), per_b.get("why_not")
+    assert per_b.loc[32, "steps_to_target"] > per_b.loc[256, "steps_to_target"]
+    timing = df[df["record"] == "timing"]
+    assert set(timing["dataset"]) == {"digits"}
+    assert set(timing["batches_per_epoch"]) == {1197 // 32, 1197 // 256}
+
+
+def test_fashion_mnist_runs_through_the_harness_on_fabricated_files(tmp_path, monkeypatch):
+    """``RunConfig(dataset="fashion-mnist")``: found in $GDBENCH_DATA_DIR/fashion-mnist/,
+    checked against digests (here: the fabricated files' own), split 50k-style (the last
+    10,000 training images validate), trained and recorded with its dataset."""
+    from bench import record
+    from bench.harness import run
+    from bench.workload.config import RunConfig
+
+    root = _fashion_folder(tmp_path, monkeypatch, synthetic_arrays(n_train=10_200, seed=5))
+    folder = root / "fashion-mnist"
+    digests = {p.name: f"md5:{hashlib.md5(p.read_bytes()).hexdigest()}"
+               for p in folder.iterdir()}
+    monkeypatch.setattr(F, "_SOURCE", F.idx.IdxSource("fashion-mnist", "Fashion-MNIST", digests,
+                                                      F.MIRRORS))
+    config = RunConfig(dataset="fashion-mnist", batch_size=20, max_epochs=1)
+    result = run(config)
+    assert result.status == "ok" and result.steps == 200 // 20
+    assert result.to_dict()["cfg_dataset"] == "fashion-mnist"
+    assert record.identity("epoch", "quick", config)["dataset"] == "fashion-mnist"
+
+
+@needs_sklearn
+def test_a_quick_benchmark_smoke_on_digits(tmp_path):
+    """``pytest bench/benchmarks --gdbench-dataset digits``: the grid's full batch is digits'
+    n_train, and every record names the dataset."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from bench.results import load_results
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "run.json"
+    cmd = [sys.executable, "-m", "pytest", "bench/benchmarks/bench_training.py",
+           "--benchmark-only", "--gdbench-profile", "quick", "--gdbench-dataset", "digits",
+           "-k", "numpy and not mlp", "-p", "no:cacheprovider",
+           f"--benchmark-storage={tmp_path / 'storage'}", f"--benchmark-json={out}", "-q"]
+    proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": str(root)})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    df = load_results(out)
+    assert set(df["dataset"]) == {"digits"}
+    epochs = df[(df["kind"] == "epoch") & (df["cfg_order"] == "shuffle") &
+                (df["gather"] == "epoch")]
+    assert sorted(epochs["batch_size"]) == [1, 20, 600, 1197]
+    assert epochs.set_index("batch_size").loc[1197, "variant"] == "full"

@@ -129,7 +129,8 @@ def test_distributed(benchmark, dp_case, profile):
         pytest.skip(reason)
     grid = GRIDS.get(profile.name, GRIDS["standard"])
     B, P = dp_case.batch_size, dp_case.world_size
-    config = RunConfig(backend="torch", device=dp_case.device, model=dp_case.model,
+    config = RunConfig(backend="torch", device=dp_case.device, dataset=profile.dataset,
+                       model=dp_case.model,
                        optimizer="sgd", batch_size=B, learning_rate=profile.learning_rate,
                        init="random" if dp_case.model == "mlp" else "zeros", max_epochs=1,
                        max_steps=max(grid.min_steps, grid.examples // B))

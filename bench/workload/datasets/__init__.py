@@ -12,7 +12,7 @@ import importlib
 
 from bench.workload.datasets.base import Data, DataError, Dataset, Split
 
-__all__ = ["DATASETS", "Data", "DataError", "Dataset", "Split", "get_dataset", "load"]
+__all__ = ["DATASETS", "DEFAULT", "Data", "DataError", "Dataset", "Split", "get_dataset", "load"]
 
 #: dataset name -> "module:attribute" of its ``Dataset``.
 DATASETS: dict[str, str] = {
@@ -20,6 +20,8 @@ DATASETS: dict[str, str] = {
     "fashion-mnist": "bench.workload.datasets.fashion_mnist:DATASET",
     "digits": "bench.workload.datasets.digits:DATASET",
 }
+#: The dataset of a run that names none (the tutorials' and the project's origin).
+DEFAULT = "mnist"
 
 
 def get_dataset(name: str) -> Dataset:
