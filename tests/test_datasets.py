@@ -224,3 +224,31 @@ def test_a_quick_benchmark_smoke_on_digits(tmp_path):
                 (df["gather"] == "epoch")]
     assert sorted(epochs["batch_size"]) == [1, 20, 600, 1197]
     assert epochs.set_index("batch_size").loc[1197, "variant"] == "full"
+
+
+def test_grids_resolve_full_batch_against_the_dataset():
+    """A profile's, a study's and a config's batch sizes are numbers; "full" is n_train of the
+    dataset, sizes above it are left out, and the variant follows from (B, n_train)."""
+    from bench.grid import cases
+    from bench.profiles import get_profile
+    from bench.study.core import StudyConfig
+    from bench.workload.config import FULL_BATCH, ConfigError, RunConfig, batch_sizes_for
+
+    assert batch_sizes_for((1, 600, 5000, FULL_BATCH), 1197) == (1, 600, 1197)
+    with pytest.raises(ConfigError, match=r"ints >= 1 or 'full'. Got \[0\]"):
+        batch_sizes_for((0, 20), 1197)
+    profile = get_profile("quick", "digits")
+    epochs = {c.batch_size: c.variant for c in cases(profile, profile.batch_sizes)
+              if c.backend == "numpy" and c.model == "softmax"}
+    assert epochs == {1: "sgd", 20: "minibatch", 600: "minibatch", 1197: "full"}
+    assert max(c.batch_size for c in cases(get_profile("quick"), (FULL_BATCH,))) == 50_000
+    assert StudyConfig(dataset="digits").batch_sizes[-3:] == (512, 1024, 1197)
+    with pytest.raises(ValueError, match=r"none within the 1197 training examples"):
+        StudyConfig(dataset="digits", batch_sizes=(4096,))
+    config = RunConfig(dataset="digits", batch_size=1197)
+    assert (config.variant, RunConfig(batch_size=1197).variant) == ("full", "minibatch")
+    with pytest.raises(ConfigError, match=r"'dataset' parameter of RunConfig must be one of "
+                                          r"\('mnist', 'fashion-mnist', 'digits'\)"):
+        RunConfig(dataset="Digits", batch_size=20)
+    with pytest.raises(ValueError, match=r"Unknown dataset 'cifar' \(from --gdbench-dataset\)"):
+        get_profile("quick", "cifar")

@@ -100,6 +100,10 @@ class StudyConfig:
                              f"{FULL_BATCH!r}. Got {self.batch_sizes!r} instead.")
         for name in ("batch_sizes", "noise_batch_sizes"):
             object.__setattr__(self, name, batch_sizes_for(getattr(self, name), n))
+        if not self.batch_sizes:
+            raise ValueError(f"The 'batch_sizes' of StudyConfig leave none within the {n} "
+                             f"training examples of dataset {self.dataset!r}. Add smaller ones "
+                             f"or {FULL_BATCH!r}.")
         if not self.seeds:
             raise ValueError("The 'seeds' of StudyConfig must name at least one seed. Got ().")
         if self.timing_max_seconds is not None and not self.timing_max_seconds > 0:
