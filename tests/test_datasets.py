@@ -252,3 +252,13 @@ def test_grids_resolve_full_batch_against_the_dataset():
         RunConfig(dataset="Digits", batch_size=20)
     with pytest.raises(ValueError, match=r"Unknown dataset 'cifar' \(from --gdbench-dataset\)"):
         get_profile("quick", "cifar")
+
+
+@pytest.mark.realdata
+def test_mnist_through_the_registry_is_the_loaders_data(real_mnist):
+    data = load("mnist")
+    assert data is real_mnist  # one cached load, whichever way it is asked for
+    mnist = get_dataset("mnist")
+    assert (len(data.train), len(data.valid), len(data.test)) == (
+        mnist.n_train, mnist.n_valid, mnist.n_test)
+    assert data.train.x.shape[1] == mnist.n_features
