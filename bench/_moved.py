@@ -15,7 +15,8 @@ import warnings
 
 MOVED: dict[str, str] = {
     "bench.spec": "bench.workload",
-    "bench.mnist": "bench.workload.mnist",
+    "bench.mnist": "bench.workload.datasets.mnist",
+    "bench.workload.mnist": "bench.workload.datasets.mnist",
     "bench.config": "bench.workload.config",
     "bench.protocols": "bench.workload.protocols",
     "bench.ab": "bench.tools.ab",

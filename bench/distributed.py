@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from bench.workload.config import RunConfig
-from bench.workload.mnist import MNIST
+from bench.workload.datasets import Data
 
 __all__ = ["DEFAULT_MESSAGE_BYTES", "DistributedError", "DistributedRun", "allreduce_benchmark",
            "dist_backend", "fit_ring", "launch", "main", "ring_seconds", "run_data_parallel",
@@ -266,24 +266,22 @@ def train_data_parallel(trainer: Any, config: RunConfig) -> Any:
     return result
 
 
-def _train_job(rank: int, world_size: int, configs: Sequence[RunConfig], data: MNIST | None,
+def _train_job(rank: int, world_size: int, configs: Sequence[RunConfig], data: Data | None,
                rounds: int, warmup_rounds: int, return_params: bool) -> list[dict[str, Any]]:
     """A rank's share of ``run_data_parallel``: every config, ``warmup + rounds`` times."""
     import torch
 
-    from bench.workload.mnist import load_mnist
+    from bench.workload.datasets import load
     from impls.pytorch_dp import DataParallelTorchTrainer
 
-    loaded: dict[float, MNIST] = {}
     out = []
     for config in configs:
-        if data is None and config.pixel_scale not in loaded:
-            loaded[config.pixel_scale] = load_mnist(pixel_scale=config.pixel_scale)
         trainer = DataParallelTorchTrainer(
             rank=rank, world_size=world_size, device=config.device or "cpu",
-            dtype=config.dtype, model=config.model, optimizer=config.optimizer,
-            momentum=config.momentum)
-        trainer.load(data if data is not None else loaded[config.pixel_scale])
+            dtype=config.dtype, dataset=config.dataset, model=config.model,
+            optimizer=config.optimizer, momentum=config.momentum)
+        trainer.load(data if data is not None else
+                     load(config.dataset, pixel_scale=config.pixel_scale))
         results = [train_data_parallel(trainer, config).to_dict()
                    for _ in range(warmup_rounds + rounds)][warmup_rounds:]
         out.append({"rounds": results, "gradient_bytes": trainer.gradient_bytes,
@@ -294,14 +292,14 @@ def _train_job(rank: int, world_size: int, configs: Sequence[RunConfig], data: M
 
 
 def run_data_parallel(configs: RunConfig | Sequence[RunConfig], world_size: int, *,
-                      data: MNIST | None = None, threads_per_rank: int = 1, rounds: int = 1,
+                      data: Data | None = None, threads_per_rank: int = 1, rounds: int = 1,
                       warmup_rounds: int = 0, return_params: bool = False,
                       timeout_s: float = DEFAULT_TIMEOUT_S) -> list[DistributedRun]:
     """Train each config data-parallel on ``world_size`` spawned ranks (one launch for all).
 
     Every config must be a torch config on one device kind (``cpu``: gloo, ``cuda``: NCCL, one
     GPU per rank) with resident data; ``data`` is sent to every rank (small data, tests), else
-    each rank loads MNIST itself (``bench.workload.mnist.load_mnist``).
+    each rank loads the configs' dataset itself (``bench.workload.datasets.load``).
     """
     configs = [configs] if isinstance(configs, RunConfig) else list(configs)
     devices = {c.device or "cpu" for c in configs}

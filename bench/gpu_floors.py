@@ -7,8 +7,8 @@ call is spread over the round (launch floors make 1,000 calls and measure exactl
 
 * ``peak_matmul``: an 8192 x 8192 x 8192 float32 product (2 n^3 FLOP), TF32 off;
   ``peak_matmul_tf32`` the same with TF32 allowed (a separate figure, not a float32 floor);
-* ``read_bandwidth``: ``torch.sum`` over the resident float32 training set (50,000 x 784,
-  157 MB, more than the L2 cache); ``read_bandwidth_large``: over a 2 GiB buffer;
+* ``read_bandwidth``: ``torch.sum`` over the resident float32 training set (MNIST: 50,000 x
+  784, 157 MB, more than the L2 cache); ``read_bandwidth_large``: over a 2 GiB buffer;
 * ``copy_bandwidth`` / ``copy_bandwidth_large``: ``Tensor.copy_`` device to device of the
   training set / of 2 GiB, bytes read + written;
 * ``launch_empty``: ``torch.cuda._sleep(0)``, a one-thread spin kernel told to spin for zero
@@ -36,9 +36,10 @@ from typing import Any
 
 import numpy as np
 
-from bench.floors import EPOCH_FLOP
+from bench.floors import epoch_flop
+from bench.workload.datasets import DEFAULT, get_dataset
 
-__all__ = ["EPOCH_STEPS_B1", "FLOORS", "LARGE_BYTES", "MATMUL_N", "Spread", "copy_call",
+__all__ = ["FLOORS", "LARGE_BYTES", "MATMUL_N", "Spread", "copy_call",
            "empty_kernel_call", "event_round", "floor_fields", "graph_replay_call",
            "matmul_call", "op_launch_call", "per_call_seconds", "rate_spread", "read_call",
            "tf32_matmul", "time_spread", "transfer_call", "unavailable_reason"]
@@ -47,8 +48,6 @@ __all__ = ["EPOCH_STEPS_B1", "FLOORS", "LARGE_BYTES", "MATMUL_N", "Spread", "cop
 MATMUL_N = 8192
 #: Bytes of the large buffer of the ``*_large`` bandwidth floors (well above a 60 MB L2).
 LARGE_BYTES = 2 * 2**30
-#: Steps of a per-sample SGD epoch: one launch (or graph replay) each at best.
-EPOCH_STEPS_B1 = 50_000
 
 #: Every floor measured here (the ``floor`` field).
 FLOORS = ("peak_matmul", "peak_matmul_tf32", "read_bandwidth", "read_bandwidth_large",
@@ -99,7 +98,8 @@ def rate_spread(work: float, round_s: Sequence[float], calls: int = 1) -> Spread
 
 
 def floor_fields(floor: str, round_s: Sequence[float], calls: int = 1, *,
-                 flop: float | None = None, bytes_moved: float | None = None) -> dict[str, Any]:
+                 flop: float | None = None, bytes_moved: float | None = None,
+                 dataset: str = DEFAULT) -> dict[str, Any]:
     """The record's fields of one floor from its rounds' event seconds.
 
     Always: ``event_times_s`` (each round), ``calls_per_round``, ``event_best_s`` /
@@ -108,7 +108,8 @@ def floor_fields(floor: str, round_s: Sequence[float], calls: int = 1, *,
     per-epoch floor the floor implies: ``flop_floor_epoch_s`` (peak_matmul: one epoch's
     products at the best rate), ``read_floor_epoch_s`` (read_bandwidth: the best read of the
     training set), ``copy_floor_epoch_s`` (copy_bandwidth: the best copy of it),
-    ``launch_floor_epoch_s`` (launch floors: 50,000 launches at the best per-launch time),
+    ``launch_floor_epoch_s`` (launch floors: n_train launches, one per step of a per-sample
+    epoch of ``dataset``, at the best per-launch time),
     ``transfer_floor_epoch_s`` (h2d floors: the best host-to-device copy of it).
     """
     if floor not in FLOORS:
@@ -128,14 +129,15 @@ def floor_fields(floor: str, round_s: Sequence[float], calls: int = 1, *,
     if floor == "peak_matmul":
         if flop is None:
             raise ValueError("peak_matmul needs the FLOP of one call.")
-        out.update(epoch_flop=EPOCH_FLOP, flop_floor_epoch_s=EPOCH_FLOP / (out["gflop_per_s"]
-                                                                            * 1e9))
+        flop_epoch = epoch_flop(dataset)
+        out.update(epoch_flop=flop_epoch,
+                   flop_floor_epoch_s=flop_epoch / (out["gflop_per_s"] * 1e9))
     elif floor == "read_bandwidth":
         out["read_floor_epoch_s"] = t.best
     elif floor == "copy_bandwidth":
         out["copy_floor_epoch_s"] = t.best
     elif floor.startswith("launch_"):
-        out["launch_floor_epoch_s"] = EPOCH_STEPS_B1 * t.best
+        out["launch_floor_epoch_s"] = get_dataset(dataset).n_train * t.best
     elif floor.startswith("h2d_"):
         out["transfer_floor_epoch_s"] = t.best
     return out

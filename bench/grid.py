@@ -4,25 +4,29 @@ here. The pytest plugin parametrizes the benchmarks from it."""
 
 from __future__ import annotations
 
+import functools
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from bench.profiles import Profile
-from bench.workload.config import N_TRAIN, RunConfig, placement_applies, variant_of
+from bench.workload.config import RunConfig, batch_sizes_for, placement_applies, variant_of
+from bench.workload.datasets import DEFAULT, get_dataset
 
 __all__ = ["BATCH_GATHER_FROM", "BATCH_GATHER_KERNELS", "FAST_KERNELS", "IN_ORDER_FROM_BATCH",
            "Case", "cases"]
 
-#: GPU fast paths by backend: (kernel, the smallest and largest B the grid runs it at, the
-#: models it runs or None for all), each one run where it applies. CuPy's "rows" kernel runs
-#: any B but is built for large minibatches (two launches a step).
-FAST_KERNELS: dict[str, tuple[tuple[str, int, int, tuple[str, ...] | None], ...]] = {
-    "torch": (("cuda-graph", 1, N_TRAIN, None),),
+#: GPU fast paths by backend: (kernel, the smallest and largest B the grid runs it at (None:
+#: up to full batch), the models it runs or None for all), each one run where it applies.
+#: CuPy's "rows" kernel runs any B but is built for large minibatches (two launches a step).
+FAST_KERNELS: dict[str, tuple[tuple[str, int, int | None, tuple[str, ...] | None], ...]] = {
+    "torch": (("cuda-graph", 1, None, None),),
     "cupy": (("fused", 1, 32, ("softmax",)), ("persistent", 1, 32, ("softmax",)),
-             ("rows", 600, N_TRAIN, ("softmax",))),
+             ("rows", 600, None, ("softmax",))),
 }
 #: From this B on, CPU epochs are also run in order: the reference for the products-only floor
-#: and for the reshuffle's cost (per model).
+#: and for the reshuffle's cost (per model; other models: at full batch only).
 IN_ORDER_FROM_BATCH = {"softmax": 600, "mlp": 100}
 #: From this B on, shuffled resident epochs are also run with ``gather="batch"`` (each
 #: minibatch gathered through the permutation instead of one gather per epoch), by the
@@ -46,6 +50,7 @@ class Case:
     order: str = "shuffle"
     model: str = "softmax"
     gather: str = "epoch"
+    dataset: str = DEFAULT
 
     @property
     def id(self) -> str:
@@ -56,19 +61,18 @@ class Case:
         order = "" if self.order == "shuffle" else f"-{self.order}"
         model = "" if self.model == "softmax" else f"-{self.model}"
         gather = "" if self.gather == "epoch" else f"-{self.gather}-gather"
-        return (f"{self.backend}-{self.device}{model}-B{self.batch_size}{where}{gather}{fast}"
-                f"{order}")
+        data = "" if self.dataset == DEFAULT else f"-{self.dataset}"
+        return (f"{self.backend}-{self.device}{data}{model}-B{self.batch_size}{where}{gather}"
+                f"{fast}{order}")
 
     @property
     def variant(self) -> str:
-        return variant_of(self.batch_size)
+        return variant_of(self.batch_size, get_dataset(self.dataset).n_train)
 
     def config(self, **overrides: Any) -> RunConfig:
         """The case's RunConfig (the variant follows from B), with ``overrides``."""
-        variant = self.variant
-        base = RunConfig(backend=self.backend, device=self.device, model=self.model,
-                         variant=variant,
-                         batch_size=self.batch_size if variant == "minibatch" else None,
+        base = RunConfig(backend=self.backend, device=self.device, dataset=self.dataset,
+                         model=self.model, batch_size=self.batch_size,
                          placement=self.placement, pinned=self.pinned, kernel=self.kernel,
                          order=self.order, gather=self.gather)
         return replace(base, **overrides)
@@ -85,14 +89,20 @@ def _placements(device: str) -> list[tuple[str, bool]]:
     return [("resident", False), ("streamed", False), ("streamed", True)]
 
 
-def cases(profile: Profile, batch_sizes: str = "batch_sizes") -> list[Case]:
-    """Every point of the profile for one benchmark kind, usable or not (unusable ones skip
-    with the reason). ``batch_sizes`` names the profile's grid: ``batch_sizes`` (epochs, with
-    placements, fast kernels and in-order references), ``step_batch_sizes``,
-    ``ttt_batch_sizes`` or ``transfer_batch_sizes``."""
+def cases(profile: Profile, batch_sizes: Sequence[int | str], *,
+          gpu_batch_sizes: Sequence[int | str] | None = None,
+          model_batch_sizes: Mapping[str, Sequence[int | str]] | None = None,
+          variations: bool = False) -> list[Case]:
+    """Every point of the grid, usable or not (unusable ones skip with the reason): the
+    profile's models x backends x devices x ``batch_sizes`` (``gpu_batch_sizes`` on a GPU where
+    given), each resolved for the profile's dataset (``batch_sizes_for``), with the placements.
+    A model other than softmax regression runs only at its ``model_batch_sizes``.
+    ``variations`` adds the epoch benchmarks' extra points: in-order references, GPU fast
+    kernels, per-minibatch gathers."""
     from impls.registry import BACKENDS
 
-    epochs = batch_sizes == "batch_sizes"
+    n_train = get_dataset(profile.dataset).n_train
+    model_batch_sizes = model_batch_sizes or {}
     out = []
     for model in profile.models:
         for backend, (_, devices) in BACKENDS.items():
@@ -100,29 +110,24 @@ def cases(profile: Profile, batch_sizes: str = "batch_sizes") -> list[Case]:
                 if device not in profile.devices:
                     continue
                 gpu = placement_applies(device)
-                sizes = getattr(profile, batch_sizes)
-                if epochs and gpu:
-                    sizes = profile.gpu_batch_sizes
+                sizes = gpu_batch_sizes if gpu and gpu_batch_sizes is not None else batch_sizes
+                sizes = batch_sizes_for(sizes, n_train)
                 if model != "softmax":
-                    allowed = (profile.model_ttt_batch_sizes if batch_sizes == "ttt_batch_sizes"
-                               else profile.model_batch_sizes).get(model, ())
-                    if batch_sizes == "transfer_batch_sizes":
-                        allowed = ()  # a copy does not depend on the model
+                    allowed = batch_sizes_for(model_batch_sizes.get(model, ()), n_train)
                     sizes = [B for B in sizes if B in allowed]
                 for B in sizes:
-                    for placement, pinned in _placements(device):
-                        out.append(Case(backend, device, B, placement, pinned, model=model))
-                    if not epochs:
+                    case = functools.partial(Case, backend, device, B, model=model,
+                                             dataset=profile.dataset)
+                    out += [case(placement, pinned) for placement, pinned in _placements(device)]
+                    if not variations:
                         continue
-                    if not gpu and B >= IN_ORDER_FROM_BATCH.get(model, N_TRAIN):
-                        out.append(Case(backend, device, B, order="in-order", model=model))
+                    if not gpu and B >= IN_ORDER_FROM_BATCH.get(model, n_train):
+                        out.append(case(order="in-order"))
                     for kernel, lo, hi, models in FAST_KERNELS.get(backend, ()) if gpu else ():
-                        if lo <= B <= hi and (models is None or model in models):
-                            out.append(Case(backend, device, B, "resident", False, kernel,
-                                            model=model))
-                    if B >= BATCH_GATHER_FROM.get(model, N_TRAIN + 1):
+                        if lo <= B <= (hi or n_train) and (models is None or model in models):
+                            out.append(case("resident", False, kernel))
+                    if B >= BATCH_GATHER_FROM.get(model, math.inf):
                         for k in BATCH_GATHER_KERNELS.get(backend, ()):
                             if k == "eager" or gpu:
-                                out.append(Case(backend, device, B, kernel=k, model=model,
-                                                gather="batch"))
+                                out.append(case(kernel=k, gather="batch"))
     return out

@@ -28,8 +28,8 @@ import numpy as np
 from bench.record import per_epoch_seconds
 from bench.workload.config import RunConfig
 from bench.workload.data_order import epoch_permutation
+from bench.workload.datasets import Data, load
 from bench.workload.early_stopping import EarlyStopping
-from bench.workload.mnist import MNIST, load_mnist
 from impls.base import Trainer
 from impls.registry import BackendError, make_trainer, unavailable_reason
 
@@ -143,7 +143,7 @@ def _is_oom(exc: BaseException) -> bool:
     return isinstance(exc, MemoryError) or "OutOfMemory" in type(exc).__name__
 
 
-def prepare(config: RunConfig, data: MNIST | None = None) -> tuple[Trainer, float | None]:
+def prepare(config: RunConfig, data: Data | None = None) -> tuple[Trainer, float | None]:
     """Make the trainer, configure it and place the data; returns (trainer, upload seconds).
 
     Nothing here is part of a timed run: the upload is reported apart (``upload_s``).
@@ -154,8 +154,9 @@ def prepare(config: RunConfig, data: MNIST | None = None) -> tuple[Trainer, floa
                            f"model={config.model!r}, optimizer={config.optimizer!r}) cannot "
                            f"run here: {reason}")
     if data is None:
-        data = load_mnist(pixel_scale=config.pixel_scale)
-    trainer = make_trainer(config.backend, config.device, dtype=config.dtype,
+        data = load(config.dataset, pixel_scale=config.pixel_scale)
+    trainer = make_trainer(config.backend, config.device, dataset=config.dataset,
+                           dtype=config.dtype,
                            placement=config.placement, pinned=config.pinned,
                            gather=config.gather,
                            kernel=config.kernel, model=config.model,
@@ -300,7 +301,7 @@ def train(trainer: Trainer, config: RunConfig, upload_s: float | None = None,
     return result
 
 
-def run(config: RunConfig, data: MNIST | None = None) -> RunResult:
+def run(config: RunConfig, data: Data | None = None) -> RunResult:
     """Prepare and train once: the one-call way to run a configuration."""
     trainer, upload_s = prepare(config, data)
     return train(trainer, config, upload_s)

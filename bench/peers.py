@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.workload.mnist import MNIST
+from bench.workload.datasets import Data
+from bench.workload.models.softmax import N_OUT
 
 __all__ = ["SKLEARN_LR", "dataloader_epoch", "dataloader_lr", "sklearn_epoch"]
 
@@ -32,7 +33,7 @@ def dataloader_lr(batch_size: int) -> float:
     return 0.13 if batch_size > 1 else 0.01
 
 
-def sklearn_epoch(data: MNIST, seed: int = 1234) -> Callable[[], Any]:
+def sklearn_epoch(data: Data, seed: int = 1234) -> Callable[[], Any]:
     """One epoch of ``SGDClassifier`` from scratch (n_jobs=1); the call returns the model."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import SGDClassifier
@@ -50,8 +51,10 @@ def sklearn_epoch(data: MNIST, seed: int = 1234) -> Callable[[], Any]:
     return epoch
 
 
-def dataloader_epoch(data: MNIST, batch_size: int, seed: int = 1234) -> Callable[[], Any]:
-    """One epoch of the idiomatic PyTorch loop from scratch; the call returns the model."""
+def dataloader_epoch(data: Data, batch_size: int, seed: int = 1234,
+                     n_classes: int = N_OUT) -> Callable[[], Any]:
+    """One epoch of the idiomatic PyTorch loop from scratch (a linear layer D -> ``n_classes``);
+    the call returns the model."""
     import torch
     from torch import nn
     from torch.utils.data import DataLoader, TensorDataset
@@ -61,7 +64,7 @@ def dataloader_epoch(data: MNIST, batch_size: int, seed: int = 1234) -> Callable
 
     def epoch() -> Any:
         torch.manual_seed(seed)
-        model = nn.Linear(784, 10)
+        model = nn.Linear(data.train.x.shape[1], n_classes)
         loss_fn = nn.CrossEntropyLoss()
         opt = torch.optim.SGD(model.parameters(), lr=dataloader_lr(batch_size))
         for xb, yb in DataLoader(dataset, batch_size=batch_size, shuffle=True):

@@ -6,17 +6,23 @@ Chosen by ``pytest --gdbench-profile NAME`` or ``GDBENCH_PROFILE=NAME``; ``stand
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+
+from bench.workload.config import FULL_BATCH as F
+from bench.workload.datasets import DATASETS, DEFAULT
 
 __all__ = ["ENV_PROFILE", "PROFILES", "Profile", "get_profile"]
 
 ENV_PROFILE = "GDBENCH_PROFILE"
-FULL_GRID = (1, 10, 20, 50, 100, 200, 600, 1000, 5000, 50_000)
+FULL_GRID = (1, 10, 20, 50, 100, 200, 600, 1000, 5000, F)
 
 
 @dataclass(frozen=True)
 class Profile:
-    """Budgets and grids of one benchmark profile.
+    """Budgets and grids of one benchmark profile, on one dataset.
+
+    Batch sizes are numbers, or ``F`` (``FULL_BATCH``): all n training examples of the
+    dataset; ``bench.grid`` resolves them against it (sizes above its n_train are left out).
 
     ``epochs`` / ``max_steps``: the fixed budget of each epoch benchmark (fresh init each round).
     ``ttt_*``: time-to-target runs (train until the validation error <= target), scored
@@ -29,61 +35,63 @@ class Profile:
     """
 
     name: str
-    batch_sizes: tuple[int, ...]
+    batch_sizes: tuple[int | str, ...]
     epochs: int
     max_steps: int | None
     rounds: int
     warmup_rounds: int
-    step_batch_sizes: tuple[int, ...]
+    step_batch_sizes: tuple[int | str, ...]
     step_rounds: int
-    ttt_batch_sizes: tuple[int, ...]
+    ttt_batch_sizes: tuple[int | str, ...]
     ttt_max_epochs: int
     ttt_max_steps: int
     ttt_validations_per_epoch: int = 10
     target_error: float = 0.08
     learning_rate: float = 0.13
-    gpu_batch_sizes: tuple[int, ...] = (1, 20, 600, 5000, 50_000)
-    transfer_batch_sizes: tuple[int, ...] = (1, 20, 600, 5000, 50_000)
-    peer_batch_sizes: tuple[int, ...] = (1, 20, 600)
+    gpu_batch_sizes: tuple[int | str, ...] = (1, 20, 600, 5000, F)
+    transfer_batch_sizes: tuple[int | str, ...] = (1, 20, 600, 5000, F)
+    peer_batch_sizes: tuple[int | str, ...] = (1, 20, 600)
     progress: bool = True
     paired_rounds: int = 7
     #: Models benchmarked, and the batch sizes of each model other than softmax regression.
     models: tuple[str, ...] = ("softmax", "mlp")
-    model_batch_sizes: dict[str, tuple[int, ...]] = field(
-        default_factory=lambda: {"mlp": (20, 100, 600, 5000, 50_000)})
+    model_batch_sizes: dict[str, tuple[int | str, ...]] = field(
+        default_factory=lambda: {"mlp": (20, 100, 600, 5000, F)})
     #: ... and of its time-to-target runs (a full-batch MLP does not reach 8 % in a budget
     #: worth spending).
-    model_ttt_batch_sizes: dict[str, tuple[int, ...]] = field(
+    model_ttt_batch_sizes: dict[str, tuple[int | str, ...]] = field(
         default_factory=lambda: {"mlp": (20, 600)})
     #: Epochs per round where a model's budget differs from ``epochs`` (an MLP epoch costs
     #: about 60x a softmax-regression one).
     model_epochs: dict[str, int] = field(default_factory=lambda: {"mlp": 1})
-    world_sizes: tuple[int, ...] = (1, 2)  # data-parallel ranks (bench_distributed.py)
+    world_sizes: tuple[int | str, ...] = (1, 2)  # data-parallel ranks (bench_distributed.py)
     #: Devices benchmarked: ``gpu`` measures the card only (its machine's CPU is not the one
     #: the CPU results describe, and device time is scarce).
     devices: tuple[str, ...] = ("cpu", "cuda")
+    #: The data the benchmarks train on (``--gdbench-dataset``).
+    dataset: str = DEFAULT
 
 
 PROFILES = {
     "quick": Profile(
-        name="quick", batch_sizes=(1, 20, 600, 50_000), epochs=1, max_steps=300, rounds=2,
+        name="quick", batch_sizes=(1, 20, 600, F), epochs=1, max_steps=300, rounds=2,
         warmup_rounds=1, step_batch_sizes=(1, 600), step_rounds=5, ttt_batch_sizes=(600,),
-        ttt_max_epochs=2, ttt_max_steps=200, gpu_batch_sizes=(1, 600, 50_000),
-        transfer_batch_sizes=(1, 600, 50_000), peer_batch_sizes=(20,), progress=False,
+        ttt_max_epochs=2, ttt_max_steps=200, gpu_batch_sizes=(1, 600, F),
+        transfer_batch_sizes=(1, 600, F), peer_batch_sizes=(20,), progress=False,
         paired_rounds=2, model_batch_sizes={"mlp": (600,)},
         model_ttt_batch_sizes={"mlp": ()},
     ),
     "standard": Profile(
         name="standard", batch_sizes=FULL_GRID, epochs=2, max_steps=None, rounds=3,
-        warmup_rounds=1, step_batch_sizes=(1, 20, 600, 50_000), step_rounds=20,
-        ttt_batch_sizes=(10, 20, 100, 600, 5000, 50_000), ttt_max_epochs=40,
+        warmup_rounds=1, step_batch_sizes=(1, 20, 600, F), step_rounds=20,
+        ttt_batch_sizes=(10, 20, 100, 600, 5000, F), ttt_max_epochs=40,
         ttt_max_steps=100_000,
     ),
     # The GPU machine's check: every variant, placement and kernel on the card at five batch
     # sizes, short budgets; the card's floors; data parallelism over NCCL.
     "gpu": Profile(
-        name="gpu", batch_sizes=(1, 20, 600, 5000, 50_000), epochs=1, max_steps=5000,
-        rounds=3, warmup_rounds=1, step_batch_sizes=(1, 20, 600, 50_000), step_rounds=10,
+        name="gpu", batch_sizes=(1, 20, 600, 5000, F), epochs=1, max_steps=5000,
+        rounds=3, warmup_rounds=1, step_batch_sizes=(1, 20, 600, F), step_rounds=10,
         ttt_batch_sizes=(20, 600), ttt_max_epochs=20, ttt_max_steps=50_000,
         progress=False, paired_rounds=3, devices=("cuda",),
     ),
@@ -96,8 +104,12 @@ PROFILES = {
 }
 
 
-def get_profile(name: str | None = None) -> Profile:
-    """The named profile, else ``$GDBENCH_PROFILE``, else ``standard``."""
+def get_profile(name: str | None = None, dataset: str | None = None) -> Profile:
+    """The named profile, else ``$GDBENCH_PROFILE``, else ``standard``; on ``dataset`` where
+    given (else the profile's)."""
+    if dataset is not None and dataset not in DATASETS:
+        raise ValueError(f"Unknown dataset {dataset!r} (from --gdbench-dataset); choose one of "
+                         f"{', '.join(DATASETS)} (check the spelling).")
     where = "--gdbench-profile" if name else f"${ENV_PROFILE}"
     name = name or os.environ.get(ENV_PROFILE) or "standard"
     if name not in PROFILES:
@@ -105,4 +117,5 @@ def get_profile(name: str | None = None) -> Profile:
             if name.lower() in PROFILES else ""
         raise ValueError(f"Unknown benchmark profile {name!r} (from {where}); choose one of "
                          f"{', '.join(PROFILES)}.{hint}")
-    return PROFILES[name]
+    profile = PROFILES[name]
+    return profile if dataset is None else replace(profile, dataset=dataset)

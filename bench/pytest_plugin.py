@@ -30,7 +30,8 @@ import pytest
 
 from bench.grid import Case, cases
 from bench.profiles import ENV_PROFILE, Profile, get_profile
-from bench.workload.config import placement_applies
+from bench.workload.config import batch_sizes_for, placement_applies
+from bench.workload.datasets import get_dataset
 
 #: Load per CPU (1-minute load average / CPU count) above which a machine counts as loaded: the
 #: benchmarks use every core (BLAS and torch threads), so half a core's worth of other runnable
@@ -45,6 +46,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("gdbench")
     group.addoption("--gdbench-profile", default=None, choices=["quick", "standard", "gpu", "full"],
                     help=f"benchmark profile (default: ${ENV_PROFILE}, else 'standard')")
+    group.addoption("--gdbench-dataset", default=None,
+                    help="dataset the benchmarks train on (bench.workload.datasets.DATASETS; "
+                         "default: mnist)")
 
 
 def machine_load() -> dict[str, Any]:
@@ -102,7 +106,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     try:
-        config._gdbench_profile = get_profile(config.getoption("--gdbench-profile"))
+        config._gdbench_profile = get_profile(config.getoption("--gdbench-profile"),
+                                              config.getoption("--gdbench-dataset"))
     except ValueError as exc:
         raise pytest.UsageError(str(exc)) from None
     _resolve_storage(config)
@@ -126,24 +131,31 @@ def profile(request: pytest.FixtureRequest) -> Profile:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     prof = metafunc.config._gdbench_profile
-    for fixture, sizes, all_placements in (("epoch_case", "batch_sizes", True),
-                                           ("step_case", "step_batch_sizes", False),
-                                           ("ttt_case", "ttt_batch_sizes", False)):
+    n_train = get_dataset(prof.dataset).n_train
+    grids = {"epoch_case": cases(prof, prof.batch_sizes, gpu_batch_sizes=prof.gpu_batch_sizes,
+                                 model_batch_sizes=prof.model_batch_sizes, variations=True),
+             "step_case": cases(prof, prof.step_batch_sizes,
+                                model_batch_sizes=prof.model_batch_sizes),
+             "ttt_case": cases(prof, prof.ttt_batch_sizes,
+                               model_batch_sizes=prof.model_ttt_batch_sizes)}
+    for fixture, found in grids.items():
         if fixture in metafunc.fixturenames:
-            found = [c for c in cases(prof, sizes) if all_placements or (
-                c.placement == "resident" and c.kernel == "eager" and c.order == "shuffle")]
+            if fixture != "epoch_case":
+                found = [c for c in found if c.placement == "resident" and c.kernel == "eager"
+                         and c.order == "shuffle"]
             metafunc.parametrize(fixture, found, ids=[c.id for c in found])
-    if "peer_batch" in metafunc.fixturenames:
-        metafunc.parametrize("peer_batch", prof.peer_batch_sizes,
-                             ids=[f"B{b}" for b in prof.peer_batch_sizes])
-    if "floor_batch" in metafunc.fixturenames:
-        metafunc.parametrize("floor_batch", prof.batch_sizes,
-                             ids=[f"B{b}" for b in prof.batch_sizes])
+    for fixture, sizes in (("peer_batch", prof.peer_batch_sizes),
+                           ("floor_batch", prof.batch_sizes)):
+        if fixture in metafunc.fixturenames:
+            sizes = batch_sizes_for(sizes, n_train)
+            metafunc.parametrize(fixture, sizes, ids=[f"B{b}" for b in sizes])
     if "transfer_case" in metafunc.fixturenames:
         found = []
-        for c in cases(prof, "transfer_batch_sizes"):
+        transfer = cases(prof, prof.transfer_batch_sizes)
+        smallest = min(c.batch_size for c in transfer)
+        for c in transfer:
             if not placement_applies(c.device):
-                if c.batch_size == prof.transfer_batch_sizes[0]:
+                if c.batch_size == smallest:
                     found.append((c, "n/a"))
             elif c.placement == "resident" and c.kernel == "eager":
                 found += [(c, kind) for kind in ("pageable", "pinned", "d2d")]

@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.workload.config import N_TRAIN, RunConfig, placement_applies, variant_of
+from bench.workload.config import RunConfig, placement_applies, variant_of
+from bench.workload.datasets import get_dataset
 
 __all__ = ["FIELDS", "NOT_APPLICABLE", "READ", "RECORDS", "RENAMED", "STATS", "checked",
            "columns", "identity", "per_epoch_seconds", "suite_of", "write"]
@@ -56,8 +57,8 @@ RECORDS: dict[str, tuple[str, str]] = {
 #: Identity of a record: what was run, where.
 IDENTITY = {
     "record": "the kind of record (see RECORDS); older benchmark files call it 'kind'",
-    "dataset": "the dataset's name (mnist, ...)",
     "profile": "benchmark profile (quick, standard, gpu, full)",
+    "dataset": "the data trained on (bench.workload.datasets: mnist, fashion-mnist, digits)",
     "backend": "implementation (numpy, torch, cupy, numba; a peer's name for peers)",
     "device": "cpu or cuda",
     "model": "model spec (softmax, mlp)",
@@ -342,13 +343,12 @@ def checked(kind: str, fields: dict[str, Any], where: str = "bench.record") -> d
 def identity(kind: str, profile: str, config: RunConfig, fast_path: str | None = None,
              batch_size: int | None = None) -> dict[str, Any]:
     """The identity fields of a benchmark point from its configuration."""
-    B = batch_size if batch_size is not None else (
-        config.batch_size if config.variant == "minibatch" else
-        {"sgd": 1}.get(config.variant, N_TRAIN))
+    n_train = get_dataset(config.dataset).n_train
+    B = batch_size if batch_size is not None else config.effective_batch_size(n_train)
     where = placement_applies(config.device)
-    return {"record": kind, "profile": profile, "backend": config.backend,
-            "device": config.device or "cpu", "model": config.model,
-            "optimizer": config.optimizer, "batch_size": B, "variant": variant_of(B),
+    return {"record": kind, "profile": profile, "dataset": config.dataset,
+            "backend": config.backend, "device": config.device or "cpu", "model": config.model,
+            "optimizer": config.optimizer, "batch_size": B, "variant": variant_of(B, n_train),
             "placement": config.placement if where else NOT_APPLICABLE,
             "pinned": config.pinned, "gather": config.gather, "kernel": config.kernel,
             "order": config.order, "dtype": config.dtype, "fast_path": fast_path}

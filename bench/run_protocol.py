@@ -20,6 +20,7 @@ from pathlib import Path
 
 from bench.harness import CurvePoint, prepare, train
 from bench.machine import describe_machine
+from bench.workload.datasets import DATASETS
 from bench.workload.protocols import PROTOCOLS, PUBLISHED, protocol
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,10 +45,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", default=None, help="backend (default: the protocol's)")
     parser.add_argument("--dtype", default=None, help="dtype (default: the protocol's)")
     parser.add_argument("--max-epochs", type=int, default=None)
+    parser.add_argument("--dataset", default=None, choices=tuple(DATASETS),
+                        help="dataset (default: the protocol's; on another one its pixels "
+                             "are scaled the dataset's way and nothing was published)")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "protocols")
     args = parser.parse_args(argv)
     overrides = {k: v for k, v in (("backend", args.backend), ("dtype", args.dtype),
                                    ("max_epochs", args.max_epochs)) if v is not None}
+    if args.dataset is not None and args.dataset != PROTOCOLS[args.name].dataset:
+        overrides.update(dataset=args.dataset, pixel_scale=None)
     config = protocol(args.name, **overrides)
     started = datetime.now(timezone.utc)
 
@@ -58,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     trainer, upload_s = prepare(config)
     result = train(trainer, config, upload_s, on_validation=show)
     record = {"protocol": args.name, "started": started.isoformat(),
-              "published": PUBLISHED.get(args.name), "result": result.to_dict(),
+              "published": PUBLISHED.get(args.name) if config.dataset ==
+              PROTOCOLS[args.name].dataset else None, "result": result.to_dict(),
               "machine": describe_machine(), "load_after": os.getloadavg()}
     out = args.out / f"{args.name}.jsonl"
     append_record(out, record)

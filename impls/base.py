@@ -31,6 +31,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from bench.workload.config import placement_applies
+from bench.workload.datasets import DEFAULT, Data
 from bench.workload.models import Params, model_spec
 from bench.workload.optimizers import OPTIMIZERS, make_optimizer
 from bench.workload.optimizers.base import zeros_like
@@ -102,7 +103,7 @@ class Trainer(Placement):
     def __init__(self, *, device: str, dtype: str = "float32", placement: str = "resident",
                  pinned: bool = False, kernel: str = "eager", model: str = "softmax",
                  optimizer: str = "sgd", momentum: float = 0.9, generic: bool = False,
-                 gather: str = "epoch") -> None:
+                 gather: str = "epoch", dataset: str = DEFAULT) -> None:
         super().__init__(device=device, dtype=dtype, placement=placement, pinned=pinned,
                          gather=gather)
         if kernel not in self.kernels:
@@ -116,7 +117,8 @@ class Trainer(Placement):
             raise ValueError(reason)
         self.kernel = kernel
         self.model = model
-        self.spec = model_spec(model)
+        self.dataset = dataset
+        self.spec = model_spec(model, dataset)
         self.ops = self.ops_registry()[model](self)
         self.optimizer_name = optimizer
         self.momentum = float(momentum)
@@ -126,6 +128,17 @@ class Trainer(Placement):
         self.fast_path: str | None = None
         self._batches_spec: Specialisation | None = None
         self.configure(batch_size=1, learning_rate=0.1)
+
+    def load(self, data: Data) -> float | None:
+        """Place the data (``Placement.load``) after checking that its width is the one the
+        model was made for (the trainer's dataset's D)."""
+        width = data.train.x.shape[1]
+        if width != self.spec.n_in:
+            raise ValueError(f"The data has {width} features per example, but this trainer's "
+                             f"{self.model} was made for dataset {self.dataset!r} with "
+                             f"{self.spec.n_in}. Make the trainer with the data's dataset "
+                             "(dataset=...).")
+        return super().load(data)
 
     # ------------------------------------------------------------------ what runs where
     @classmethod

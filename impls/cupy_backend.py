@@ -8,7 +8,7 @@ sources are ``impls/cuda/*.cu`` (their comments give the maths and the reasoning
   whole range of SGD steps, so a step costs no kernel launch at all. Per-sample and
   small-batch SGD are sequential (each step reads the W the previous one wrote), so one block,
   looping, is the natural shape; it cannot help large B, where the eager matrix products fill
-  the GPU. Per step: logits (one warp per output, lanes split the 784 pixels of the gathered
+  the GPU. Per step: logits (one warp per output, lanes split the D pixels of the gathered
   epoch), softmax and ``G = P - Y`` (one thread per row), then the dense W and b updates
   (threads split W's entries), W and b in global memory.
 * ``kernel="persistent"`` (``sgd_persistent.cu``, B <= 32): the same one-block shape with W and
@@ -34,10 +34,10 @@ import cupy
 import cupyx
 import numpy as np
 
-from bench.workload.mnist import MNIST
+from bench.workload.datasets import Data
 from impls.array_backend import SOFTMAX_SGD_FUSED, ArrayTrainer
 from impls.base import Specialisation
-from impls.cuda import csr_rows, kernel_source
+from impls.cuda import csr_rows, kernel_options, kernel_source
 
 __all__ = ["FUSED_KERNEL", "FUSED_MAX_BATCH", "PERSISTENT_KERNEL", "PERSISTENT_THREADS",
            "ROWS_KERNEL", "CupyTrainer"]
@@ -46,8 +46,8 @@ FUSED_MAX_BATCH = 32
 ROWS_KERNEL = Specialisation("cupy-rows-kernel", "_rows_batches", kind="batches",
                              devices=("cuda",), kernel="rows", dtypes=("float32",),
                              reads_order=True)
-#: ``sgd_rows.cu``'s launch shape: threads per block, rows per chunk, parameters (784 x 10 + 10).
-ROWS_THREADS, ROWS_CHUNK, N_PARAMS = 256, 8, 7850
+#: ``sgd_rows.cu``'s launch shape: threads per block, rows per chunk.
+ROWS_THREADS, ROWS_CHUNK = 256, 8
 #: Blocks per multiprocessor of the rows kernel (80 registers x 256 threads: 3 fit in 64 K).
 ROWS_BLOCKS_PER_SM = 3
 FUSED_KERNEL = Specialisation("cupy-fused-kernel", "_fused_batches", kind="batches",
@@ -79,17 +79,20 @@ class CupyTrainer(ArrayTrainer):
         self._marks: list[tuple[Any, Any]] = []
         self._csr: tuple[Any, Any, Any] | None = None
         super().__init__(**kwargs)
+        sizes = kernel_options(self.spec.n_in, self.spec.n_out)   # D and K of the dataset
+        self._n_params = (self.spec.n_in + 1) * self.spec.n_out    # W and b
         if self.kernel == "fused":
-            self._fused = cupy.RawKernel(kernel_source("sgd_fused"), "sgd_steps")
+            self._fused = cupy.RawKernel(kernel_source("sgd_fused"), "sgd_steps", options=sizes)
         if self.kernel == "rows":
-            module = cupy.RawModule(code=kernel_source("sgd_rows"))
+            module = cupy.RawModule(code=kernel_source("sgd_rows"), options=sizes)
             self._rows_grad = module.get_function("softmax_rows_grad")
             self._rows_update = module.get_function("softmax_rows_update")
             sms = cupy.cuda.Device().attributes["MultiProcessorCount"]
             self._rows_max_blocks = ROWS_BLOCKS_PER_SM * sms
-            self._rows_partial = cupy.empty(self._rows_max_blocks * N_PARAMS, np.float32)
+            self._rows_partial = cupy.empty(self._rows_max_blocks * self._n_params, np.float32)
         if self.kernel == "persistent":
-            self._persistent = cupy.RawKernel(kernel_source("sgd_persistent"), "sgd_persistent")
+            self._persistent = cupy.RawKernel(kernel_source("sgd_persistent"), "sgd_persistent",
+                                              options=sizes)
             self._no_order = cupy.zeros(1, dtype=cupy.int64)  # has_order = 0: never read
 
     def configure(self, **kwargs: Any) -> None:
@@ -99,7 +102,7 @@ class CupyTrainer(ArrayTrainer):
                              f"{kwargs['batch_size']}. Use kernel='eager'.")
         super().configure(**kwargs)
 
-    def load(self, data: MNIST) -> float | None:
+    def load(self, data: Data) -> float | None:
         """Place the data; for ``kernel="persistent"`` also the training set's sparse rows
         (CSR, built on the host once per load, outside the timed steps)."""
         seconds = super().load(data)
@@ -128,7 +131,7 @@ class CupyTrainer(ArrayTrainer):
         W, b = self.params["W"], self.params["b"]
         B, n = self.batch_size, self._n_train
         lr, l1, l2 = np.float32(self.learning_rate), np.float32(self.l1), np.float32(self.l2)
-        update_grid = (math.ceil(N_PARAMS / ROWS_THREADS),)
+        update_grid = (math.ceil(self._n_params / ROWS_THREADS),)
         for k in range(start, stop):
             lo = k * B
             rows = min(B, n - lo)

@@ -21,7 +21,7 @@ import math
 import numba
 import numpy as np
 
-from bench.workload.mnist import MNIST
+from bench.workload.datasets import Data
 from impls.base import Specialisation
 from impls.numpy_backend import NumpyTrainer
 
@@ -92,7 +92,7 @@ class NumbaTrainer(NumpyTrainer):
     models = ("softmax",)
     optimizers = ("sgd",)
 
-    def load(self, data: MNIST) -> float | None:
+    def load(self, data: Data) -> float | None:
         out = super().load(data)
         X = self._data["train"][0]
         nonzero = X != 0

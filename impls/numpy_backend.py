@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 from scipy.linalg.blas import get_blas_funcs
 
-from bench.workload.models.softmax import N_OUT
 from impls.array_backend import SOFTMAX_SGD_FUSED, ArrayTrainer
 from impls.base import Specialisation
 
@@ -71,7 +70,7 @@ class NumpyTrainer(ArrayTrainer):
     # 2-core CI machine: 2-7 % faster at B = 100-5,000, no change measurable at B = 20.
     def configure(self, **kwargs: Any) -> None:
         super().configure(**kwargs)
-        self._ones_k = np.ones(N_OUT, self.dtype)
+        self._ones_k = np.ones(self.spec.n_out, self.dtype)
         self._ones_b = np.ones(self.batch_size, self.dtype)
 
     def _row_max(self, Z: np.ndarray) -> np.ndarray:

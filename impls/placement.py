@@ -39,7 +39,7 @@ import numpy as np
 
 from bench.workload.config import GATHERS, PLACEMENTS, placement_applies
 from bench.workload.data_order import n_batches
-from bench.workload.mnist import MNIST
+from bench.workload.datasets import Data
 
 __all__ = ["GATHERS", "PLACEMENTS", "Placement"]
 
@@ -148,7 +148,7 @@ class Placement(ABC):
         return None
 
     # ------------------------------------------------------------------ shared logic
-    def load(self, data: MNIST) -> float | None:
+    def load(self, data: Data) -> float | None:
         """Place the data: train per ``placement``, valid and test on the device.
 
         Returns the seconds of host-to-device copying (device events), None on the CPU.

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.workload.mnist import MNIST, Split, load_mnist
+from bench.workload.datasets.mnist import MNIST, Split, load_mnist
 from impls.registry import targets
 
 ALL_TARGETS = [(b, d) for b, d, _ in targets()]

@@ -14,7 +14,7 @@ from impls.registry import BackendError, make_trainer, targets, unavailable_reas
      "Got 0 instead."),
     ({"variant": "stochastic"}, "The 'variant' parameter of RunConfig must be one of"),
     ({"variant": "sgd", "batch_size": 5}, "None or 1 for the sgd"),
-    ({"variant": "full", "batch_size": 5}, "None for the full variant"),
+    ({"variant": "full", "batch_size": 5}, "None or n_train for the full variant"),
     ({"variant": "full", "learning_rate": -1}, "'learning_rate' parameter of RunConfig"),
     ({"variant": "full", "l2": float("nan")}, "'l2' parameter"),
     ({"variant": "full", "dtype": "float16"}, "'dtype' parameter of RunConfig must be one of"),
@@ -88,10 +88,10 @@ def test_numpy_integers_are_ints():
 def test_a_backend_that_cannot_run_is_refused_before_any_data_is_loaded(monkeypatch):
     from bench import harness
 
-    def no_loading(**kwargs):
+    def no_loading(*args, **kwargs):
         raise AssertionError("the data was loaded before the configuration was refused")
 
-    monkeypatch.setattr(harness, "load_mnist", no_loading)
+    monkeypatch.setattr(harness, "load", no_loading)
     with pytest.raises(BackendError, match=r"model='mlp'.*numba: runs model softmax only"):
         harness.run(RunConfig(backend="numba", model="mlp", batch_size=20))
 

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from bench.workload.models import softmax as L
-from impls.cuda import KERNEL_DIR, csr_rows, kernel_source
+from impls.cuda import KERNEL_DIR, csr_rows, kernel_defines, kernel_options, kernel_source
 from tests.conftest import random_mnist
 from tests.cuda_emu import EmulatorError, compile, gxx_missing_reason
 
@@ -45,7 +45,7 @@ needs_gxx = pytest.mark.skipif(gxx_missing_reason() is not None,
 def rows() -> tuple[np.ndarray, np.ndarray]:
     """The first rows of the real training set (GDBENCH_DATA_DIR), else sparse synthetic ones."""
     if os.environ.get("GDBENCH_DATA_DIR"):
-        from bench.workload.mnist import load_mnist
+        from bench.workload.datasets.mnist import load_mnist
 
         train = load_mnist().train
         return (np.ascontiguousarray(train.x[:N_ROWS], np.float32),
@@ -55,8 +55,8 @@ def rows() -> tuple[np.ndarray, np.ndarray]:
     return x.astype(np.float32), data.y.astype(np.int64)
 
 
-def _start() -> tuple[np.ndarray, np.ndarray]:
-    W, _ = L.init_params("random", seed=3)
+def _start(n_in: int = L.N_IN) -> tuple[np.ndarray, np.ndarray]:
+    W, _ = L.init_params("random", seed=3, n_in=n_in)
     b = np.random.default_rng(4).normal(0, 0.01, 10)
     return W.astype(np.float32), b.astype(np.float32)
 
@@ -84,14 +84,16 @@ def _assert_close(W, b, cost, want, rtol=1e-4):
     assert cost == pytest.approx(cr, rel=rtol)
 
 
-def _fused():
-    return compile(KERNEL_DIR / "sgd_fused.cu", "sgd_steps", FUSED_SIGNATURE)
+def _fused(d: int = L.N_IN):
+    """The fused kernel compiled for width ``d`` (D and K given as the backend gives them)."""
+    return compile(KERNEL_DIR / "sgd_fused.cu", "sgd_steps", FUSED_SIGNATURE,
+                   kernel_defines(d, L.N_OUT))
 
 
-def _persistent(nt: int = 64, cap: int | None = None):
+def _persistent(nt: int = 64, cap: int | None = None, d: int = L.N_IN):
     defines = {"NT": nt} if cap is None else {"NT": nt, "CAP": cap}
     return compile(KERNEL_DIR / "sgd_persistent.cu", "sgd_persistent", PERSISTENT_SIGNATURE,
-                   defines)
+                   {**defines, **kernel_defines(d, L.N_OUT)})
 
 
 def run_fused(x, y, order, B, n_steps, W, b, l1, l2, block=64):
@@ -99,7 +101,7 @@ def run_fused(x, y, order, B, n_steps, W, b, l1, l2, block=64):
     xe = x if order is None else x[order]
     ye = y if order is None else y[order]
     W, b, cost = W.copy(), b.copy(), np.zeros(1)
-    _fused()(1, block, np.ascontiguousarray(xe), np.ascontiguousarray(ye), W, b, cost,
+    _fused(x.shape[1])(1, block, np.ascontiguousarray(xe), np.ascontiguousarray(ye), W, b, cost,
              np.int64(0), np.int32(n_steps), np.int32(B), np.float32(LR), np.float32(l1),
              np.float32(l2))
     return W, b, float(cost[0])
@@ -107,7 +109,7 @@ def run_fused(x, y, order, B, n_steps, W, b, l1, l2, block=64):
 
 def run_persistent(x, y, order, B, steps, W, b, l1, l2, nt=64, cap=None, schedule=0):
     """``steps``: the (first_step, n_steps) of each launch, in turn on the same W, b."""
-    launch = _persistent(nt, cap)
+    launch = _persistent(nt, cap, x.shape[1])
     indptr, indices, values = csr_rows(x)
     W, b, cost = W.copy(), b.copy(), np.zeros(1)
     order_arg = np.zeros(1, np.int64) if order is None else order.astype(np.int64)
@@ -129,6 +131,23 @@ def test_fused_kernel_follows_the_reference(rows, B, penalty):
     n_steps = 12
     got = run_fused(x, y, _order("shuffle"), B, n_steps, W0, b0, l1, l2)
     _assert_close(*got, _reference(x, y, _order("shuffle"), B, n_steps, W0, b0, l1, l2))
+
+
+@needs_gxx
+@pytest.mark.parametrize("kernel", ["fused", "persistent"])
+def test_the_width_is_the_datasets_compile_time_constant(kernel):
+    """The same text compiled for the 8x8 digits (D = 64) follows the reference there; without
+    D and K the source refuses to compile."""
+    rng = np.random.default_rng(7)
+    x = np.where(rng.random((N_ROWS, 64)) < 0.5, 0, rng.random((N_ROWS, 64))).astype(np.float32)
+    y = rng.integers(0, L.N_OUT, N_ROWS).astype(np.int64)
+    W0, b0 = _start(n_in=64)
+    order, B, n_steps = _order("shuffle"), 5, 12
+    got = (run_fused(x, y, order, B, n_steps, W0, b0, 0.0, 0.0) if kernel == "fused" else
+           run_persistent(x, y, order, B, [(0, n_steps)], W0, b0, 0.0, 0.0))
+    _assert_close(*got, _reference(x, y, order, B, n_steps, W0, b0, 0.0, 0.0))
+    with pytest.raises(EmulatorError, match="-DD=<n_features>"):
+        compile(KERNEL_DIR / "sgd_fused.cu", "sgd_steps", FUSED_SIGNATURE)
 
 
 # ---------------------------------------------------------------------- the persistent kernel
@@ -226,16 +245,18 @@ def test_rows_kernel_follows_the_reference(rows, B, blocks, penalty):
     read through the permutation; ``blocks`` below the chunk count makes blocks stride."""
     x, y = rows
     l1, l2 = PENALTIES[penalty]
-    grad = compile(KERNEL_DIR / "sgd_rows.cu", "softmax_rows_grad", ROWS_GRAD_SIGNATURE)
-    update = compile(KERNEL_DIR / "sgd_rows.cu", "softmax_rows_update", ROWS_UPDATE_SIGNATURE)
+    sizes = kernel_defines(L.N_IN, L.N_OUT)
+    grad = compile(KERNEL_DIR / "sgd_rows.cu", "softmax_rows_grad", ROWS_GRAD_SIGNATURE, sizes)
+    update = compile(KERNEL_DIR / "sgd_rows.cu", "softmax_rows_update", ROWS_UPDATE_SIGNATURE,
+                     sizes)
     W0, b0 = _start()
     W, b, cost = W0.copy(), b0.copy(), np.zeros(1)
     perm = _order("shuffle").astype(np.int64)
-    partial = np.full(blocks * 7850, np.nan, np.float32)
+    partial = np.full(blocks * (L.N_IN + 1) * L.N_OUT, np.nan, np.float32)
     n_steps = 6
     for s in range(n_steps):
         grad(blocks, 256, x, y, perm, W, b, np.int64(s * B), np.int32(B), partial, cost)
-        update(-(-7850 // 256), 256, partial, np.int32(blocks), W, b, np.int32(B),
+        update(-(-(L.N_IN + 1) * L.N_OUT // 256), 256, partial, np.int32(blocks), W, b, np.int32(B),
                np.float32(LR), np.float32(l1), np.float32(l2))
     _assert_close(W, b, float(cost[0]), _reference(x, y, perm, B, n_steps, W0, b0, l1, l2))
 
@@ -250,7 +271,8 @@ def test_nvcc_compiles_for_sm90_without_spills(tmp_path, name):
     nvcc = shutil.which("nvcc")
     if nvcc is None:
         pytest.skip("nvcc is not on PATH (the CUDA toolkit is not installed)")
-    proc = subprocess.run([nvcc, "-arch=sm_90", "-cubin", "--resource-usage", "-o",
+    proc = subprocess.run([nvcc, "-arch=sm_90", "-cubin", "--resource-usage",
+                           *kernel_options(L.N_IN, L.N_OUT), "-o",
                            str(tmp_path / "k.cubin"), str(KERNEL_DIR / name)],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
@@ -292,8 +314,9 @@ def test_nvrtc_compiles_the_source_as_cupy_hands_it(name):
     prog = ctypes.c_void_p()
     assert lib.nvrtcCreateProgram(ctypes.byref(prog), kernel_source(name[:-3]).encode(),
                                   name.encode(), 0, None, None) == 0
-    opts = (ctypes.c_char_p * 1)(b"-arch=sm_90")
-    rc = lib.nvrtcCompileProgram(prog, 1, opts)
+    options = [b"-arch=sm_90", *(o.encode() for o in kernel_options(L.N_IN, L.N_OUT))]
+    opts = (ctypes.c_char_p * len(options))(*options)
+    rc = lib.nvrtcCompileProgram(prog, len(options), opts)
     size = ctypes.c_size_t()
     lib.nvrtcGetProgramLogSize(prog, ctypes.byref(size))
     log = ctypes.create_string_buffer(size.value)

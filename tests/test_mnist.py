@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.workload import mnist as M
-from bench.workload.mnist import DataError, load_mnist
+from bench.workload.datasets import mnist as M
+from bench.workload.datasets.mnist import DataError, load_mnist
 from tests.conftest import synthetic_arrays, write_idx, write_idx_folder
 
 SHARED = Path(os.environ.get("GDBENCH_DATA_DIR", "/nonexistent"))
@@ -301,3 +301,20 @@ def test_real_files(real_mnist):
     assert np.bincount(labels, minlength=10).tolist() == [
         5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
     assert real_mnist.train.x.min() == 0.0 and real_mnist.train.x.max() == 1.0
+
+
+@pytest.mark.parametrize("old", ["bench.workload.mnist", "bench.mnist"])
+def test_the_old_module_path_still_loads_with_a_warning(old):
+    import subprocess
+    import sys
+
+    code = (f"import warnings; warnings.simplefilter('error', DeprecationWarning)\n"
+            f"try:\n    import {old}\nexcept DeprecationWarning as w:\n    print(w)\n"
+            f"warnings.simplefilter('ignore')\nimport {old} as m\n"
+            "from bench.workload.datasets.mnist import load_mnist\n"
+            "assert m.load_mnist is load_mnist\n")
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert f"{old} moved to bench.workload.datasets.mnist" in proc.stdout

@@ -28,8 +28,11 @@ def test_identity_comes_from_the_config():
                                                     pinned=True))
     assert gpu["batch_size"] == 50_000 and gpu["variant"] == "full"
     assert (gpu["placement"], gpu["pinned"]) == ("streamed", True)
-    assert [variant_of(b) for b in (1, 2, 49_999, 50_000)] == ["sgd", "minibatch",
-                                                               "minibatch", "full"]
+    assert [variant_of(b, 50_000) for b in (1, 2, 49_999, 50_000)] == [
+        "sgd", "minibatch", "minibatch", "full"]
+    assert gpu["dataset"] == "mnist"
+    digits = record.identity("epoch", "quick", RunConfig(dataset="digits", variant="full"))
+    assert (digits["dataset"], digits["batch_size"], digits["variant"]) == ("digits", 1197, "full")
     assert not placement_applies("cpu") and placement_applies("cuda")
 
 

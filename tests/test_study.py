@@ -322,11 +322,11 @@ def test_specs_this_machine_or_backend_cannot_run_are_skipped_with_the_reason(mo
 
 def _small_data(monkeypatch, n_train: int = 2048):
     """The timing runs' data: random MNIST-shaped arrays instead of the files (fast)."""
-    import bench.workload.mnist
+    import bench.study.core
     from tests.conftest import random_mnist
 
     data = random_mnist(n_train=n_train, n_valid=256, n_test=64)
-    monkeypatch.setattr(bench.workload.mnist, "load_mnist", lambda *a, **k: data)
+    monkeypatch.setattr(bench.study.core, "load", lambda *a, **k: data)
     return data
 
 

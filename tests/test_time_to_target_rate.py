@@ -13,7 +13,8 @@ from bench.benchmarks.bench_training import study_rate
 from bench.profiles import PROFILES
 from bench.results import load_study, select_studies
 from bench.study.summary import per_batch_size
-from bench.workload.config import RunConfig
+from bench.workload.config import RunConfig, batch_sizes_for
+from bench.workload.datasets import get_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,6 +54,6 @@ def test_the_rate_is_the_studys_best_at_its_b_and_the_largest_b_below_elsewhere(
 
 def test_the_committed_study_gives_every_softmax_time_to_target_run_its_rate():
     studies, _ = select_studies(load_study(ROOT / "results" / "study"))
-    for B in PROFILES["standard"].ttt_batch_sizes:
+    for B in batch_sizes_for(PROFILES["standard"].ttt_batch_sizes, get_dataset("mnist").n_train):
         lr, source = study_rate(studies, _config(), B)
         assert source.startswith("study cpu-epyc-2vcpu: best rate at B=") and lr > 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bench.harness import run
-from bench.workload.mnist import load_mnist
+from bench.workload.datasets.mnist import load_mnist
 from bench.workload.protocols import PUBLISHED, protocol
 from impls.registry import unavailable_reason
 

@@ -2,10 +2,11 @@
 
 * ``test_distributed``: P spawned ranks (``bench.distributed``; gloo on the CPU, NCCL with one
   GPU per rank) train a fixed budget of steps at global batch B, ``warmup_rounds + rounds``
-  times inside one launch; each rank loads MNIST itself. On the CPU, P = 1 runs with as many
-  threads as there are cores (the fair single-process comparison) and with one thread (one
-  worker's speed); P > 1 runs ``cores // P`` threads per rank. All P use the same step code
-  (the data-parallel trainer; no fast paths), so the comparison isolates the parallelism.
+  times inside one launch; each rank loads the profile's dataset itself. On the CPU, P = 1
+  runs with as many threads as there are cores (the fair single-process comparison) and with
+  one thread (one worker's speed); P > 1 runs ``cores // P`` threads per rank. All P use the
+  same step code (the data-parallel trainer; no fast paths), so the comparison isolates the
+  parallelism.
   The benchmark's own timing includes starting the ranks and loading the data; the numbers to
   use are in ``extra_info`` (medians over the rounds, from rank 0).
 * P runs over ``profile.world_sizes`` (1, 2), and 4, 8 in the ``full`` profile.
@@ -37,6 +38,7 @@ from bench.distributed import (
 )
 from bench.harness import TimeSplit
 from bench.workload.config import RunConfig
+from bench.workload.models import model_spec
 
 
 @dataclass(frozen=True)
@@ -59,8 +61,14 @@ GRIDS = {
     "full": DPGrid(("softmax", "mlp"), (100, 600, 5000), 50_000, seconds_per_size=1.0),
 }
 
-#: Gradient bytes of the two models in float32: softmax 7,850 and MLP 397,510 parameters.
-MODEL_GRADIENT_BYTES = (4 * 7_850, 4 * 397_510)
+
+
+def model_gradient_bytes(dataset: str, models: tuple[str, ...] = ("softmax", "mlp")
+                         ) -> tuple[int, ...]:
+    """Float32 gradient bytes of each model on ``dataset`` (MNIST: softmax 7,850 and MLP
+    397,510 parameters)."""
+    return tuple(4 * sum(math.prod(s) for s in model_spec(m, dataset).shapes().values())
+                 for m in models)
 
 
 @dataclass(frozen=True)
@@ -129,7 +137,8 @@ def test_distributed(benchmark, dp_case, profile):
         pytest.skip(reason)
     grid = GRIDS.get(profile.name, GRIDS["standard"])
     B, P = dp_case.batch_size, dp_case.world_size
-    config = RunConfig(backend="torch", device=dp_case.device, model=dp_case.model,
+    config = RunConfig(backend="torch", device=dp_case.device, dataset=profile.dataset,
+                       model=dp_case.model,
                        optimizer="sgd", batch_size=B, learning_rate=profile.learning_rate,
                        init="random" if dp_case.model == "mlp" else "zeros", max_epochs=1,
                        max_steps=max(grid.min_steps, grid.examples // B))
@@ -181,7 +190,7 @@ def test_allreduce(benchmark, allreduce_case, profile):
     if reason:
         pytest.skip(reason)
     grid = GRIDS.get(profile.name, GRIDS["standard"])
-    sizes = tuple(sorted({*DEFAULT_MESSAGE_BYTES, *MODEL_GRADIENT_BYTES}))
+    sizes = tuple(sorted({*DEFAULT_MESSAGE_BYTES, *model_gradient_bytes(profile.dataset)}))
     out = {}
 
     def target():

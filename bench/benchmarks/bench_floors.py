@@ -1,7 +1,7 @@
 """The machine's floors, measured by the suite itself (NumPy's BLAS, float32).
 
 * peak matrix-product rate: a large square product (2 n^3 FLOP);
-* the epoch's own products at each B: (B x 784) @ (784 x 10) forward and (784 x B) @ (B x 10)
+* the epoch's own products at each B: (B x D) @ (D x K) forward and (D x B) @ (B x K)
   weight gradient, over in-order slices of the real training set: the "matrix-products-only"
   epoch, which the implementations' epochs are compared with;
 * memory bandwidth: a streaming read of the 157 MB training set, and a copy of it.
@@ -18,14 +18,15 @@ import numpy as np
 import pytest
 
 from bench import record
-from bench.floors import EPOCH_FLOP, products_only_epoch
-from bench.workload.models.softmax import N_OUT
+from bench.floors import epoch_flop, products_only_epoch
+from bench.workload.datasets import get_dataset
 
 pytestmark = pytest.mark.measures("cpu")
 
 
 def _info(benchmark, profile, **kw):
-    record.write(benchmark, kind="floor", profile=profile.name, backend="numpy", device="cpu",
+    record.write(benchmark, kind="floor", profile=profile.name, dataset=profile.dataset,
+                 backend="numpy", device="cpu",
                  **kw)
 
 
@@ -39,12 +40,12 @@ def test_floor_peak_matmul(benchmark, profile):
     flops = 2 * n**3
     _info(benchmark, profile, floor="peak_matmul", flop=flops,
           gflop_per_s=flops / benchmark.stats.stats.min / 1e9,
-          epoch_flop=EPOCH_FLOP,
-          flop_floor_epoch_s=EPOCH_FLOP / (flops / benchmark.stats.stats.min))
+          epoch_flop=epoch_flop(profile.dataset),
+          flop_floor_epoch_s=epoch_flop(profile.dataset) / (flops / benchmark.stats.stats.min))
 
 
-def test_floor_read_bandwidth(benchmark, profile, mnist):
-    X = np.ascontiguousarray(mnist.train.x)
+def test_floor_read_bandwidth(benchmark, profile, data):
+    X = np.ascontiguousarray(data.train.x)
     benchmark.group = "floor"
     benchmark.pedantic(np.add.reduce, args=(X,), kwargs={"axis": 0}, rounds=7,
                        warmup_rounds=2)
@@ -53,8 +54,8 @@ def test_floor_read_bandwidth(benchmark, profile, mnist):
           gb_per_s=X.nbytes / best / 1e9, bandwidth_floor_epoch_s=best)
 
 
-def test_floor_copy_bandwidth(benchmark, profile, mnist):
-    X = np.ascontiguousarray(mnist.train.x)
+def test_floor_copy_bandwidth(benchmark, profile, data):
+    X = np.ascontiguousarray(data.train.x)
     out = np.empty_like(X)
     out[...] = 0
     benchmark.group = "floor"
@@ -63,14 +64,15 @@ def test_floor_copy_bandwidth(benchmark, profile, mnist):
           gb_per_s=2 * X.nbytes / benchmark.stats.stats.min / 1e9)
 
 
-def test_floor_matmul_epoch(benchmark, profile, mnist, floor_batch):
+def test_floor_matmul_epoch(benchmark, profile, data, floor_batch):
     """Only the two products of every step of an in-order epoch at batch size B."""
     B = floor_batch
-    epoch = products_only_epoch(mnist.train.x, B)
-    n_batches = len(mnist.train.x) // B
+    K = get_dataset(profile.dataset).n_classes
+    epoch = products_only_epoch(data.train.x, B, n_classes=K)
+    n_batches, D = len(data.train.x) // B, data.train.x.shape[1]
     benchmark.group = "floor mm-epoch"
     rounds = 3 if B < 20 else 5
     benchmark.pedantic(epoch, rounds=rounds, warmup_rounds=1)
     best = benchmark.stats.stats.min
     _info(benchmark, profile, floor="matmul_epoch", batch_size=B, batches=n_batches,
-          mm_epoch_s=best, gflop_per_s=2 * 2 * n_batches * B * 784 * N_OUT / best / 1e9)
+          mm_epoch_s=best, gflop_per_s=2 * 2 * n_batches * B * D * K / best / 1e9)

@@ -41,8 +41,10 @@ def _measure(benchmark, profile, floor: str, call, calls: int, *, flop: float | 
     benchmark.group = "floor"
     benchmark.pedantic(lambda: rounds.append(one_round()), rounds=ROUNDS, warmup_rounds=0,
                        iterations=1)
-    fields = gf.floor_fields(floor, rounds, calls, flop=flop, bytes_moved=bytes_moved)
-    record.write(benchmark, kind="floor", profile=profile.name, backend="torch", device="cuda",
+    fields = gf.floor_fields(floor, rounds, calls, flop=flop, bytes_moved=bytes_moved,
+                             dataset=profile.dataset)
+    record.write(benchmark, kind="floor", profile=profile.name, dataset=profile.dataset,
+                 backend="torch", device="cuda",
                  floor=floor, **fields, **extra)
     assert len(rounds) == ROUNDS and fields["event_best_s"] > 0
     return fields
@@ -60,12 +62,12 @@ def test_gpu_floor_peak_matmul(cuda, benchmark, profile, tf32):
     assert allowed == tf32
 
 
-def _buffer(mnist, device: str, buffer: str):
+def _buffer(data, device: str, buffer: str):
     """The resident float32 training set (157 MB) or a 2 GiB buffer, on the device."""
     import torch
 
     if buffer == "train-set":
-        return torch.from_numpy(np.ascontiguousarray(mnist.train.x, np.float32)).to(device)
+        return torch.from_numpy(np.ascontiguousarray(data.train.x, np.float32)).to(device)
     return torch.ones(gf.LARGE_BYTES // 4, dtype=torch.float32, device=device)
 
 
@@ -77,10 +79,10 @@ BANDWIDTH = {("read", "train-set"): ("read_bandwidth", 50, gf.read_call),
 
 
 @pytest.mark.parametrize("kind, buffer", list(BANDWIDTH), ids=[f"{k}-{b}" for k, b in BANDWIDTH])
-def test_gpu_floor_bandwidth(cuda, mnist, benchmark, profile, kind, buffer):
+def test_gpu_floor_bandwidth(cuda, data, benchmark, profile, kind, buffer):
     """Device memory read (``torch.sum``) and copy (``copy_``, bytes read + written)."""
     floor, calls, make = BANDWIDTH[kind, buffer]
-    call, nbytes = make(_buffer(mnist, cuda, buffer))
+    call, nbytes = make(_buffer(data, cuda, buffer))
     _measure(benchmark, profile, floor, call, calls, bytes_moved=nbytes)
 
 
@@ -100,7 +102,7 @@ def test_gpu_floor_launch(cuda, benchmark, profile, what):
 @pytest.mark.parametrize("direction, pinned", [("h2d", False), ("h2d", True), ("d2h", False),
                                                ("d2h", True)],
                          ids=["h2d-pageable", "h2d-pinned", "d2h-pageable", "d2h-pinned"])
-def test_gpu_floor_transfer(cuda, mnist, benchmark, profile, direction, pinned):
-    call, nbytes = gf.transfer_call(mnist.train.x, direction, pinned, cuda)
+def test_gpu_floor_transfer(cuda, data, benchmark, profile, direction, pinned):
+    call, nbytes = gf.transfer_call(data.train.x, direction, pinned, cuda)
     floor = f"{direction}_{'pinned' if pinned else 'pageable'}"
-    _measure(benchmark, profile, floor, call, 1, bytes_moved=nbytes, rows=len(mnist.train.x))
+    _measure(benchmark, profile, floor, call, 1, bytes_moved=nbytes, rows=len(data.train.x))

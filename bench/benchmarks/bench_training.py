@@ -27,6 +27,7 @@ from bench.peers import dataloader_epoch, sklearn_epoch
 from bench.results import STUDY_ROOT, load_study, select_studies
 from bench.targets import paired_ratio, side_reference
 from bench.workload.config import RunConfig
+from bench.workload.datasets import get_dataset
 
 
 def _record(benchmark, trainer, profile, kind: str, results: list[RunResult],
@@ -49,7 +50,7 @@ SETTLE_S = 0.25
 
 
 def _side_reference(kind: str | None, case, trainer, config, upload_s,
-                    mnist) -> Callable[[], float] | None:
+                    data) -> Callable[[], float] | None:
     """A function timing one epoch of the reference a target compares this benchmark with
     (``bench.targets.side_reference``), in seconds; None when there is none here."""
     if kind is None:
@@ -63,10 +64,12 @@ def _side_reference(kind: str | None, case, trainer, config, upload_s,
         return in_order
     try:
         epoch, library = {
-            "products": lambda: (products_only_epoch(mnist.train.x, case.batch_size,
-                                                     case.model), "numpy"),
-            "sklearn": lambda: (sklearn_epoch(mnist), "numpy"),
-            "dataloader": lambda: (dataloader_epoch(mnist, case.batch_size), "torch"),
+            "products": lambda: (products_only_epoch(
+                data.train.x, case.batch_size, case.model,
+                n_classes=get_dataset(case.dataset).n_classes), "numpy"),
+            "sklearn": lambda: (sklearn_epoch(data), "numpy"),
+            "dataloader": lambda: (dataloader_epoch(
+                data, case.batch_size, n_classes=get_dataset(case.dataset).n_classes), "torch"),
         }[kind]()
     except ImportError:  # the peer's package is missing: the target falls back or is left out
         return None
@@ -81,7 +84,7 @@ def _side_reference(kind: str | None, case, trainer, config, upload_s,
     return timed
 
 
-def test_epoch(benchmark, epoch_case, profile, trainer_pool, mnist):
+def test_epoch(benchmark, epoch_case, profile, trainer_pool, data):
     """A fixed budget of epochs (``profile.epochs``, at most ``profile.max_steps`` steps).
 
     Where a target compares this epoch with a reference, the reference is timed in the untimed
@@ -95,7 +98,7 @@ def test_epoch(benchmark, epoch_case, profile, trainer_pool, mnist):
     results: list[RunResult] = []
     kind = side_reference(epoch_case.backend, epoch_case.device, epoch_case.batch_size,
                           epoch_case.order, epoch_case.model)
-    reference = _side_reference(kind, epoch_case, trainer, config, upload_s, mnist)
+    reference = _side_reference(kind, epoch_case, trainer, config, upload_s, data)
     reference_s: list[float] = []
 
     def setup():
@@ -134,7 +137,7 @@ def test_step(benchmark, step_case, profile, trainer_pool):
         k = next(batches)
         trainer.train_batches(k, k + 1)
 
-    iterations = max(1, min(1000, 50_000 // (step_case.batch_size * 10)))
+    iterations = max(1, min(1000, trainer.n_train // (step_case.batch_size * 10)))
     benchmark.group = f"step B={step_case.batch_size}"
     benchmark.pedantic(target, rounds=profile.step_rounds, warmup_rounds=2,
                        iterations=iterations)

@@ -14,14 +14,14 @@ from bench import record
 from bench.benchmarks.conftest import skip_unusable
 
 
-def test_transfer(benchmark, transfer_case, profile, mnist, trainer_pool):
+def test_transfer(benchmark, transfer_case, profile, data, trainer_pool):
     case, kind = transfer_case
     if kind == "n/a":
         pytest.skip(f"{case.backend}-{case.device}: no host-to-device copy on a CPU; transfer "
                     "is not applicable (see data_move_s of the epoch benchmarks)")
     skip_unusable(case)
     trainer, _ = trainer_pool.get(case.config(max_epochs=1))
-    host = np.ascontiguousarray(mnist.train.x[: case.batch_size])
+    host = np.ascontiguousarray(data.train.x[: case.batch_size])
     src, dst = trainer.copy_buffers(host, kind)
     seconds: list[float] = []
     benchmark.group = f"transfer rows={case.batch_size}"
@@ -29,7 +29,8 @@ def test_transfer(benchmark, transfer_case, profile, mnist, trainer_pool):
                        warmup_rounds=3, iterations=1)
     median = float(np.median(seconds))
     bytes_moved = host.nbytes * (2 if kind == "d2d" else 1)  # d2d reads and writes
-    record.write(benchmark, kind="transfer", profile=profile.name, copy=kind,
+    record.write(benchmark, kind="transfer", profile=profile.name, dataset=profile.dataset,
+                 copy=kind,
                  backend=case.backend, device=case.device, rows=case.batch_size,
                  bytes=host.nbytes, event_median_s=median,
                  gb_per_s=bytes_moved / median / 1e9 if median > 0 else None)

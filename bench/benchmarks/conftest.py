@@ -8,14 +8,20 @@ import pytest
 
 from bench.grid import Case
 from bench.harness import prepare, reset
+from bench.profiles import Profile
 from bench.workload.config import RunConfig
-from bench.workload.mnist import MNIST, load_mnist
+from bench.workload.datasets import Data, get_dataset
 
 
 @pytest.fixture(scope="session")
-def mnist() -> MNIST:
-    """Real MNIST (``$GDBENCH_DATA_DIR``, the cache, or a download), loaded once."""
-    return load_mnist()
+def data(profile: Profile) -> Data:
+    """The profile's dataset (MNIST: ``$GDBENCH_DATA_DIR``, the cache, or a download), loaded
+    once; a dataset that cannot load here skips with the reason."""
+    dataset = get_dataset(profile.dataset)
+    reason = dataset.unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    return dataset.load()
 
 
 class TrainerPool:
@@ -24,15 +30,16 @@ class TrainerPool:
     One trainer at a time bounds memory (each holds the training set and a shuffle buffer).
     """
 
-    def __init__(self, data: MNIST) -> None:
+    def __init__(self, data: Data) -> None:
         self.data = data
         self.key: tuple[Any, ...] | None = None
         self.trainer = None
         self.upload_s: float | None = None
 
     def get(self, config: RunConfig):
-        key = (config.backend, config.device, config.dtype, config.placement, config.pinned,
-               config.gather, config.kernel, config.model, config.optimizer, config.momentum)
+        key = (config.backend, config.device, config.dataset, config.dtype, config.placement,
+               config.pinned, config.gather, config.kernel, config.model, config.optimizer,
+               config.momentum)
         if key != self.key:
             self.trainer = None
             self.trainer, self.upload_s = prepare(config, self.data)
@@ -42,8 +49,8 @@ class TrainerPool:
 
 
 @pytest.fixture(scope="session")
-def trainer_pool(mnist: MNIST) -> TrainerPool:
-    return TrainerPool(mnist)
+def trainer_pool(data: Data) -> TrainerPool:
+    return TrainerPool(data)
 
 
 @pytest.fixture(autouse=True)

@@ -15,6 +15,7 @@ from bench.study.runners import RAY_ADDRESS_ENV, make_runner
 from bench.study.storage import DEFAULT_ROOT, load_study
 from bench.study.summary import b_simple_near_target, fit_study, per_batch_size
 from bench.study.timing import VARIANT_NAMES, fastest_variant, project, steps_to_target
+from bench.workload.datasets import DATASETS, DEFAULT
 
 #: The time bound of ``--timing-only`` when ``--max-seconds`` is not given (seconds).
 TIMING_ONLY_SECONDS = 90.0
@@ -99,7 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", default="default", help="the study's folder under --out")
     p.add_argument("--out", default=str(DEFAULT_ROOT), help="where studies are stored")
     p.add_argument("--batch-sizes", type=_ints, default=FULL_GRID,
-                   help="comma-separated B (default: 1, 2, 4, ..., 32768, 50000)")
+                   help="comma-separated B (default: 1, 2, 4, ..., 32768 up to the dataset's "
+                        "n_train, and n_train: full batch)")
+    p.add_argument("--dataset", default=DEFAULT, choices=tuple(DATASETS),
+                   help=f"the data trained on (default: {DEFAULT})")
     p.add_argument("--seeds", type=_ints, default=(1234, 1, 2))
     p.add_argument("--target-error", type=float, default=0.08)
     p.add_argument("--backends", default="numpy,torch,numba",
@@ -147,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         kw = {"batch_sizes": a.batch_sizes, "seeds": a.seeds, "timing_repeats": a.timing_repeats}
     max_s = a.max_seconds if a.max_seconds is not None or not a.timing_only \
         else TIMING_ONLY_SECONDS
-    cfg = StudyConfig(name=a.name, target_error=a.target_error, timing_threads=a.timing_threads,
+    cfg = StudyConfig(name=a.name, dataset=a.dataset, target_error=a.target_error,
+                      timing_threads=a.timing_threads,
                       backends=tuple(b.strip() for b in a.backends.split(",") if b.strip()),
                       extra_config=extra, timing_max_seconds=max_s, **kw)
     if a.timing_only:

@@ -44,21 +44,27 @@ import numpy as np
 from bench.study.search import SearchOutcome, lr_search
 from bench.study.storage import DEFAULT_ROOT, StudyStore
 from bench.study.timing import BackendSpec, composed_seconds, safe_key
-from bench.study.trial import LR_UNITS_PER_DECADE, N_TRAIN, TrialSpec, thread_limit
-from bench.workload.config import RunConfig
+from bench.study.trial import LR_UNITS_PER_DECADE, TrialSpec, thread_limit
+from bench.workload.config import FULL_BATCH, RunConfig, batch_sizes_for
+from bench.workload.datasets import DATASETS, DEFAULT, get_dataset, load
 
 __all__ = ["FULL_GRID", "StudyConfig", "measure_timing", "run_study", "run_timing_only"]
 
-#: B = 1, 2, 4, ..., 32768 and the full batch.
-FULL_GRID: tuple[int, ...] = (*(2**k for k in range(16)), N_TRAIN)
+#: B = 1, 2, 4, ..., 32768 and the full batch (sizes above the dataset's n_train left out).
+FULL_GRID: tuple[int | str, ...] = (*(2**k for k in range(16)), FULL_BATCH)
 
 
 @dataclass(frozen=True, kw_only=True)
 class StudyConfig:
-    """Every setting of one study; the defaults are the complete study of the README."""
+    """Every setting of one study; the defaults are the complete study of the README.
+
+    ``batch_sizes`` and ``noise_batch_sizes`` may hold ``FULL_BATCH`` (the dataset's n_train);
+    they are resolved against ``dataset`` once, here (``batch_sizes_for``).
+    """
 
     name: str = "default"
-    batch_sizes: tuple[int, ...] = FULL_GRID
+    dataset: str = DEFAULT
+    batch_sizes: tuple[int | str, ...] = FULL_GRID
     seeds: tuple[int, ...] = (1234, 1, 2)
     target_error: float = 0.08
     backends: tuple[str, ...] = ("numpy", "torch", "numba")
@@ -77,7 +83,7 @@ class StudyConfig:
     timing_max_seconds: float | None = None  # bound on the whole timing phase (s); see timing
     direct_top: int = 3
     direct_repeats: int = 3
-    noise_batch_sizes: tuple[int, ...] = (4, 16, 64, 256, 1024, N_TRAIN)
+    noise_batch_sizes: tuple[int | str, ...] = (4, 16, 64, 256, 1024, FULL_BATCH)
     noise_points: int = 24              # geometric checkpoints up to 1.5 x steps-to-target
     noise_dense: int = 11               # even checkpoints over 0.5-1.5 x steps-to-target
     extra_config: tuple[tuple[str, Any], ...] = ()
@@ -87,10 +93,21 @@ class StudyConfig:
         if self.purpose not in ("full", "small"):
             raise ValueError(f"The 'purpose' of StudyConfig must be 'full' or 'small'. "
                              f"Got {self.purpose!r} instead.")
-        bad = [B for B in self.batch_sizes if not (isinstance(B, int) and 1 <= B <= N_TRAIN)]
+        if self.dataset not in DATASETS:
+            raise ValueError(f"The 'dataset' of StudyConfig must be one of {tuple(DATASETS)} "
+                             f"(check the spelling). Got {self.dataset!r} instead.")
+        n = self.n_train
+        bad = [B for B in self.batch_sizes if not (B == FULL_BATCH or (
+            isinstance(B, int) and not isinstance(B, bool) and B >= 1))]
         if bad or not self.batch_sizes:
-            raise ValueError(f"The 'batch_sizes' of StudyConfig must be ints in [1, {N_TRAIN}]. "
-                             f"Got {self.batch_sizes!r} instead.")
+            raise ValueError(f"The 'batch_sizes' of StudyConfig must be ints in [1, {n}] or "
+                             f"{FULL_BATCH!r}. Got {self.batch_sizes!r} instead.")
+        for name in ("batch_sizes", "noise_batch_sizes"):
+            object.__setattr__(self, name, batch_sizes_for(getattr(self, name), n))
+        if not self.batch_sizes:
+            raise ValueError(f"The 'batch_sizes' of StudyConfig leave none within the {n} "
+                             f"training examples of dataset {self.dataset!r}. Add smaller ones "
+                             f"or {FULL_BATCH!r}.")
         if not self.seeds:
             raise ValueError("The 'seeds' of StudyConfig must name at least one seed. Got ().")
         if self.timing_max_seconds is not None and not self.timing_max_seconds > 0:
@@ -104,6 +121,11 @@ class StudyConfig:
                              f"names a field RunConfig does not have in this tree ({exc}); "
                              f"drop it or update the tree.") from exc
 
+    @property
+    def n_train(self) -> int:
+        """Training examples of the study's dataset."""
+        return get_dataset(self.dataset).n_train
+
     def prior_steps(self, B: int) -> float:
         return self.prior_s_min + self.prior_e_min / B
 
@@ -111,7 +133,7 @@ class StudyConfig:
         return math.ceil(self.budget_factor * self.prior_steps(B))
 
     def validations_per_epoch(self, B: int) -> int:
-        nb = max(1, N_TRAIN // B)
+        nb = max(1, self.n_train // B)
         interval = max(1, int(self.prior_steps(B) // self.validations_per_prior))
         return max(1, nb // interval)
 
@@ -170,12 +192,8 @@ def _trainer(cache: dict, label: str, cfg: RunConfig, data: Any) -> Any:
 
 
 def _base_kw(cfg: StudyConfig, B: int) -> dict[str, Any]:
-    variant = {1: "sgd", N_TRAIN: "full"}.get(B, "minibatch")
-    kw: dict[str, Any] = {"variant": variant, "dtype": cfg.dtype, "init": cfg.init,
-                          "order": cfg.order, **dict(cfg.extra_config)}
-    if variant == "minibatch":
-        kw["batch_size"] = B
-    return kw
+    return {"dataset": cfg.dataset, "batch_size": B, "dtype": cfg.dtype, "init": cfg.init,
+            "order": cfg.order, **dict(cfg.extra_config)}
 
 
 def _timing_steps(cfg: StudyConfig, B: int) -> int:
@@ -190,7 +208,7 @@ def _timing_config(cfg: StudyConfig, spec: BackendSpec, B: int,
     n_steps = n_steps or _timing_steps(cfg, B)
     return RunConfig(backend=spec.backend, device=spec.device, kernel=spec.kernel,
                      learning_rate=1e-3, max_steps=n_steps,
-                     max_epochs=math.ceil(n_steps / max(1, N_TRAIN // B)) + 1,
+                     max_epochs=math.ceil(n_steps / max(1, cfg.n_train // B)) + 1,
                      **_base_kw(cfg, B))
 
 
@@ -233,7 +251,7 @@ def _time_cell(cfg: StudyConfig, spec: BackendSpec, B: int, data: Any, cache: di
     from bench.harness import train
 
     n_cap = _timing_steps(cfg, B)
-    nb = max(1, N_TRAIN // B)
+    nb = max(1, cfg.n_train // B)
 
     def run(n: int) -> Any:
         rc = _timing_config(cfg, spec, B, n)
@@ -326,9 +344,10 @@ def measure_timing(cfg: StudyConfig, store: StudyStore, data: Any) -> list[dict[
             else:
                 step_s, move_s = zip(*(_step_and_move(r) for r in cell["runs"]), strict=True)
                 trainer = cache.get(spec.label)
-                rec = {"key": key, "spec": spec.label, **fields, "batch_size": B,
+                rec = {"key": key, "spec": spec.label, **fields, "dataset": cfg.dataset,
+                       "batch_size": B,
                        "threads": cfg.timing_threads, "steps_per_run": cell["steps"],
-                       "batches_per_epoch": max(1, N_TRAIN // B),
+                       "batches_per_epoch": max(1, cfg.n_train // B),
                        "step_s": float(np.median(step_s)), "step_s_min": min(step_s),
                        "step_s_max": max(step_s), "step_s_all": list(step_s),
                        "epoch_move_s": float(np.median(move_s)), "epoch_move_s_all": list(move_s),
@@ -347,11 +366,13 @@ def measure_timing(cfg: StudyConfig, store: StudyStore, data: Any) -> list[dict[
 
 
 def _extra_tag(cfg: StudyConfig) -> str:
-    """A file-name-safe tag of ``extra_config``: 'default', or a hash of its JSON."""
+    """A file-name-safe tag of ``extra_config`` (and of the dataset unless it is the default):
+    'default', or a hash of its JSON."""
+    data = "" if cfg.dataset == DEFAULT else f"{cfg.dataset}_"
     if not cfg.extra_config:
-        return "default"
+        return data + "default"
     text = json.dumps(dict(cfg.extra_config), sort_keys=True)
-    return "x" + hashlib.sha1(text.encode()).hexdigest()[:10]
+    return data + "x" + hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
 def _seconds_per_step(rec: dict[str, Any]) -> float:
@@ -437,7 +458,8 @@ def run_searches(cfg: StudyConfig, store: StudyStore, runner: Any,
                              max_steps=max_steps, budget=cfg.budget(B),
                              validations_per_epoch=cfg.validations_per_epoch(B),
                              target_error=cfg.target_error, dtype=cfg.dtype, init=cfg.init,
-                             order=cfg.order, extra_config=cfg.extra_config, phase=phase)
+                             order=cfg.order, extra_config=cfg.extra_config, phase=phase,
+                             dataset=cfg.dataset)
         return spec
 
     gens = {B: lr_search(B, cfg.start_units(B), cfg.budget(B), make(B), cfg.seeds,
@@ -551,11 +573,11 @@ def measure_direct(cfg: StudyConfig, store: StudyStore, data: Any,
                        learning_rate=lr_from_units(c["lr_units"]),
                        seed=cfg.seeds[0], target_error=cfg.target_error,
                        max_steps=cfg.budget(B),
-                       max_epochs=math.ceil(cfg.budget(B) / max(1, N_TRAIN // B)) + 1,
+                       max_epochs=math.ceil(cfg.budget(B) / max(1, cfg.n_train // B)) + 1,
                        validations_per_epoch=cfg.validations_per_epoch(B), **_base_kw(cfg, B))
         times, steps, paired = [], [], []
         tc = _timing_config(cfg, spec, B)
-        S, nb = c["steps"], max(1, N_TRAIN // B)
+        S, nb = c["steps"], max(1, cfg.n_train // B)
         with thread_limit(cfg.timing_threads):
             for rep in range(cfg.direct_repeats + 1):      # the first is a warm-up
                 step, move = _step_and_move(train(_trainer(cache, spec.label, tc, data), tc))
@@ -564,7 +586,8 @@ def measure_direct(cfg: StudyConfig, store: StudyStore, data: Any,
                     times.append(r.time_to_target_s)
                     steps.append(r.steps_to_target)
                     paired.append(composed_seconds(S, step, nb, move) / r.time_to_target_s - 1)
-        rec = {"key": key, "batch_size": B, "backend": backend, "device": spec.device,
+        rec = {"key": key, "dataset": cfg.dataset, "batch_size": B, "backend": backend,
+               "device": spec.device,
                "kernel": spec.kernel, "variant": rc.variant,
                "learning_rate": rc.learning_rate, "threads": cfg.timing_threads,
                "composed_s": c["composed_s"], "study_steps": c["steps"],
@@ -585,7 +608,7 @@ def measure_direct(cfg: StudyConfig, store: StudyStore, data: Any,
 
 def _direct_candidates(cfg: StudyConfig, composed: list[dict[str, Any]]) -> list[dict[str, Any]]:
     picks = composed[:cfg.direct_top]
-    for B in (1, N_TRAIN):              # per-sample SGD and full-batch GD, their best backend
+    for B in (1, cfg.n_train):          # per-sample SGD and full-batch GD, their best backend
         at_b = [c for c in composed if c["batch_size"] == B]
         if at_b:
             picks.append(at_b[0])
@@ -604,13 +627,11 @@ def run_study(cfg: StudyConfig, runner: Any, root: str | os.PathLike = DEFAULT_R
     Everything finished is stored as it finishes; rerunning the same ``cfg`` computes only what
     is missing. Writes ``study.csv`` (every record) at the end.
     """
-    from bench.workload.mnist import load_mnist
-
     t0 = time.perf_counter()
     store = StudyStore(root, cfg.name)
     ctx = _context(cfg, runner)
     store.put("context", ctx["started_utc"].replace(":", "-"), [ctx])
-    data = load_mnist() if cfg.timing or noise or direct else None
+    data = load(cfg.dataset) if cfg.timing or noise or direct else None
     timing = measure_timing(cfg, store, data) if cfg.timing else []
     backends = fastest_backends(cfg, timing)
     _progress(f"backends per B: {backends}")
@@ -641,8 +662,6 @@ def run_timing_only(cfg: StudyConfig, root: str | os.PathLike = DEFAULT_ROOT,
     that S(B) ({B: steps}), recorded in the context (the report reads the named study, and
     this copy where that study is absent).
     """
-    from bench.workload.mnist import load_mnist
-
     t0 = time.perf_counter()
     store = StudyStore(root, cfg.name)
     ctx = _context(cfg, "timing only (this process)")
@@ -654,7 +673,7 @@ def run_timing_only(cfg: StudyConfig, root: str | os.PathLike = DEFAULT_ROOT,
         ctx["steps_from_steps"] = json.dumps({str(B): S for B, S in sorted((steps or {}).items())})
     name = ctx["started_utc"].replace(":", "-")
     store.put("context", name, [ctx])
-    data = load_mnist()
+    data = load(cfg.dataset)
     _progress(f"data loaded in {time.perf_counter() - t0:.1f} s; timing "
               f"{', '.join(cfg.backends)} at B = {', '.join(map(str, cfg.batch_sizes))}"
               + (f" within {cfg.timing_max_seconds:g} s" if cfg.timing_max_seconds else ""))

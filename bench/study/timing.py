@@ -27,6 +27,7 @@ from typing import Any
 import pandas as pd
 
 from bench.workload.config import KERNELS, placement_applies, variant_of
+from bench.workload.datasets import DEFAULT, get_dataset
 
 __all__ = ["VARIANT_NAMES", "BackendSpec", "SpecError", "composed_seconds", "fastest_variant",
            "overlapping", "parse_spec", "project", "resolve_specs", "safe_key", "spec_fields",
@@ -181,6 +182,12 @@ def _fill(rec: dict[str, Any]) -> dict[str, Any]:
     return rec
 
 
+def _n_train(rec: dict[str, Any]) -> int:
+    """The training-set size of a record's dataset (records from before datasets: MNIST)."""
+    dataset = rec.get("dataset")
+    return get_dataset(dataset if isinstance(dataset, str) else DEFAULT).n_train
+
+
 def project(timing: pd.DataFrame | list[dict[str, Any]], steps: dict[int, int]) -> pd.DataFrame:
     """One row per timing record at a B of ``steps``: S(B), the time per step and the projected
     time-to-target (seconds) ``S * step_s + ceil(S / batches_per_epoch) * epoch_move_s``, with
@@ -200,7 +207,8 @@ def project(timing: pd.DataFrame | list[dict[str, Any]], steps: dict[int, int]) 
         rows.append({
             "study": rec.get("study"), "spec": rec["spec"], "backend": rec["backend"],
             "device": rec["device"], "kernel": rec["kernel"], "batch_size": B,
-            "variant": variant_of(B), "steps": S, "epochs": math.ceil(S / nb),
+            "variant": variant_of(B, _n_train(rec)),
+            "steps": S, "epochs": math.ceil(S / nb),
             "step_s": rec["step_s"], "step_s_min": step_min, "step_s_max": step_max,
             "projected_s": composed_seconds(S, rec["step_s"], nb, rec["epoch_move_s"]),
             "projected_s_min": composed_seconds(S, step_min, nb, lo),

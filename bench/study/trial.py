@@ -20,13 +20,13 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from bench.workload.config import RunConfig
+from bench.workload.config import RunConfig, variant_of
+from bench.workload.datasets import DEFAULT, get_dataset, load
 
 __all__ = ["LR_UNITS_PER_DECADE", "TrialSpec", "lr_from_units", "run_trial", "thread_limit"]
 
 #: The learning-rate lattice: lr = 10 ** (units / 8); a half-decade is 4 units.
 LR_UNITS_PER_DECADE = 8
-N_TRAIN = 50_000
 
 
 def lr_from_units(units: int) -> float:
@@ -43,7 +43,8 @@ class TrialSpec:
     steps already found at its B (a trial that passes them cannot lower the minimum);
     ``validations_per_epoch`` sets how often the validation error is scored
     (every ``n_batches // validations_per_epoch`` steps); ``extra_config`` is merged into the
-    ``RunConfig`` (e.g. ``{"optimizer": "momentum", "momentum": 0.9}``).
+    ``RunConfig`` (e.g. ``{"optimizer": "momentum", "momentum": 0.9}``); ``dataset`` names the
+    data (``bench.workload.datasets``).
     """
 
     batch_size: int
@@ -59,40 +60,44 @@ class TrialSpec:
     order: str = "shuffle"
     extra_config: tuple[tuple[str, Any], ...] = ()
     phase: str = "search"
+    dataset: str = DEFAULT
 
     @property
     def learning_rate(self) -> float:
         return lr_from_units(self.lr_units)
 
     @property
+    def n_train(self) -> int:
+        return get_dataset(self.dataset).n_train
+
+    @property
     def variant(self) -> str:
-        """``sgd`` at B = 1, ``full`` at B = N, else ``minibatch``."""
-        return {1: "sgd", N_TRAIN: "full"}.get(self.batch_size, "minibatch")
+        return variant_of(self.batch_size, self.n_train)
 
     def key(self) -> str:
-        """A stable id of the outcome-determining fields (everything but ``phase``)."""
-        fields = {k: v for k, v in asdict(self).items() if k != "phase"}
+        """A stable id of the outcome-determining fields (everything but ``phase``; the
+        default dataset is left out, so keys from before datasets stay valid)."""
+        fields = {k: v for k, v in asdict(self).items()
+                  if k != "phase" and not (k == "dataset" and v == DEFAULT)}
         text = json.dumps(fields, sort_keys=True, default=str)
         return hashlib.sha1(text.encode()).hexdigest()[:16]
 
     def run_config(self) -> RunConfig:
         """The harness configuration of this trial (raises ConfigError for a bad field)."""
-        kw: dict[str, Any] = {"batch_size": self.batch_size} if self.variant == "minibatch" \
-            else {}
-        n_batches = max(1, N_TRAIN // self.batch_size)
-        return RunConfig(backend=self.backend, variant=self.variant,
+        n_batches = max(1, self.n_train // self.batch_size)
+        return RunConfig(backend=self.backend, dataset=self.dataset, batch_size=self.batch_size,
                          learning_rate=self.learning_rate, dtype=self.dtype, init=self.init,
                          seed=self.seed, order=self.order, target_error=self.target_error,
                          max_steps=self.max_steps,
                          max_epochs=math.ceil(self.max_steps / n_batches) + 1,
                          validations_per_epoch=self.validations_per_epoch,
-                         **kw, **dict(self.extra_config))
+                         **dict(self.extra_config))
 
 
 @dataclass
 class _WorkerState:
-    data: Any = None
-    trainers: dict[tuple[str, str, str], Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+    trainers: dict[tuple[str, str, str, str], Any] = field(default_factory=dict)
 
 
 _STATE = _WorkerState()
@@ -125,11 +130,10 @@ def thread_limit(n: int) -> Iterator[None]:
                 numba.set_num_threads(old_numba)
 
 
-def _data() -> Any:
-    if _STATE.data is None:
-        from bench.workload.mnist import load_mnist
-        _STATE.data = load_mnist()
-    return _STATE.data
+def _data(dataset: str) -> Any:
+    if dataset not in _STATE.data:
+        _STATE.data[dataset] = load(dataset)
+    return _STATE.data[dataset]
 
 
 def run_trial(spec: TrialSpec, noise: bool = True) -> dict[str, Any]:
@@ -144,10 +148,11 @@ def run_trial(spec: TrialSpec, noise: bool = True) -> dict[str, Any]:
     from bench.harness import prepare, reset, train
 
     cfg = spec.run_config()
-    data = _data()
+    data = _data(spec.dataset)
     with thread_limit(1):
         t0 = time.perf_counter()
-        tkey = (spec.backend, spec.dtype, json.dumps(dict(spec.extra_config), sort_keys=True))
+        tkey = (spec.dataset, spec.backend, spec.dtype,
+                json.dumps(dict(spec.extra_config), sort_keys=True))
         trainer = _STATE.trainers.get(tkey)
         if trainer is None:
             trainer, _ = prepare(cfg, data)

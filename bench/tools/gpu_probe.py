@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         print("bench.tools.gpu_probe: no CUDA device (torch.cuda.is_available() is False); nothing "
               "to probe. Run it on a machine with an NVIDIA GPU.", file=sys.stderr)
         return 2
-    from bench.workload.mnist import load_mnist
+    from bench.workload.datasets.mnist import load_mnist
     from impls.registry import unavailable_reason
 
     data = load_mnist()

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from bench.workload.data_order import ORDERS
+from bench.workload.datasets import DATASETS, DEFAULT, get_dataset
 from bench.workload.models import MODELS
 from bench.workload.optimizers import OPTIMIZERS
 
-__all__ = ["DTYPES", "GATHERS", "N_TRAIN", "PLACEMENTS", "VARIANTS", "ConfigError", "RunConfig",
-           "placement_applies", "variant_of"]
+__all__ = ["DTYPES", "FULL_BATCH", "GATHERS", "PLACEMENTS", "VARIANTS", "ConfigError",
+           "RunConfig", "batch_sizes_for", "placement_applies", "variant_of"]
 
 VARIANTS = ("full", "sgd", "minibatch")
 DTYPES = ("float32", "float64")
@@ -21,18 +23,27 @@ PLACEMENTS = ("resident", "streamed")
 GATHERS = ("epoch", "batch")
 KERNELS = ("eager", "cuda-graph", "fused", "rows", "persistent")
 INITS = ("zeros", "random")
+#: "All n training examples", in a grid of batch sizes: the dataset's n_train once resolved.
+FULL_BATCH = "full"
 
 
-#: Training examples of the standard split (the tutorial's 50,000 / 10,000 / 10,000).
-N_TRAIN = 50_000
-
-
-def variant_of(batch_size: int, n_train: int = N_TRAIN) -> str:
-    """The variant a batch size is: ``"sgd"`` (B = 1), ``"full"`` (B >= n), else
-    ``"minibatch"``. The one place that derives it."""
+def variant_of(batch_size: int, n_train: int) -> str:
+    """The variant a batch size is for ``n_train`` training examples: ``"sgd"`` (B = 1),
+    ``"full"`` (B >= n), else ``"minibatch"``. The one place that derives it."""
     if batch_size == 1:
         return "sgd"
     return "full" if batch_size >= n_train else "minibatch"
+
+
+def batch_sizes_for(sizes: Iterable[int | str], n_train: int) -> tuple[int, ...]:
+    """A grid's batch sizes as numbers for ``n_train`` training examples: ``FULL_BATCH``
+    becomes n_train, sizes above n_train are left out (they would be full batch again);
+    sorted, each once."""
+    out = {n_train if B == FULL_BATCH else B for B in sizes}
+    bad = [B for B in out if not (_is_int(B) and B >= 1)]
+    if bad:
+        raise ConfigError(f"Batch sizes must be ints >= 1 or {FULL_BATCH!r}. Got {bad} instead.")
+    return tuple(sorted(B for B in out if B <= n_train))
 
 
 def placement_applies(device: str | None) -> bool:
@@ -57,10 +68,12 @@ def _bad(name: str, expected: str, value: Any) -> ConfigError:
 
 @dataclass(frozen=True, kw_only=True)
 class RunConfig:
-    """One training run: a model trained by an optimizer on one backend.
+    """One training run: a model trained by an optimizer on one backend, on one dataset.
 
     The three variants are points on one batch-size axis: ``full`` = one step per epoch over
     all n training examples (B = n), ``sgd`` = per-sample (B = 1), ``minibatch`` = B examples.
+    Give the batch size as a number (the variant follows from it and the dataset's n_train,
+    ``variant_of``), or name the variant ``full`` / ``sgd`` and leave ``batch_size`` None.
 
     Budget: at most ``max_epochs`` epochs and, if set, ``max_steps`` optimizer steps; with
     ``early_stopping`` the tutorial's patience rule (in minibatch iterations) may stop sooner;
@@ -70,12 +83,13 @@ class RunConfig:
     """
 
     backend: str = "numpy"
+    dataset: str = DEFAULT             # bench.workload.datasets.DATASETS
     device: str | None = None          # None: the backend's natural device
     model: str = "softmax"             # bench.workload.models.MODELS
     optimizer: str = "sgd"             # bench.workload.optimizers.OPTIMIZERS
     momentum: float = 0.9              # for optimizer "momentum" / "nesterov"
-    variant: str = "minibatch"
-    batch_size: int | None = None      # required for minibatch; implied by full / sgd
+    variant: str | None = None         # None: variant_of(batch_size, the dataset's n_train)
+    batch_size: int | None = None      # required unless the variant is full or sgd
     learning_rate: float = 0.13
     l1: float = 0.0
     l2: float = 0.0
@@ -98,7 +112,7 @@ class RunConfig:
     validations_per_epoch: int = 1
     eval_batch_size: int = 10_000
     eval_drop_last: bool = False
-    pixel_scale: float = 255.0
+    pixel_scale: float | None = None   # pixels = byte / pixel_scale; None: the dataset's own
 
     def __post_init__(self) -> None:
         from impls.registry import BACKENDS  # names only: no framework is imported
@@ -109,6 +123,9 @@ class RunConfig:
         if self.device is not None and self.device not in devices:
             raise _bad("device", f"None or one of {devices} for backend {self.backend!r}",
                        self.device)
+        if self.dataset not in DATASETS:
+            raise _bad("dataset", f"one of {tuple(DATASETS)} (check the spelling)",
+                       self.dataset)
         if self.model not in MODELS:
             raise _bad("model", f"one of {tuple(MODELS)}", self.model)
         if self.optimizer not in OPTIMIZERS:
@@ -119,7 +136,13 @@ class RunConfig:
             v = getattr(self, name)  # NumPy integers are ints too
             if isinstance(v, numbers.Integral) and not isinstance(v, bool):
                 object.__setattr__(self, name, int(v))
-        if self.variant not in VARIANTS:
+        if self.variant is None:
+            if not (_is_int(self.batch_size) and self.batch_size >= 1):
+                raise _bad("batch_size", "an int >= 1 (or set variant='full' or 'sgd')",
+                           self.batch_size)
+            object.__setattr__(self, "variant",
+                               variant_of(self.batch_size, get_dataset(self.dataset).n_train))
+        elif self.variant not in VARIANTS:
             raise _bad("variant", f"one of {VARIANTS}", self.variant)
         if self.variant == "minibatch":
             if not (_is_int(self.batch_size) and self.batch_size >= 1):
@@ -127,8 +150,11 @@ class RunConfig:
         elif self.variant == "sgd" and self.batch_size not in (None, 1):
             raise _bad("batch_size", "None or 1 for the sgd (per-sample) variant",
                        self.batch_size)
-        elif self.variant == "full" and self.batch_size is not None:
-            raise _bad("batch_size", "None for the full variant (B = n)", self.batch_size)
+        elif self.variant == "full" and self.batch_size not in (
+                None, get_dataset(self.dataset).n_train):
+            raise _bad("batch_size", f"None or n_train for the full variant (B = n = "
+                       f"{get_dataset(self.dataset).n_train} on {self.dataset})",
+                       self.batch_size)
         for name in ("learning_rate",):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
@@ -164,6 +190,9 @@ class RunConfig:
             raise _bad("max_steps", "None or an int >= 1", self.max_steps)
         if self.target_error is not None and not 0 <= self.target_error <= 1:
             raise _bad("target_error", "None or a float in [0, 1]", self.target_error)
+        if self.pixel_scale is not None and not (isinstance(self.pixel_scale, (int, float))
+                                                 and self.pixel_scale > 0):
+            raise _bad("pixel_scale", "None or a float > 0", self.pixel_scale)
         if not 0 < self.improvement_threshold <= 1:
             raise _bad("improvement_threshold", "a float in (0, 1]", self.improvement_threshold)
         if not (_is_int(self.seed) and self.seed >= 0):

@@ -10,9 +10,20 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["KERNEL_DIR", "csr_rows", "kernel_source"]
+__all__ = ["KERNEL_DIR", "csr_rows", "kernel_defines", "kernel_options", "kernel_source"]
 
 KERNEL_DIR = Path(__file__).parent
+
+
+def kernel_defines(n_features: int, n_classes: int) -> dict[str, int]:
+    """The kernels' compile-time sizes: ``D`` pixels per example, ``K`` classes (from the
+    dataset, e.g. ``model_spec("softmax", dataset)``'s ``n_in`` and ``n_out``)."""
+    return {"D": int(n_features), "K": int(n_classes)}
+
+
+def kernel_options(n_features: int, n_classes: int) -> tuple[str, ...]:
+    """``kernel_defines`` as NVRTC options (``-DD=784``, ``-DK=10``)."""
+    return tuple(f"-D{k}={v}" for k, v in kernel_defines(n_features, n_classes).items())
 
 
 def kernel_source(name: str) -> str:

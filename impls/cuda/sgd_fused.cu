@@ -1,13 +1,16 @@
 // The fused SGD kernel of the CuPy backend (kernel="fused"): one thread block runs n_steps
 // SGD steps of softmax regression on minibatches of B <= 32 consecutive rows of the resident
-// (already shuffled) float32 training set X (N x 784), starting at row first_row:
+// (already shuffled) float32 training set X (N x D), starting at row first_row:
 //     z = x W + b;  g = softmax(z) - onehot(y);  cost += mean NLL (double)
 //     W <- W - (lr / B) X^T g - lr (l1 sign(W) + 2 l2 W);  b <- b - (lr / B) sum_r g_r
-// Logits: one warp per output (row, class), lanes split the 784 pixels, shuffle reduce;
+// Logits: one warp per output (row, class), lanes split the D pixels, shuffle reduce;
 // softmax one thread per row; the update threads split W's entries (dense).
 // Launch: 1 block of a multiple of 32 threads (256 in the backend). Verified on an H200.
-#define D 784
-#define K 10
+// D (pixels per example) and K (classes) come from the dataset, as compiler options
+// (impls.cuda.kernel_defines: NVRTC in the CuPy backend, g++ in the emulator tests).
+#if !defined(D) || !defined(K)
+#error "compile with -DD=<n_features> -DK=<n_classes> (impls.cuda.kernel_defines)"
+#endif
 #define MAXB 32
 extern "C" __global__ void sgd_steps(
         const float* __restrict__ X, const long long* __restrict__ y, float* W, float* b,

@@ -47,7 +47,7 @@
 //   (B = 1: plain read-modify-write, the columns of one row are distinct; B > 1: shared-memory
 //   atomicAdd, rows share columns). b: lanes 0..9 of the group's first warp.
 // Estimate: B = 1 ~ 1,000-1,500 cycles per step (~0.6-0.8 us; target <= 3 us), B = 20 a few
-// us (target <= 16 us, i.e. 40 ms per epoch). Shared memory: W 31,360 B + buffers 12,288 B +
+// us (target <= 16 us, i.e. 40 ms per epoch). Shared memory on MNIST: W 31,360 B + buffers 12,288 B +
 // meta and partials ~2.9 KB = 46,520 B static (< 48 KB).
 // Registers (nvcc 13.0, sm_90, NT = 256): see tests/test_cuda_kernels.py (recorded there).
 #ifndef NT
@@ -56,8 +56,14 @@
 #ifndef CAP
 #define CAP 1024                      // non-zeros of one step pipelined through shared memory
 #endif
-#define D 784
-#define K 10
+// D (pixels per example) and K (classes) come from the dataset, as compiler options
+// (impls.cuda.kernel_defines: NVRTC in the CuPy backend, g++ in the emulator tests).
+#if !defined(D) || !defined(K)
+#error "compile with -DD=<n_features> -DK=<n_classes> (impls.cuda.kernel_defines)"
+#endif
+#if K > 32 || K % 2 != 0
+#error "one lane per class and W rows as float2: K even and <= 32"
+#endif
 #define MAXB 32
 #define NW (NT / 32)
 #define PF ((CAP + NT - 1) / NT)      // prefetch slots (registers) per thread
@@ -85,7 +91,7 @@ extern "C" __global__ void __launch_bounds__(NT, 1) sgd_persistent(
         float* W, float* b, double* cost,
         const long long first_row, const int n_steps, const int B,
         const float lr, const float l1, const float l2) {
-    __shared__ float2 Ws2[D * K / 2];       // W, row-major (784 x 10); row c = Ws2[5c .. 5c+4]
+    __shared__ float2 Ws2[D * K / 2];       // W, row-major (D x K); row c = Ws2[c K/2 ..]
     __shared__ float bs[K];
     __shared__ short bcol[2][CAP];          // the non-zeros of steps s (s & 1) and s + 1
     __shared__ float bval[2][CAP];

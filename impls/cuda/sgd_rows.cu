@@ -5,26 +5,32 @@
 // ROWS rows; a block takes chunks blockIdx.x, blockIdx.x + gridDim.x, ... and for each
 //   1. copies the chunk's rows X[order[first_row + i]] into shared memory (float4 loads;
 //      `order` is the epoch's permutation, or the identity for an in-order epoch),
-//   2. one warp per row: z = x W + b (lanes split the 784 pixels, W read through the
+//   2. one warp per row: z = x W + b (lanes split the D pixels, W read through the
 //      read-only cache, the 10 sums reduced with xor shuffles so every lane holds them),
 //      G = softmax(z) - onehot(y), the row's NLL added to the warp's running sum,
 //   3. every thread adds x[d] G[k] for its own pixels d (tid, tid + 256, ...) and all k to
 //      registers: the weight gradient X^T G is accumulated without atomics.
-// Each block writes its partial sums (784 x 10 + 10 floats) to its own slice of `partial`;
+// Each block writes its partial sums (D x K + K floats) to its own slice of `partial`;
 // the NLL goes to `cost` once per warp (sum of the rows' NLL / n_rows, in double).
 //
 // softmax_rows_update (one thread per parameter): sums the blocks' partials, then
 //   W <- W - lr (gW / n_rows) - lr (l1 sign(W) + 2 l2 W),   b <- b - lr (gb / n_rows)
 // which is the reference step (bench.workload.models.softmax) with the penalties on the old W.
 //
-// Traffic per step: the rows once (n_rows x 3,136 bytes), W from L2/L1 per block, and
+// Traffic per step on MNIST: the rows once (n_rows x 3,136 bytes), W from L2/L1 per block, and
 // grid x 31,400 bytes of partials written and read back: at 264 blocks that is 8.3 MB, so it
 // pays from B of a few thousand rows on (B = 5,000 reads 15.7 MB of rows).
-#define D 784
-#define K 10
+// D (pixels per example) and K (classes) come from the dataset, as compiler options
+// (impls.cuda.kernel_defines: NVRTC in the CuPy backend, g++ in the emulator tests).
+#if !defined(D) || !defined(K)
+#error "compile with -DD=<n_features> -DK=<n_classes> (impls.cuda.kernel_defines)"
+#endif
+#if K > 32
+#error "one lane per class: K <= 32"
+#endif
 #define ROWS 8
 #define THREADS 256
-#define PER_THREAD 4   // pixels per thread in the gradient: ceil(784 / 256)
+#define PER_THREAD ((D + THREADS - 1) / THREADS)   // pixels per thread in the gradient
 
 extern "C" __global__ void softmax_rows_grad(
         const float* __restrict__ X, const long long* __restrict__ y,

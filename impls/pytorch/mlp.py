@@ -18,7 +18,7 @@ __all__ = ["MLPOps"]
 
 
 class MLPOps(ModelOps):
-    """``W1`` (784, 500), ``b1``, ``W2`` (500, 10), ``b2`` as tensors on the trainer's device."""
+    """``W1`` (D, 500), ``b1``, ``W2`` (500, K), ``b2`` as tensors on the trainer's device."""
 
     names = ("W1", "b1", "W2", "b2")
 

@@ -1,6 +1,6 @@
 """Softmax regression in PyTorch; see ``bench.workload.models.softmax``.
 
-W is kept transposed, ``Wt = W^T`` (10 x 784), and ``params["W"]`` is its (784, 10) view: with
+W is kept transposed, ``Wt = W^T`` (K x D), and ``params["W"]`` is its (D, K) view: with
 the CPU build's MKL on this project's CI machines, ``Wt.addmm_(G^T, X)`` ran 4x faster than
 ``W.addmm_(X^T, G)`` at B = 600 and 50,000 and the forward product 2x faster (measured side by
 side; cuBLAS is indifferent). The logits' gradient, shared with every model ending in a
@@ -43,7 +43,7 @@ def add_penalty(g: torch.Tensor, W: torch.Tensor, l1: float, l2: float) -> None:
 
 
 class SoftmaxOps(ModelOps):
-    """``W`` as a (784, 10) view of the contiguous ``Wt`` (10, 784), and ``b`` (10,)."""
+    """``W`` as a (D, K) view of the contiguous ``Wt`` (K, D), and ``b`` (K,)."""
 
     names = ("W", "b")
 

@@ -16,7 +16,7 @@ __all__ = ["MLPOps"]
 
 
 class MLPOps(ModelOps):
-    """Parameters ``W1`` (784, 500), ``b1``, ``W2`` (500, 10), ``b2`` of the trainer's ``xp``."""
+    """Parameters ``W1`` (D, 500), ``b1``, ``W2`` (500, K), ``b2`` of the trainer's ``xp``."""
 
     names = ("W1", "b1", "W2", "b2")
 

@@ -44,7 +44,7 @@ def add_penalty(xp: Any, g: Any, W: Any, l1: float, l2: float) -> None:
 
 
 class SoftmaxOps(ModelOps):
-    """Parameters ``W`` (784, 10) and ``b`` (10,) as arrays of the trainer's ``xp``."""
+    """Parameters ``W`` (D, K) and ``b`` (K,) as arrays of the trainer's ``xp``."""
 
     names = ("W", "b")
 

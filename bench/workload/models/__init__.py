@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 
+from bench.workload.datasets import DEFAULT, get_dataset
 from bench.workload.models.base import ModelSpec, Params
 
 __all__ = ["MODELS", "ModelSpec", "Params", "model_spec"]
@@ -22,10 +23,13 @@ MODELS: dict[str, str] = {
 }
 
 
-def model_spec(name: str) -> ModelSpec:
-    """The spec of model ``name``; a ValueError naming the choices otherwise."""
+def model_spec(name: str, dataset: str | None = None) -> ModelSpec:
+    """The spec of model ``name`` for ``dataset``'s width D and class count K (None: the
+    default dataset's); a ValueError naming the choices otherwise."""
     if name not in MODELS:
         raise ValueError(f"Unknown model {name!r}; choose one of {', '.join(MODELS)} "
                          "(check the spelling).")
+    data = get_dataset(DEFAULT if dataset is None else dataset)
     module, _, cls = MODELS[name].partition(":")
-    return getattr(importlib.import_module(module), cls)()
+    return getattr(importlib.import_module(module), cls)(n_in=data.n_features,
+                                                         n_out=data.n_classes)

@@ -1,6 +1,6 @@
 """What every model spec provides, and the parts they share: the NLL, the penalties, the error.
 
-For a batch of B examples with logits Z (B x 10) the cost is the **mean** negative
+For a batch of B examples with logits Z (B x K, K classes) the cost is the **mean** negative
 log-likelihood plus penalties on the weight matrices (never the biases)::
 
     cost = -(1/B) sum_i log softmax(Z_i)[y_i] + l1 sum_{W in weights} |W| + l2 sum W**2
@@ -47,6 +47,9 @@ class ModelSpec(ABC):
     #: parameter names in order, and which of them are penalised weight matrices
     param_names: ClassVar[tuple[str, ...]]
     weight_names: ClassVar[tuple[str, ...]]
+    #: input width D and classes K (set by each spec's constructor)
+    n_in: int
+    n_out: int
 
     @abstractmethod
     def init(self, init: str = "zeros", seed: int = 0) -> Params:
@@ -54,7 +57,7 @@ class ModelSpec(ABC):
 
     @abstractmethod
     def logits(self, params: Params, x: np.ndarray) -> np.ndarray:
-        """``Z`` (B x 10) for the rows of ``x``."""
+        """``Z`` (B x K) for the rows of ``x``."""
 
     @abstractmethod
     def gradient(self, params: Params, x: np.ndarray, y: np.ndarray, l1: float = 0.0,

@@ -1,7 +1,8 @@
-"""The Deep Learning Tutorials' multilayer perceptron (``mlp.py``): 784 -> 500 (tanh) -> 10.
+"""The Deep Learning Tutorials' multilayer perceptron (``mlp.py``): D -> 500 (tanh) -> K
+(MNIST: 784 -> 500 -> 10).
 
-    h = tanh(x W1 + b1)                  W1: (784, 500), b1: (500,)
-    z = h W2 + b2,  p = softmax(z)       W2: (500, 10),  b2: (10,)
+    h = tanh(x W1 + b1)                  W1: (D, 500), b1: (500,)
+    z = h W2 + b2,  p = softmax(z)       W2: (500, K), b2: (K,)
 
 Cost: the mean NLL plus ``l1 (|W1| + |W2|) + l2 (W1**2 + W2**2)`` summed over both weight
 matrices (the tutorial's L1 and L2_sqr; never the biases). Backpropagation, with
@@ -21,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from bench.workload.models.base import ModelSpec, Params, softmax
+from bench.workload.models.softmax import N_IN, N_OUT
 
 __all__ = ["HIDDEN", "MLP"]
 
@@ -34,7 +36,7 @@ class MLP(ModelSpec):
     param_names = ("W1", "b1", "W2", "b2")
     weight_names = ("W1", "W2")
 
-    def __init__(self, n_in: int = 784, n_hidden: int = HIDDEN, n_out: int = 10) -> None:
+    def __init__(self, n_in: int = N_IN, n_hidden: int = HIDDEN, n_out: int = N_OUT) -> None:
         self.n_in, self.n_hidden, self.n_out = n_in, n_hidden, n_out
 
     def init(self, init: str = "zeros", seed: int = 1234) -> Params:

@@ -3,7 +3,7 @@
 Softmax (multinomial logistic) regression, as in the Deep Learning Tutorials' ``logistic_sgd.py``:
 
     p(y = k | x) = softmax(x W + b)_k = exp(z_k) / sum_j exp(z_j),   z = x W + b,
-    W: (784, 10) weights, b: (10,) bias.
+    W: (D, K) weights, b: (K,) bias (D pixels, K classes: MNIST's 784 and 10).
 
 The cost of a batch of B examples is the **mean** negative log-likelihood plus penalties on the
 weights (not the bias):
@@ -29,6 +29,7 @@ from typing import Literal
 
 import numpy as np
 
+from bench.workload.datasets import DEFAULT, get_dataset
 from bench.workload.models.base import ModelSpec, Params, log_softmax, softmax
 from bench.workload.models.base import penalty as _penalty
 
@@ -47,8 +48,9 @@ __all__ = [
     "softmax",
 ]
 
-N_IN = 784
-N_OUT = 10
+#: D and K of the default dataset (MNIST: 784 pixels, 10 classes).
+N_IN = get_dataset(DEFAULT).n_features
+N_OUT = get_dataset(DEFAULT).n_classes
 Init = Literal["zeros", "random"]
 
 
@@ -117,14 +119,17 @@ def init_params(init: Init = "zeros", seed: int = 0, n_in: int = N_IN,
 
 
 class SoftmaxRegression(ModelSpec):
-    """The functions above as a ``ModelSpec``: parameters ``W`` (784, 10) and ``b`` (10,)."""
+    """The functions above as a ``ModelSpec``: parameters ``W`` (n_in, n_out), ``b`` (n_out,)."""
 
     name = "softmax"
     param_names = ("W", "b")
     weight_names = ("W",)
 
+    def __init__(self, n_in: int = N_IN, n_out: int = N_OUT) -> None:
+        self.n_in, self.n_out = n_in, n_out
+
     def init(self, init: str = "zeros", seed: int = 0) -> Params:
-        W, b = init_params(init, seed)
+        W, b = init_params(init, seed, self.n_in, self.n_out)
         return {"W": W, "b": b}
 
     def logits(self, params: Params, x: np.ndarray) -> np.ndarray:

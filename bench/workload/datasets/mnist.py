@@ -1,10 +1,10 @@
-"""The one MNIST loader: find, verify, parse and split the data.
+"""MNIST: the classic 50,000 / 10,000 / 10,000 split of LeCun's handwritten digits.
 
-Sources, in the order they are searched:
+Sources, in the order they are searched (``bench.workload.datasets.idx`` says more):
 
 1. an explicit ``path`` argument (a folder, or an ``mnist.npz`` / ``mnist.pkl.gz`` file);
-2. the ``GDBENCH_DATA_DIR`` environment variable (a folder holding the files);
-3. the user cache folder (``GDBENCH_CACHE_DIR``, else the platform's cache folder);
+2. ``$GDBENCH_DATA_DIR/mnist/``, else ``$GDBENCH_DATA_DIR`` itself (a folder holding the files);
+3. the user cache folder (``$GDBENCH_CACHE_DIR``, else the platform's cache folder);
 4. a download of the four IDX files into that cache, SHA-256 verified, with a progress bar.
 
 A folder may hold the four original IDX files (gzipped or not), the Keras ``mnist.npz`` or the
@@ -18,18 +18,21 @@ The split is the classic one: train = the first 50,000 training images, validati
 from __future__ import annotations
 
 import gzip
-import hashlib
 import os
 import pickle
 import zipfile
 import zlib
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
+from bench.workload.datasets import idx
+from bench.workload.datasets.base import Data, DataError, Dataset, Split, as_split
+from bench.workload.datasets.idx import IDX_FILES, unreadable
+
 __all__ = [
+    "DATASET",
     "IDX_FILES",
     "MIRRORS",
     "MNIST",
@@ -42,13 +45,8 @@ __all__ = [
     "read_idx",
 ]
 
-#: The four original files, by role.
-IDX_FILES = {
-    "train_images": "train-images-idx3-ubyte",
-    "train_labels": "train-labels-idx1-ubyte",
-    "test_images": "t10k-images-idx3-ubyte",
-    "test_labels": "t10k-labels-idx1-ubyte",
-}
+#: The data of any dataset; the name this module gave it first.
+MNIST = Data
 
 #: Published SHA-256 digests of the canonical files, gzipped and not.
 SHA256 = {
@@ -70,48 +68,14 @@ MIRRORS = (
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
 )
 
-ENV_DATA_DIR = "GDBENCH_DATA_DIR"
-ENV_CACHE_DIR = "GDBENCH_CACHE_DIR"
+ENV_DATA_DIR = idx.ENV_DATA_DIR
+ENV_CACHE_DIR = idx.ENV_CACHE_DIR
 N_PIXELS = 28 * 28
 N_CLASSES = 10
-_IDX_MAGIC = {1: 0x00000801, 3: 0x00000803}  # unsigned bytes, 1 or 3 dimensions
 _NPZ_NAME = "mnist.npz"
 _PKL_NAME = "mnist.pkl.gz"
-
-
-class DataError(ValueError):
-    """The MNIST data could not be found or is not what it should be."""
-
-
-@dataclass(frozen=True)
-class Split:
-    """One part of the data: images ``x`` (n, 784) and labels ``y`` (n,), both read-only."""
-
-    x: np.ndarray
-    y: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.y)
-
-    def __repr__(self) -> str:
-        return f"Split(n={len(self)}, x={self.x.dtype}{self.x.shape}, y={self.y.dtype})"
-
-
-@dataclass(frozen=True)
-class MNIST:
-    """The train / validation / test split and where it came from."""
-
-    train: Split
-    valid: Split
-    test: Split
-    source: str
-    pixel_scale: float
-
-    def __repr__(self) -> str:
-        return (
-            f"MNIST(train={len(self.train)}, valid={len(self.valid)}, test={len(self.test)}, "
-            f"pixel_scale={self.pixel_scale}, source={self.source!r})"
-        )
+_SOURCE = idx.IdxSource("mnist", "MNIST", {k: f"sha256:{v}" for k, v in SHA256.items()},
+                        MIRRORS, legacy_folder=True)
 
 
 # --------------------------------------------------------------------------- locating
@@ -119,23 +83,12 @@ class MNIST:
 
 def cache_dir() -> Path:
     """The folder downloads go to: ``$GDBENCH_CACHE_DIR``, else the user cache folder."""
-    if os.environ.get(ENV_CACHE_DIR):
-        return Path(os.environ[ENV_CACHE_DIR]).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("gdbench")) / "mnist"
-
-
-def _idx_path(folder: Path, name: str) -> Path | None:
-    for candidate in (folder / f"{name}.gz", folder / name):
-        if candidate.is_file():
-            return candidate
-    return None
+    return idx.cache_dir(_SOURCE)
 
 
 def _describe_source(folder: Path) -> str | None:
     """Which kind of MNIST copy ``folder`` holds, or None."""
-    if all(_idx_path(folder, n) for n in IDX_FILES.values()):
+    if idx.has_idx_files(folder):
         return "idx"
     if (folder / _NPZ_NAME).is_file():
         return "npz"
@@ -145,13 +98,7 @@ def _describe_source(folder: Path) -> str | None:
 
 
 def _missing_message(folder: Path, origin: str) -> str:
-    wanted = ", ".join(f"{n}[.gz]" for n in IDX_FILES.values())
-    missing = [f"{n}[.gz]" for n in IDX_FILES.values() if _idx_path(folder, n) is None]
-    lacks = f" ({', '.join(missing)} not found)" if len(missing) < len(IDX_FILES) else ""
-    return (
-        f"{origin} {folder} holds no MNIST copy{lacks}: expected the four IDX files "
-        f"({wanted}), or {_NPZ_NAME}, or {_PKL_NAME}. Point it at the folder that holds them."
-    )
+    return idx.missing_message(folder, origin, "MNIST", f", or {_NPZ_NAME}, or {_PKL_NAME}")
 
 
 def _resolve(path: str | os.PathLike | None, download_missing: bool) -> tuple[str, Path]:
@@ -170,16 +117,11 @@ def _resolve(path: str | os.PathLike | None, download_missing: bool) -> tuple[st
         if kind is None:
             raise DataError(_missing_message(p, "The folder"))
         return kind, (p / _NPZ_NAME if kind == "npz" else p / _PKL_NAME if kind == "pkl" else p)
-    env = os.environ.get(ENV_DATA_DIR)
-    if env:
-        p = Path(env).expanduser()
-        if not p.is_dir():
-            raise DataError(f"{ENV_DATA_DIR}={env} is not a folder. Set it to the folder that "
-                            "holds the MNIST files, or unset it to use the cache.")
-        kind = _describe_source(p)
-        if kind is None:
-            raise DataError(_missing_message(p, f"{ENV_DATA_DIR} folder"))
-        return _resolve(p, download_missing)
+    env = idx.data_dir(_SOURCE)
+    if env is not None:
+        if _describe_source(env) is None:
+            raise DataError(_missing_message(env, f"{ENV_DATA_DIR} folder"))
+        return _resolve(env, download_missing)
     cache = cache_dir()
     if cache.is_dir() and _describe_source(cache) is not None:
         return _resolve(cache, download_missing)
@@ -199,162 +141,24 @@ def download(folder: Path | None = None, mirrors: tuple[str, ...] | None = None)
     Each file is fetched from the first mirror that answers; a file whose SHA-256 differs from
     the published digest is deleted and reported, never used.
     """
-    import pooch
-    import requests
-
-    folder = Path(folder) if folder is not None else cache_dir()
-    mirrors = MIRRORS if mirrors is None else mirrors
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in IDX_FILES.values():
-        fname = f"{name}.gz"
-        errors = []
-        for mirror in mirrors:
-            try:
-                pooch.retrieve(
-                    mirror + fname,
-                    known_hash=f"sha256:{SHA256[fname]}",
-                    fname=fname,
-                    path=folder,
-                    progressbar=True,
-                )
-                break
-            except ValueError as exc:  # pooch: hash mismatch
-                raise DataError(
-                    f"{fname} downloaded from {mirror} failed its SHA-256 check ({exc}). The "
-                    f"mirror serves a corrupt or different file; try again later, or copy the "
-                    f"original files into {folder} yourself."
-                ) from exc
-            except (requests.RequestException, OSError) as exc:
-                errors.append(f"{mirror}: {type(exc).__name__}")
-        else:
-            raise DataError(
-                f"Could not download {fname} ({'; '.join(errors)}), and no local copy was found "
-                f"(searched: ${ENV_DATA_DIR} (unset) and the cache {folder}). If this machine is "
-                f"offline, copy the four files {', '.join(f'{n}.gz' for n in IDX_FILES.values())} "
-                f"into {folder}, or set {ENV_DATA_DIR} to a folder that holds them."
-            )
-    return folder
+    return idx.download(_SOURCE, cache_dir() if folder is None else folder,
+                        MIRRORS if mirrors is None else mirrors)
 
 
 # --------------------------------------------------------------------------- reading
 
 
 def _fix(path: Path) -> str:
-    """What to do about a bad file: true advice for where it lies. Only the cache folder is
-    refilled by a download; a file in ``$GDBENCH_DATA_DIR`` or a named path is not."""
-    try:
-        in_cache = path.resolve().parent == cache_dir().resolve()
-    except OSError:
-        in_cache = False
-    if in_cache:
-        return f"Delete {path} to download it again, or replace it with an intact copy."
-    return (f"Replace {path} with an intact copy of the original, or unset {ENV_DATA_DIR} (and "
-            f"pass no path) to use the cache {cache_dir()}, where MNIST is downloaded on first "
-            "use.")
-
-
-def _unreadable(path: Path, exc: OSError) -> DataError:
-    return DataError(
-        f"{path}: cannot be read ({exc.strerror or exc}). Make it readable by this user "
-        f"(e.g. `chmod a+r {path}`), or point {ENV_DATA_DIR} at a readable copy."
-    )
-
-
-def _read_bytes(path: Path) -> bytes:
-    """Read a file, gunzipping it when its name ends in .gz; corrupt gzip is a DataError."""
-    try:
-        if path.name.endswith(".gz"):
-            with gzip.open(path, "rb") as fh:
-                return fh.read()
-        return path.read_bytes()
-    except PermissionError as exc:
-        raise _unreadable(path, exc) from exc
-    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-        raise DataError(
-            f"{path}: the gzip stream is truncated or corrupt ({exc}). {_fix(path)}"
-        ) from exc
-
-
-def _verify_sha256(path: Path) -> None:
-    expected = SHA256.get(path.name)
-    if expected is None:
-        return
-    try:
-        found = hashlib.sha256(path.read_bytes()).hexdigest()
-    except PermissionError as exc:
-        raise _unreadable(path, exc) from exc
-    if found != expected:
-        raise DataError(
-            f"{path.name}: SHA-256 mismatch (expected {expected}, found {found}); the file is "
-            f"corrupt or not the original. {_fix(path)}"
-        )
+    return idx.fix_advice(path, _SOURCE)
 
 
 def read_idx(path: str | os.PathLike, ndim: int, verify: bool = True) -> np.ndarray:
-    """Read one IDX file of unsigned bytes with ``ndim`` dimensions (1 = labels, 3 = images).
-
-    The header is a big-endian magic number (0x00000801 or 0x00000803) followed by one
-    big-endian uint32 per dimension; the payload must hold exactly their product of bytes.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: file not found. Check the folder, or put the original file "
-                        "there.")
-    if verify:
-        _verify_sha256(path)
-    raw = _read_bytes(path)
-    header = 4 * (1 + ndim)
-    if len(raw) < header:
-        raise DataError(f"{path}: only {len(raw)} bytes, shorter than an IDX header; the file "
-                        "is truncated. Replace it with an intact copy.")
-    magic = int.from_bytes(raw[:4], "big")
-    if magic != _IDX_MAGIC[ndim]:
-        raise DataError(
-            f"{path}: wrong IDX magic number 0x{magic:08x} (expected 0x{_IDX_MAGIC[ndim]:08x} "
-            f"for a {ndim}-d unsigned-byte array); this is not an MNIST "
-            f"{'label' if ndim == 1 else 'image'} file."
-        )
-    dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    if ndim == 3 and dims[1:] != (28, 28):
-        raise DataError(f"{path}: images are {dims[1]}x{dims[2]}, expected 28x28.")
-    expected = int(np.prod(dims))
-    found = len(raw) - header
-    if found != expected:
-        raise DataError(
-            f"{path}: header says {dims[0]} items ({expected} bytes) but the file holds "
-            f"{found} bytes; the file is truncated or corrupt. Replace it with an intact copy."
-        )
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+    """Read one MNIST IDX file (1 = labels, 3 = images), SHA-256 checked when ``verify``."""
+    return idx.read_idx(path, ndim, _SOURCE, verify)
 
 
 def _check_pair(images: np.ndarray, labels: np.ndarray, where: str) -> None:
-    if labels.dtype.kind not in "iu":
-        raise DataError(f"{where}: labels are {labels.dtype}, expected integer class numbers "
-                        "0-9; this is not an MNIST label array. Replace the file with an "
-                        "intact copy.")
-    if labels.ndim != 1:
-        raise DataError(f"{where}: labels have shape {labels.shape}, expected (n,).")
-    if images.shape[0] != labels.shape[0]:
-        raise DataError(f"{where}: {images.shape[0]} images but {labels.shape[0]} labels; "
-                        "the image and label files do not belong together.")
-    outside = (labels >= N_CLASSES) | (labels < 0)
-    if outside.any():
-        bad = int(np.argmax(outside))
-        raise DataError(f"{where}: label {int(labels[bad])} at index {bad} is outside 0-9; the "
-                        "label file is corrupt.")
-
-
-def _read_idx_folder(folder: Path, verify: bool) -> tuple[np.ndarray, ...]:
-    out = {}
-    for role, name in IDX_FILES.items():
-        path = _idx_path(folder, name)
-        if path is None:
-            raise DataError(f"{folder / name}[.gz]: file not found. " +
-                            _missing_message(folder, "The folder"))
-        out[role] = read_idx(path, 3 if role.endswith("images") else 1, verify=verify)
-    _check_pair(out["train_images"], out["train_labels"], f"{folder} (train)")
-    _check_pair(out["test_images"], out["test_labels"], f"{folder} (t10k)")
-    return out["train_images"], out["train_labels"], out["test_images"], out["test_labels"]
+    idx.check_pair(images, labels, where, "MNIST", N_CLASSES)
 
 
 def _read_npz(path: Path) -> tuple[np.ndarray, ...]:
@@ -371,7 +175,7 @@ def _read_npz(path: Path) -> tuple[np.ndarray, ...]:
     except DataError:
         raise
     except PermissionError as exc:
-        raise _unreadable(path, exc) from exc
+        raise unreadable(path, exc) from exc
     except (OSError, ValueError, zlib.error, EOFError, zipfile.BadZipFile) as exc:
         raise DataError(f"{path}: not a readable .npz file ({exc}); it is truncated or "
                         f"corrupt. {_fix(path)}") from exc
@@ -415,7 +219,7 @@ def _read_pkl(path: Path) -> tuple[np.ndarray, ...]:
         with opener(path, "rb") as fh:
             parts = _ArrayUnpickler(fh, encoding="latin1").load()
     except PermissionError as exc:
-        raise _unreadable(path, exc) from exc
+        raise unreadable(path, exc) from exc
     except pickle.UnpicklingError as exc:
         raise DataError(f"{path}: not the tutorial's pickle of NumPy arrays: {exc}. "
                         f"{_fix(path)}") from exc
@@ -449,21 +253,12 @@ def _read_pkl(path: Path) -> tuple[np.ndarray, ...]:
 # --------------------------------------------------------------------------- splitting
 
 
-def _split(images: np.ndarray, labels: np.ndarray, scale: float) -> Split:
-    x = images.reshape(len(images), N_PIXELS).astype(np.float32)
-    x /= np.float32(scale)
-    y = labels.astype(np.int64)
-    x.flags.writeable = False
-    y.flags.writeable = False
-    return Split(x, y)
-
-
 @lru_cache(maxsize=8)
 def _load_cached(kind: str, location: str, pixel_scale: float, n_valid: int,
-                 verify: bool) -> MNIST:
+                 verify: bool) -> Data:
     loc = Path(location)
     if kind == "idx":
-        xtr, ytr, xte, yte = _read_idx_folder(loc, verify)
+        xtr, ytr, xte, yte = idx.read_idx_folder(loc, _SOURCE, verify)
     elif kind == "npz":
         xtr, ytr, xte, yte = _read_npz(loc)
     else:
@@ -472,13 +267,21 @@ def _load_cached(kind: str, location: str, pixel_scale: float, n_valid: int,
     if n_train < 1:
         raise DataError(f"{location}: {len(ytr)} training images cannot leave {n_valid} for "
                         "validation; the file is truncated or n_valid is too large.")
-    return MNIST(
-        train=_split(xtr[:n_train], ytr[:n_train], pixel_scale),
-        valid=_split(xtr[n_train:], ytr[n_train:], pixel_scale),
-        test=_split(xte, yte, pixel_scale),
+    return Data(
+        train=as_split(xtr[:n_train], ytr[:n_train], pixel_scale),
+        valid=as_split(xtr[n_train:], ytr[n_train:], pixel_scale),
+        test=as_split(xte, yte, pixel_scale),
         source=f"{kind}:{location}",
         pixel_scale=pixel_scale,
     )
+
+
+def check_load_arguments(pixel_scale: float, n_valid: int) -> None:
+    """The loaders' shared arguments, checked before any file is touched."""
+    if not (isinstance(pixel_scale, (int, float)) and pixel_scale > 0):
+        raise DataError(f"pixel_scale must be a positive number (255 or 256). Got {pixel_scale!r}.")
+    if not (isinstance(n_valid, int) and n_valid >= 1):
+        raise DataError(f"n_valid must be a positive int. Got {n_valid!r}.")
 
 
 def load_mnist(
@@ -488,7 +291,7 @@ def load_mnist(
     n_valid: int = 10_000,
     verify: bool = True,
     download_missing: bool = True,
-) -> MNIST:
+) -> Data:
     """Load MNIST as the classic 50,000 / 10,000 / 10,000 train / validation / test split.
 
     Parameters
@@ -507,9 +310,13 @@ def load_mnist(
 
     Loaded once per process: repeated calls with the same arguments return the same object.
     """
-    if not (isinstance(pixel_scale, (int, float)) and pixel_scale > 0):
-        raise DataError(f"pixel_scale must be a positive number (255 or 256). Got {pixel_scale!r}.")
-    if not (isinstance(n_valid, int) and n_valid >= 1):
-        raise DataError(f"n_valid must be a positive int. Got {n_valid!r}.")
+    check_load_arguments(pixel_scale, n_valid)
     kind, location = _resolve(path, download_missing)
     return _load_cached(kind, str(location.resolve()), float(pixel_scale), n_valid, verify)
+
+
+DATASET = Dataset(
+    name="mnist", title="MNIST", n_train=50_000, n_valid=10_000, n_test=10_000,
+    input_shape=(28, 28), n_classes=N_CLASSES, pixel_scale=255.0, loader=load_mnist,
+    files={k: f"sha256:{v}" for k, v in SHA256.items()},
+)
