@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from bench.profiles import Profile
+from bench.workload.backends import BACKENDS
 from bench.workload.config import RunConfig, batch_sizes_for, placement_applies, variant_of
 from bench.workload.datasets import DEFAULT, get_dataset
 
@@ -99,8 +100,6 @@ def cases(profile: Profile, batch_sizes: Sequence[int | str], *,
     A model other than softmax regression runs only at its ``model_batch_sizes``.
     ``variations`` adds the epoch benchmarks' extra points: in-order references, GPU fast
     kernels, per-minibatch gathers."""
-    from impls.registry import BACKENDS
-
     n_train = get_dataset(profile.dataset).n_train
     model_batch_sizes = model_batch_sizes or {}
     out = []

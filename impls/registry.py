@@ -1,5 +1,6 @@
 """Backends by name, imported lazily: a CPU-only install imports cleanly, and an unusable
-backend gives a reason instead of an ImportError. A new backend is one module + one line here.
+backend gives a reason instead of an ImportError. The catalogue of names is
+``bench.workload.backends.BACKENDS``: a new backend is one module + one line there.
 """
 
 from __future__ import annotations
@@ -7,6 +8,7 @@ from __future__ import annotations
 import importlib
 from functools import cache
 
+from bench.workload.backends import BACKENDS
 from impls.base import Trainer
 
 __all__ = [
@@ -18,14 +20,6 @@ __all__ = [
     "trainer_class",
     "unavailable_reason",
 ]
-
-#: backend name -> "module:class", and the devices it runs on (first = default).
-BACKENDS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "numpy": ("impls.numpy_backend:NumpyTrainer", ("cpu",)),
-    "torch": ("impls.torch_backend:TorchTrainer", ("cpu", "cuda")),
-    "cupy": ("impls.cupy_backend:CupyTrainer", ("cuda",)),
-    "numba": ("impls.numba_backend:NumbaTrainer", ("cpu",)),
-}
 
 _INSTALL = {
     "torch": "pip install 'gdbench[torch]'",

@@ -26,6 +26,7 @@ from typing import Any
 
 import pandas as pd
 
+from bench.workload.backends import BACKENDS
 from bench.workload.config import KERNELS, placement_applies, variant_of
 from bench.workload.datasets import DEFAULT, get_dataset
 
@@ -81,8 +82,6 @@ def parse_spec(text: str) -> BackendSpec:
     """The ``BackendSpec`` of ``backend[:device[:kernel]]``; a SpecError naming the problem for
     an unknown backend, device or kernel (``bench.workload.config.KERNELS``) or a malformed text.
     Imports no framework."""
-    from impls.registry import BACKENDS
-
     parts = text.strip().split(":")
     if not parts[0] or len(parts) > 3 or not all(parts):
         raise SpecError(f"backend spec {text!r} is not 'backend[:device[:kernel]]' (e.g. "

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from bench.workload.backends import BACKENDS
 from bench.workload.data_order import ORDERS
 from bench.workload.datasets import DATASETS, DEFAULT, get_dataset
 from bench.workload.models import MODELS
@@ -115,8 +116,6 @@ class RunConfig:
     pixel_scale: float | None = None   # pixels = byte / pixel_scale; None: the dataset's own
 
     def __post_init__(self) -> None:
-        from impls.registry import BACKENDS  # names only: no framework is imported
-
         if self.backend not in BACKENDS:
             raise _bad("backend", f"one of {tuple(BACKENDS)} (check the spelling)", self.backend)
         devices = BACKENDS[self.backend][1]
