@@ -7,7 +7,9 @@ import pytest
 
 from bench.workload.models import softmax as L
 from bench.workload.noise_scale import (
+    b_noise,
     expected_minibatch_sq_norm,
+    hessian_vector_product,
     noise_scale,
     per_example_sq_norms,
 )
@@ -84,3 +86,72 @@ def test_finite_population_form_matches_monte_carlo_over_real_minibatches(real_m
     iid = ns.grad_sq_norm + ns.trace_cov / B
     if B == 300:
         assert abs(sq.mean() - iid) > 10 * se   # the finite-population factor matters here
+
+
+def _small_problem(n: int = 40, d: int = 6, k: int = 3, seed: int = 2):
+    """40 examples, 6 features, 3 classes, parameters away from zero (a curved point)."""
+    rng = np.random.default_rng(seed)
+    return (rng.normal(0, 1, (n, d)), rng.integers(0, k, n), rng.normal(0, 0.5, (d, k)),
+            rng.normal(0, 0.3, k))
+
+
+def _fd_hessian(x, y, W, b, l2: float, h: float = 1e-5) -> np.ndarray:
+    """Central differences of the float64 reference gradient: H over (W flattened, b)."""
+    theta = np.concatenate([W.ravel(), b])
+
+    def grad(t):
+        gW, gb = L.gradient(x, y, t[:W.size].reshape(W.shape), t[W.size:], l2=l2)
+        return np.concatenate([gW.ravel(), gb])
+
+    H = np.stack([(grad(theta + h * e) - grad(theta - h * e)) / (2 * h)
+                  for e in np.eye(theta.size)], axis=1)
+    return (H + H.T) / 2
+
+
+@pytest.mark.parametrize("l2", [0.0, 0.05])
+def test_hessian_vector_product_matches_finite_differences(l2):
+    x, y, W, b = _small_problem()
+    H = _fd_hessian(x, y, W, b, l2)
+    V = np.random.default_rng(3).normal(size=W.size + b.size)
+    hW, hb = hessian_vector_product(x, W, b, V[:W.size].reshape(W.shape), V[W.size:], l2=l2)
+    np.testing.assert_allclose(np.concatenate([hW.ravel(), hb]), H @ V, rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize(("l2", "chunk"), [(0.0, 7), (0.0, 2048), (0.05, 9)])
+def test_b_noise_matches_finite_difference_hessian_and_explicit_covariance(l2, chunk):
+    x, y, W, b = _small_problem()
+    H = _fd_hessian(x, y, W, b, l2)
+    g = np.stack([np.concatenate([gW.ravel(), gb]) for gW, gb in
+                  (L.gradient(x[i:i + 1], y[i:i + 1], W, b, l2=l2) for i in range(len(y)))])
+    G = g.mean(axis=0)
+    cov = (g - G).T @ (g - G) / len(y)                     # population covariance, 1/N
+    bn = b_noise(x, y, W, b, l2=l2, chunk=chunk)
+    np.testing.assert_allclose(bn.grad_hess_grad, G @ H @ G, rtol=1e-7)
+    np.testing.assert_allclose(bn.trace_hess_cov, np.trace(H @ cov), rtol=1e-7)
+    np.testing.assert_allclose(bn.b_noise, np.trace(H @ cov) / (G @ H @ G), rtol=1e-7)
+    assert (bn.n, bn.l2) == (40, l2)
+
+
+def test_b_noise_equals_b_simple_where_the_hessian_is_isotropic():
+    """x = +-sqrt(D) e_k (mean x~ x~^T = I) at W = b = 0 (p uniform, A = (I - 11^T/K)/K):
+    every gradient has columns summing to zero, where H acts as I / K, so
+    G^T H G = |G|^2 / K, tr(H S) = tr S / K and B_noise = B_simple."""
+    d, k = 5, 4
+    x = np.sqrt(d) * np.concatenate([np.eye(d), -np.eye(d)])
+    y = np.random.default_rng(4).integers(0, k, 2 * d)
+    W, b = np.zeros((d, k)), np.zeros(k)
+    bn, ns = b_noise(x, y, W, b), noise_scale(x, y, W, b)
+    np.testing.assert_allclose(bn.grad_hess_grad, ns.grad_sq_norm / k, rtol=1e-12)
+    np.testing.assert_allclose(bn.trace_hess_cov, ns.trace_cov / k, rtol=1e-12)
+    np.testing.assert_allclose(bn.b_noise, ns.b_simple, rtol=1e-12)
+
+
+def test_b_noise_of_one_example_has_no_noise_and_rejects_bad_input():
+    x, y, W, b = _small_problem(n=1)
+    assert b_noise(x, y, W, b).trace_hess_cov == pytest.approx(0.0, abs=1e-15)
+    with pytest.raises(ValueError, match="as many rows of x as labels"):
+        b_noise(x, np.zeros(2, int), W, b)
+    with pytest.raises(ValueError, match=r"'l2' parameter of b_noise must be a float >= 0"):
+        b_noise(x, y, W, b, l2=-1.0)
+    with pytest.raises(ValueError, match=r"'chunk' parameter of b_noise"):
+        b_noise(x, y, W, b, chunk=0)
