@@ -10,6 +10,7 @@ from bench.workload.noise_scale import (
     b_noise,
     expected_minibatch_sq_norm,
     hessian_vector_product,
+    noise_along,
     noise_scale,
     per_example_sq_norms,
 )
@@ -155,3 +156,21 @@ def test_b_noise_of_one_example_has_no_noise_and_rejects_bad_input():
         b_noise(x, y, W, b, l2=-1.0)
     with pytest.raises(ValueError, match=r"'chunk' parameter of b_noise"):
         b_noise(x, y, W, b, chunk=0)
+
+
+def test_noise_along_a_trajectory_is_both_scales_at_each_checkpoint():
+    """Full-batch GD on the small problem: every checkpoint carries B_simple and B_noise of its
+    own parameters, in order, and the gradient shrinks along the run."""
+    x, y, W, b = _small_problem()
+    trajectory = []
+    for step in range(0, 30, 10):
+        trajectory.append((step, L.error(x, y, W, b), W, b))
+        for _ in range(10):
+            W, b = L.reference_step(x, y, W, b, lr=0.5)
+    points = noise_along(trajectory, x, y, chunk=16)
+    assert [p.step for p in points] == [0, 10, 20]
+    for p, (_, err, Wc, bc) in zip(points, trajectory, strict=True):
+        assert p.valid_error == err
+        assert p.b_simple == pytest.approx(noise_scale(x, y, Wc, bc).b_simple, rel=1e-12)
+        assert p.b_noise == pytest.approx(b_noise(x, y, Wc, bc).b_noise, rel=1e-12)
+    assert points[0].grad_sq_norm > points[-1].grad_sq_norm

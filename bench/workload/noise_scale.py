@@ -47,6 +47,7 @@ exists and undefined at ``W_ij = 0``, so no finite curvature represents it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,10 +56,12 @@ from bench.workload.models.softmax import softmax
 
 __all__ = [
     "CurvedNoiseScale",
+    "NoiseCheckpoint",
     "NoiseScale",
     "b_noise",
     "expected_minibatch_sq_norm",
     "hessian_vector_product",
+    "noise_along",
     "noise_scale",
     "per_example_sq_norms",
 ]
@@ -200,10 +203,11 @@ def b_noise(x: np.ndarray, y: np.ndarray, W: np.ndarray, b: np.ndarray, l2: floa
     sampling and no approximation. The double sum over example pairs is taken in blocks of
     ``chunk`` rows (I <= J, each pair once: ``C_IJ^2`` weighs ``Q_IJ + Q_JI^T``), so its cost is
     ``N^2 (D + 1)`` flops of Gram products plus ``4 N^2 K`` of class products and O(N^2)
-    element-wise work: MNIST's N = 50,000 is about 2.1e12 flops (tens of seconds on 2 cores),
-    with float64 temporaries of a few ``chunk`` x ``chunk`` blocks (32 MiB each at 2048); a
-    subset of n rows costs (n / N)^2 of that and is exact for that subset. The single passes
-    (G, G^T H G) cost ``O(N D K)``.
+    element-wise work, with float64 temporaries of a few ``chunk`` x ``chunk`` blocks (32 MiB
+    each at 2048); the single passes (G, G^T H G) cost ``O(N D K)``. MNIST's N = 50,000 is
+    about 2e12 flops: 6,000 rows took 3.1 s on the shared 2-core Xeon at load 4.3, so the full
+    set takes minutes there. A fixed subset of n rows costs (n / N)^2 of that and gives that
+    subset's exact tr(H S) and G^T H G.
     """
     n = len(y)
     if n == 0 or len(x) != n:
@@ -242,10 +246,44 @@ def b_noise(x: np.ndarray, y: np.ndarray, W: np.ndarray, b: np.ndarray, l2: floa
             q = pi @ delta_sq[t:t + chunk].T - np.square(pi @ dj.T)
             if t != s:
                 q += (pj @ delta_sq[s:s + chunk].T - np.square(pj @ di.T)).T
-            second += float((np.square(xi @ xj.T) * q).sum())
+            gram = xi @ xj.T
+            gram *= gram                                    # in place: one chunk^2 temporary
+            second += float(np.vdot(gram, q))
     trace_w = max(sq_norm_w / n - float(np.square(G[:-1]).sum()), 0.0)     # tr_W S
     trace_hs = max(second / n**2 - ghg / n, 0.0) + 2.0 * l2 * trace_w
     ghg_total = ghg_total / n + 2.0 * l2 * float(np.square(G_total[:-1]).sum())
     return CurvedNoiseScale(grad_hess_grad=ghg_total, trace_hess_cov=trace_hs,
                             b_noise=trace_hs / ghg_total if ghg_total > 0 else float("inf"),
                             n=n, l2=l2)
+
+
+@dataclass(frozen=True)
+class NoiseCheckpoint:
+    """Both noise scales at one checkpoint of a trajectory: its ``step`` and ``valid_error``
+    (as the run recorded them), B_simple's parts and B_noise's parts (see their classes)."""
+
+    step: int
+    valid_error: float
+    b_simple: float
+    b_noise: float
+    grad_sq_norm: float
+    trace_cov: float
+    grad_hess_grad: float
+    trace_hess_cov: float
+
+
+def noise_along(checkpoints: Iterable[tuple[int, float, np.ndarray, np.ndarray]],
+                x: np.ndarray, y: np.ndarray, l2: float = 0.0,
+                chunk: int = 2048) -> list[NoiseCheckpoint]:
+    """B_simple and B_noise at every ``(step, valid_error, W, b)`` of a trajectory, over the
+    rows of (x, y), in the checkpoints' order: the series that shows the noise scale against
+    training progress. Costs one ``b_noise`` per checkpoint (see its cost)."""
+    out = []
+    for step, valid_error, W, b in checkpoints:
+        simple, curved = noise_scale(x, y, W, b, chunk=chunk), b_noise(x, y, W, b, l2, chunk)
+        out.append(NoiseCheckpoint(step=int(step), valid_error=float(valid_error),
+                                   b_simple=simple.b_simple, b_noise=curved.b_noise,
+                                   grad_sq_norm=simple.grad_sq_norm, trace_cov=simple.trace_cov,
+                                   grad_hess_grad=curved.grad_hess_grad,
+                                   trace_hess_cov=curved.trace_hess_cov))
+    return out
