@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from bench.analysis.race import (
@@ -14,6 +15,7 @@ from bench.analysis.race import (
     held_out_steps,
     oscillation_share,
     race_batch_size,
+    race_table,
     time_to_target,
     winner_or_tie,
 )
@@ -160,3 +162,28 @@ def test_a_tie_when_intervals_overlap():
     assert winner_or_tie({"a": Interval(1, 1, 1, 1)}).winner == "a"
     with pytest.raises(ValueError, match="at least one candidate"):
         winner_or_tie({})
+
+
+def test_race_table_over_study_records_feeds_the_fit():
+    """Trial records as the study writes them (None: not reached): per B the search seeds
+    choose between a good and a diverging rate; the held-out rows feed the fit."""
+    rng = np.random.default_rng(6)
+    rows = []
+    for B in BATCH_SIZES:
+        for seed in (1234, 1, 2, *range(100, 105)):
+            good = _steps(B, 1, rng)[0]
+            rows.append({"batch_size": B, "learning_rate": 1.0, "seed": seed, "budget": 10**6,
+                         "max_steps": 10**6, "steps_to_target": good})
+            if seed in (1234, 1, 2):
+                rows.append({"batch_size": B, "learning_rate": 4.0, "seed": seed,
+                             "budget": 10**6, "max_steps": 10**6,
+                             "steps_to_target": None if seed != 2 else 1.0})
+    table = race_table(pd.DataFrame(rows), search_seeds=[1234, 1, 2], n_resamples=999)
+    assert table["batch_size"].tolist() == BATCH_SIZES
+    assert (table["learning_rate"] == 1.0).all()
+    assert all(s == tuple(range(100, 105)) for s in table["held_out_seeds"])
+    assert ((table["steps_low"] <= table["steps_median"])
+            & (table["steps_median"] <= table["steps_high"])).all()
+    fi = fit_with_intervals(dict(zip(table["batch_size"], table["held_out_steps"],
+                                     strict=True)), n_resamples=99)
+    assert fi.b_crit[0] < fi.fit.b_crit < fi.b_crit[1]

@@ -27,6 +27,7 @@ from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from scipy.stats import bootstrap
 
 from bench.study.fit import StepsFit, fit_steps
@@ -46,6 +47,7 @@ __all__ = [
     "held_out_steps",
     "oscillation_share",
     "race_batch_size",
+    "race_table",
     "time_to_target",
     "winner_or_tie",
 ]
@@ -202,6 +204,25 @@ def race_batch_size(trials: Sequence[Mapping[str, object]], *, search_seeds: Seq
                               max_steps=[int(t["max_steps"]) for t in held], budget=budget,
                               n_resamples=n_resamples)
     return BatchSizeRace(choice=choice, seeds=seeds, steps=steps, steps_to_target=interval)
+
+
+def race_table(trials: pd.DataFrame, *, search_seeds: Sequence[int],
+               n_resamples: int = 9999) -> pd.DataFrame:
+    """``race_batch_size`` for every B of a study's trial records (the columns it reads, plus
+    ``batch_size`` and ``budget``): one row per B with the chosen ``learning_rate``, its
+    ``search_median_steps``, the held-out ``steps_median`` / ``steps_low`` / ``steps_high``
+    (95 %), the ``held_out_seeds`` and their ``held_out_steps`` (tuples: what
+    ``fit_with_intervals`` and ``time_to_target`` take)."""
+    rows = []
+    for B, g in trials.groupby("batch_size", sort=True):
+        r = race_batch_size(g.to_dict("records"), search_seeds=search_seeds,
+                            budget=int(g["budget"].max()), n_resamples=n_resamples)
+        iv = r.steps_to_target
+        rows.append({"batch_size": int(B), "learning_rate": r.choice.learning_rate,
+                     "search_median_steps": r.choice.median_steps, "steps_median": iv.point,
+                     "steps_low": iv.low, "steps_high": iv.high, "held_out_seeds": r.seeds,
+                     "held_out_steps": r.steps})
+    return pd.DataFrame(rows)
 
 
 def _steps_of(trial: Mapping[str, object]) -> float:
