@@ -174,3 +174,26 @@ def test_noise_along_a_trajectory_is_both_scales_at_each_checkpoint():
         assert p.b_simple == pytest.approx(noise_scale(x, y, Wc, bc).b_simple, rel=1e-12)
         assert p.b_noise == pytest.approx(b_noise(x, y, Wc, bc).b_noise, rel=1e-12)
     assert points[0].grad_sq_norm > points[-1].grad_sq_norm
+
+
+@pytest.mark.realdata
+def test_b_noise_matches_one_hessian_vector_product_per_example_on_real_data(real_mnist):
+    """At MNIST's 784 x 10, after a few GD steps: tr(H S) as (1/N) sum_j g_j^T H g_j - G^T H G
+    with each H g_j by ``hessian_vector_product`` (N passes) equals the blocked Gram pairs."""
+    N = 300
+    x = real_mnist.train.x[:N].astype(np.float64)
+    y = real_mnist.train.y[:N]
+    W, b = L.init_params("zeros")
+    for _ in range(5):
+        W, b = L.reference_step(x, y, W, b, lr=0.5)
+    gHg = []
+    for j in range(N):
+        gW, gb = L.gradient(x[j:j + 1], y[j:j + 1], W, b)
+        hW, hb = hessian_vector_product(x, W, b, gW, gb)
+        gHg.append(np.vdot(gW, hW) + gb @ hb)
+    GW, Gb = L.gradient(x, y, W, b)
+    hW, hb = hessian_vector_product(x, W, b, GW, Gb)
+    GHG = np.vdot(GW, hW) + Gb @ hb
+    bn = b_noise(x, y, W, b, chunk=128)
+    np.testing.assert_allclose(bn.grad_hess_grad, GHG, rtol=1e-10)
+    np.testing.assert_allclose(bn.trace_hess_cov, np.mean(gHg) - GHG, rtol=1e-10)

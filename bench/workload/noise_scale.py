@@ -36,7 +36,10 @@ and since ``g_j = x~_j delta_j^T`` (``delta_j = p_j - e_{y_j}``), ``g_j^T H g_j`
 Gram entry ``C_ij = x~_i . x~_j``:
 
     tr(H S) = (1/N^2) sum_{i,j} C_ij^2 delta_j^T A_i delta_j - G^T H G  (+ 2 l2 tr_W S),
-    delta_j^T A_i delta_j = p_i . delta_j^2 - (p_i . delta_j)^2.
+    delta_j^T A_i delta_j = p_i . delta_j^2 - (p_i . delta_j)^2,
+
+with G and H of the NLL here (S = (1/N) sum_j g_j g_j^T - G G^T) and tr_W S the trace over the
+weight entries; B_noise's denominator takes G and H with the L2 term.
 
 Everything is framework-free float64 NumPy: it is spec-layer maths. The regularisers (l1, l2)
 are the same for every example, so they never enter S. B_simple is the noise of the
