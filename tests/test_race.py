@@ -13,6 +13,7 @@ from bench.analysis.race import (
     choose_learning_rate,
     fit_with_intervals,
     held_out_steps,
+    noise_at_first_passage,
     oscillation_share,
     race_batch_size,
     race_table,
@@ -20,6 +21,7 @@ from bench.analysis.race import (
     winner_or_tie,
 )
 from bench.study.fit import fit_steps
+from bench.workload.noise_scale import NoiseCheckpoint
 
 S_MIN, E_MIN = 160.0, 48_000.0                 # the truth: B_crit = 300
 BATCH_SIZES = [1, 4, 16, 64, 128, 256, 512, 1024, 4096]
@@ -187,3 +189,14 @@ def test_race_table_over_study_records_feeds_the_fit():
     fi = fit_with_intervals(dict(zip(table["batch_size"], table["held_out_steps"],
                                      strict=True)), n_resamples=99)
     assert fi.b_crit[0] < fi.fit.b_crit < fi.b_crit[1]
+
+
+def test_noise_near_target_is_at_first_passage():
+    def point(step: int, err: float) -> NoiseCheckpoint:
+        return NoiseCheckpoint(step=step, valid_error=err, b_simple=step * 10.0,
+                               b_noise=step * 20.0, grad_sq_norm=1.0, trace_cov=1.0,
+                               grad_hess_grad=1.0, trace_hess_cov=1.0)
+
+    points = [point(0, 0.9), point(10, 0.09), point(20, 0.08), point(30, 0.07)]
+    assert noise_at_first_passage(points, 0.08).step == 20
+    assert noise_at_first_passage(points, 0.01) is None

@@ -31,6 +31,7 @@ import pandas as pd
 from scipy.stats import bootstrap
 
 from bench.study.fit import StepsFit, fit_steps
+from bench.workload.noise_scale import NoiseCheckpoint
 
 __all__ = [
     "CONFIDENCE",
@@ -45,6 +46,7 @@ __all__ = [
     "choose_learning_rate",
     "fit_with_intervals",
     "held_out_steps",
+    "noise_at_first_passage",
     "oscillation_share",
     "race_batch_size",
     "race_table",
@@ -281,6 +283,14 @@ def oscillation_share(valid_errors: Sequence[float], target: float) -> float:
     reached = np.flatnonzero(e <= target)
     later = e[reached[0] + 1:] if len(reached) else e[:0]
     return float(np.mean(later > target)) if len(later) else math.nan
+
+
+def noise_at_first_passage(points: Sequence[NoiseCheckpoint],
+                           target: float) -> NoiseCheckpoint | None:
+    """The noise scales "near the target" of one trajectory, one definition for every
+    trajectory and quantity: at its first checkpoint with ``valid_error <= target`` (the
+    first passage, as steps-to-target); None when it never gets there."""
+    return next((p for p in points if p.valid_error <= target), None)
 
 
 def time_to_target(steps: Sequence[float], step_seconds: Sequence[float], *,
