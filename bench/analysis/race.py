@@ -13,11 +13,12 @@ Definitions, one place each:
   rate and reports its own luck: the minimum over correlated trials is biased low.
 * intervals are 95 % **percentile bootstrap** intervals (``scipy.stats.bootstrap``, fixed
   ``random_state``). Percentile, not BCa: BCa's acceleration is a jackknife of the median, which
-  is unstable at the 5-10 seeds a study affords and undefined with not-reached runs; for the
-  median of n seeds the percentile interval spans order statistics and covers the true median
-  with probability about ``1 - 2^(1-n)`` (94 % at n = 5).
+  is unstable at the 5-10 seeds a study affords and undefined with not-reached runs. The
+  percentile interval of a median spans order statistics of the seeds: at n = 5 it is their
+  [min, max], which covers the true median with probability ``1 - 2^(1-5)`` = 94 %.
 
-Every function here is pure (arrays or mappings in, frozen results out), NumPy/SciPy only.
+Every function here is pure (arrays, mappings or a records table in; frozen results or a table
+out): NumPy, SciPy and pandas only.
 """
 
 from __future__ import annotations
