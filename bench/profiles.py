@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 __all__ = ["ENV_PROFILE", "PROFILES", "Profile", "get_profile"]
 
 ENV_PROFILE = "GDBENCH_PROFILE"
-FULL_GRID = (1, 10, 20, 50, 100, 200, 600, 1000, 5000, 50_000)
+#: The benchmarks' batch sizes (the study searches its own grid, ``bench.study.core``).
+BENCHMARK_GRID = (1, 10, 20, 50, 100, 200, 600, 1000, 5000, 50_000)
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ PROFILES = {
         model_ttt_batch_sizes={"mlp": ()},
     ),
     "standard": Profile(
-        name="standard", batch_sizes=FULL_GRID, epochs=2, max_steps=None, rounds=3,
+        name="standard", batch_sizes=BENCHMARK_GRID, epochs=2, max_steps=None, rounds=3,
         warmup_rounds=1, step_batch_sizes=(1, 20, 600, 50_000), step_rounds=20,
         ttt_batch_sizes=(10, 20, 100, 600, 5000, 50_000), ttt_max_epochs=40,
         ttt_max_steps=100_000, lr_grid=(0.01, 0.13),
@@ -88,9 +89,9 @@ PROFILES = {
         lr_grid=(0.01, 0.13), progress=False, paired_rounds=3, devices=("cuda",),
     ),
     "full": Profile(
-        name="full", batch_sizes=FULL_GRID, epochs=5, max_steps=None, rounds=5,
-        warmup_rounds=1, step_batch_sizes=FULL_GRID, step_rounds=50,
-        ttt_batch_sizes=FULL_GRID, ttt_max_epochs=200, ttt_max_steps=500_000,
+        name="full", batch_sizes=BENCHMARK_GRID, epochs=5, max_steps=None, rounds=5,
+        warmup_rounds=1, step_batch_sizes=BENCHMARK_GRID, step_rounds=50,
+        ttt_batch_sizes=BENCHMARK_GRID, ttt_max_epochs=200, ttt_max_steps=500_000,
         lr_grid=(0.03, 0.13, 0.5, 2.0), paired_rounds=9,
     ),
 }

@@ -22,9 +22,9 @@ import seaborn as sns
 from matplotlib.lines import Line2D
 from matplotlib.ticker import NullFormatter
 
-from reports import tidy
+from bench.analysis import views as tidy
 
-__all__ = ["FIGURES", "palette"]
+__all__ = ["FIGURES", "HEADLINE_FIGURES", "palette"]
 
 TIME_PARTS = {"median_compute_s": "compute", "median_h2d_s": "host→device",
               "median_d2h_s": "device→host", "median_eval_s": "evaluation",
@@ -75,11 +75,18 @@ def _grid(n: int, ncols: int = 2, width: float = 5.6, height: float = 3.9):
     return fig, axes.flat[:n]
 
 
-def _style_of(lines: list[str], colors: dict[str, tuple]) -> dict[str, dict]:
+#: Markers tried in turn when two series of one colour would otherwise look the same.
+SPARE_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">")
+
+
+def series_styles(lines: list[str], colors: dict[str, tuple]) -> dict[str, dict]:
     """Colour by backend-device; line style by placement and kernel, the same in every figure:
-    solid = resident (or CPU), dashed = a fast kernel, dotted = streamed, dash-dot = streamed
-    from pinned memory; marker by backend."""
-    styles = {}
+    solid = resident (or CPU), dashed = a fast kernel or a batch gather, dotted = streamed,
+    dash-dot = streamed from pinned memory; marker by backend, and a model other than softmax
+    regression a marker of its own. No two series get the same colour, line style and marker:
+    a clash takes the next spare marker."""
+    styles: dict[str, dict] = {}
+    taken: set[tuple] = set()
     for line in lines:
         head = line.split(" ")[0]
         rest = line[len(head):].strip()
@@ -87,8 +94,26 @@ def _style_of(lines: list[str], colors: dict[str, tuple]) -> dict[str, dict]:
             "--" if rest not in ("", "resident") else "-"
         backend = head.split("-")[0]
         marker = {"numpy": "o", "torch": "s", "cupy": "^", "numba": "D"}.get(backend, "v")
-        styles[line] = {"color": colors.get(head, "k"), "ls": ls, "marker": marker}
+        if "mlp" in rest.split():   # another model: its own marker and a dense dotted line
+            marker = "P"
+            ls = ls if "streamed" in rest else (0, (1, 1))
+        color = colors.get(head, "k")
+        spare = iter(SPARE_MARKERS)
+        while (color, str(ls), marker) in taken:
+            marker = next(spare)
+        taken.add((color, str(ls), marker))
+        styles[line] = {"color": color, "ls": ls, "marker": marker}
     return styles
+
+
+def _quiet_limits(values: pd.Series, noisy: pd.Series, log: bool) -> tuple[float, float] | None:
+    """Axis limits that fit the rows not flagged noisy (a noisy point may fall outside)."""
+    v = values[~noisy & values.notna()].astype(float)
+    v = v[v > 0] if log else v
+    if v.empty or not noisy.any():
+        return None
+    lo, hi = float(v.min()), float(v.max())
+    return (lo / 1.6, hi * 1.6) if log else (lo - 0.05 * (hi - lo + 1), hi + 0.05 * (hi - lo + 1))
 
 
 def _facet_lines(data: pd.DataFrame, y: str, lo: str | None, hi: str | None, ylabel: str,
@@ -98,9 +123,11 @@ def _facet_lines(data: pd.DataFrame, y: str, lo: str | None, hi: str | None, yla
     data = data[data[y].notna()]
     if data.empty:
         return None
+    if "noisy" in data:
+        data = data.assign(noisy=data["noisy"].fillna(False).astype(bool))
     panels = sorted(data["panel"].unique())
     fig, axes = _grid(len(panels))
-    styles = _style_of(sorted(data["line"].unique()), colors)
+    styles = series_styles(sorted(data["line"].unique()), colors)
     for ax, panel in zip(axes, panels, strict=True):
         sub = data[data["panel"] == panel]
         for line, g in sub.groupby("line"):
@@ -111,6 +138,19 @@ def _facet_lines(data: pd.DataFrame, y: str, lo: str | None, hi: str | None, yla
                 yerr = np.vstack([(g[y] - g[lo]).clip(lower=0), (g[hi] - g[y]).clip(lower=0)])
             ax.errorbar(g["batch_size"], g[y], yerr=yerr, label=line, color=st["color"],
                         ls=st["ls"], marker=st["marker"], ms=4, lw=1.4, capsize=2.5)
+            noisy = g[g["noisy"]] if "noisy" in g else g.iloc[0:0]
+            if len(noisy):   # hollow: too noisy to read; the axis is not scaled to them
+                ax.scatter(noisy["batch_size"], noisy[y], s=70, facecolors="white",
+                           edgecolors=st["color"], marker=st["marker"], zorder=4)
+        if "noisy" in sub:
+            top = sub[hi] if hi else sub[y]
+            bottom = sub[lo] if lo else sub[y]
+            both = pd.concat([bottom, top])
+            limits = _quiet_limits(both, pd.concat([sub["noisy"], sub["noisy"]]), logy)
+            if limits:
+                ax.set_ylim(*limits)
+                ax.annotate("hollow: too noisy to read (axis not scaled to it)", (0.01, 0.01),
+                            xycoords="axes fraction", fontsize=7, color="0.35")
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(NullFormatter())
         if logy:
@@ -246,11 +286,17 @@ def error_vs_time(df: pd.DataFrame, out: Path, colors) -> Path | None:
 
 def time_split(df: pd.DataFrame, out: Path, colors) -> Path | None:
     """Each run's wall time as shares of compute / transfers / evaluation / data movement: one
-    panel per series and machine, one stacked bar per B (shuffled runs)."""
+    panel per backend, device and placement (softmax regression, eager, one gather per epoch),
+    one stacked bar per B (shuffled runs)."""
     data = _epochs_shuffled(df)
     parts = [c for c in TIME_PARTS if c in data]
     if data.empty or not parts or "median_total_s" not in data:
         return None
+    # one panel per backend, device and placement: the default kernel, gather and model only
+    # (the others' split is in the tables)
+    for col, default in (("gather", "epoch"), ("kernel", "eager"), ("model", "softmax")):
+        if col in data:
+            data = data[data[col].fillna(default) == default]
     data = data.assign(panel=data["line"] + " — " + data["machine"])
     panels = sorted(data["panel"].unique())
     ncols = min(4, len(panels))
@@ -278,8 +324,8 @@ def time_split(df: pd.DataFrame, out: Path, colors) -> Path | None:
     handles = [plt.Rectangle((0, 0), 1, 1, color=part_colors[c]) for c in parts]
     fig.legend(handles, [TIME_PARTS[c] for c in parts], loc="upper center", ncol=len(parts),
                bbox_to_anchor=(0.5, 1.0), fontsize=9)
-    fig.suptitle("Where the time goes, per series and B (shuffled epochs; host→device is "
-                 "n/a on a CPU)", y=1.04)
+    fig.suptitle("Where the time goes, per series and B (softmax regression, shuffled "
+                 "epochs; host→device is n/a on a CPU)", y=1.04)
     fig.tight_layout()
     return _save(fig, out / "fig5_time_split.png")
 
@@ -295,7 +341,7 @@ def to_target(df: pd.DataFrame, out: Path, colors) -> Path | None:
     machines = sorted(data["machine"].unique())
     fig, axes = plt.subplots(len(machines), 2, figsize=(11, 4.2 * len(machines)),
                              squeeze=False)
-    styles = _style_of(sorted(data["line"].unique()), colors)
+    styles = series_styles(sorted(data["line"].unique()), colors)
     for row, m in zip(axes, machines, strict=True):
         sub = data[data["machine"] == m]
         for ax, y, ylab in ((row[0], "steps_to_target", "optimizer steps to target (log)"),
@@ -347,3 +393,6 @@ FIGURES = [
     ("Time split per epoch", time_split),
     ("Time to the target error", to_target),
 ]
+
+#: The figures the report's first page may show, in this order (the rest: the machine's page).
+HEADLINE_FIGURES = ("Time per epoch vs batch size", "Time per optimizer step vs batch size")

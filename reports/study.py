@@ -20,35 +20,33 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from bench.study.fit import StepsFit, regime
-from bench.study.summary import b_simple_near_target, fit_study, per_batch_size
-from bench.study.timing import fastest_variant, overlapping, project, steps_to_target
+from bench.analysis import (
+    StepsFit,
+    b_simple_near_target,
+    fastest_variant,
+    fit_study,
+    overlapping,
+    per_batch_size,
+    regime,
+    steps_to_target,
+)
+from bench.analysis import project_time_to_target as project
+from bench.analysis.names import format_seconds, variant_name
+from bench.analysis.study import context, records
+from bench.analysis.study import studies as study_names
+from reports.figures import palette
 
-__all__ = ["answer", "figures", "gpu_timing_studies", "on_the_card", "section"]
+STEPS_FIGURE = ("Steps to the target vs B at each B's best learning rate: the fit S(B) = S_min + "
+                "E_min/B, B_crit, B_simple and the seeds' range")
+LR_FIGURE = "Learning rates tried per B, by outcome, and the best one"
+TIME_FIGURE = ("Time-to-target vs B per backend: S(B) × the measured time per step (band: "
+               "fastest–slowest repeat); crosses: measured directly")
+NOISE_FIGURE = ("The exact gradient noise scale B_simple along the best runs (bars: mean tr Σ / "
+                "mean |G|² over 0.5–1.5 × steps-to-target)")
+#: The study's figures the report's first page may show, in this order.
+HEADLINE_FIGURES = (STEPS_FIGURE, TIME_FIGURE)
 
-VARIANT_NAMES = {"sgd": "per-sample SGD", "full": "full-batch GD", "minibatch": "minibatch SGD"}
-
-
-def _kind(df: pd.DataFrame, kind: str) -> pd.DataFrame:
-    if df.empty or "record" not in df:
-        return pd.DataFrame()
-    return df[df["record"] == kind]
-
-
-def _studies(df: pd.DataFrame) -> list[str]:
-    return sorted(_kind(df, "trial")["study"].unique()) if not df.empty else []
-
-
-def _context(df: pd.DataFrame, study: str) -> dict:
-    ctx = _kind(df, "context")
-    ctx = ctx[ctx["study"] == study].sort_values("started_utc") if not ctx.empty else ctx
-    return ctx.iloc[-1].to_dict() if len(ctx) else {}
-
-
-def _fmt_s(t: float | None) -> str:
-    if t is None or (isinstance(t, float) and math.isnan(t)):
-        return "n/a"
-    return f"{t:.3g} s" if t < 100 else f"{t:.0f} s"
+__all__ = ["HEADLINE_FIGURES", "figures", "gpu_timing_studies", "on_the_card", "section"]
 
 
 def _optimizer(cfg: dict) -> str:
@@ -57,14 +55,14 @@ def _optimizer(cfg: dict) -> str:
 
 
 def _variant(B: int) -> str:
-    return VARIANT_NAMES[{1: "sgd", 50_000: "full"}.get(int(B), "minibatch")]
+    return variant_name(B)
 
 
 # ------------------------------------------------------------------------------ markdown
 
 
 def _answer(df: pd.DataFrame, study: str) -> list[str]:
-    direct = _kind(df, "direct")
+    direct = records(df, "direct")
     direct = direct[(direct["study"] == study)].dropna(subset=["measured_s"]) \
         if not direct.empty else direct
     if direct.empty:
@@ -76,32 +74,16 @@ def _answer(df: pd.DataFrame, study: str) -> list[str]:
     best = direct.loc[direct["measured_s"].idxmin()]
     parts = [f"**fastest to the target: {_variant(best['batch_size'])}, "
              f"B = {int(best['batch_size']):,}, {best['backend']}, cpu, in "
-             f"{_fmt_s(best['measured_s'])}**{spread(best)}"]
+             f"{format_seconds(best['measured_s'])}**{spread(best)}"]
     for B in (50_000, 1):
         at = direct[direct["batch_size"] == B]
         if len(at):
             row = at.loc[at["measured_s"].idxmin()]
-            parts.append(f"{_variant(B)}: {_fmt_s(row['measured_s'])}{spread(row)} "
+            parts.append(f"{_variant(B)}: {format_seconds(row['measured_s'])}{spread(row)} "
                          f"({row['backend']})")
     return ["; ".join(parts) + " — time-to-target measured at each one's best learning rate "
             "(training time, validation excluded; median [min–max] of the repeats, one "
             "thread)."]
-
-
-def answer(study_df: pd.DataFrame) -> str:
-    """The one-line answer per study (machine), for the top of the report: the fastest to the
-    target (variant, B, backend, device, time), full-batch GD and per-sample SGD; '' if none."""
-    lines = []
-    for study in _studies(study_df):
-        ctx = _context(study_df, study)
-        body = _answer(study_df[study_df["study"] == study], study)[0]
-        lines.append(f"- *{ctx.get('machine_label', study)}* (study `{study}`): {body}")
-    for card in gpu_timing_studies(study_df):
-        c = _card(study_df, card)
-        if c["winner_line"]:
-            lines.append(f"- *{c['gpu']}* (time per step `{card}`, S(B) from "
-                         f"`{c['source']}`): {c['winner_line']}")
-    return "\n".join(lines) + ("\n" if lines else "")
 
 
 def _regimes(fit: StepsFit, Bs: list[int]) -> str:
@@ -119,7 +101,7 @@ def _regimes(fit: StepsFit, Bs: list[int]) -> str:
 def section(study_df: pd.DataFrame) -> str:
     """The study's markdown: per study (machine) the answer, the fit, B_simple, the per-B
     table and the composed-vs-measured time-to-target table."""
-    studies = _studies(study_df)
+    studies = study_names(study_df)
     if not studies:
         card = on_the_card(study_df)
         return ("## The fair race\n\nNo study results found (run `python -m bench.study`; "
@@ -128,14 +110,14 @@ def section(study_df: pd.DataFrame) -> str:
     out = ["## The fair race: each batch size at its best learning rate", ""]
     for study in studies:
         df = study_df[study_df["study"] == study]
-        ctx = _context(study_df, study)
+        ctx = context(study_df, study)
         cfg = json.loads(ctx.get("study_config") or "{}")
         per_b = per_batch_size(df).sort_values("batch_size")
         target = cfg.get("target_error", df["target_error"].dropna().iloc[0]
                          if "target_error" in df else math.nan)
         out += [f"### Study `{study}` — {ctx.get('machine_label', 'unknown machine')}", ""]
         out += [*_answer(df, study), ""]
-        ctxs = _kind(study_df, "context")
+        ctxs = records(study_df, "context")
         walls = ctxs[ctxs["study"] == study].get("wall_s", pd.Series(dtype=float)).dropna()
         wall = float(walls.sum()) if len(walls) else None
         runs = (f" (the sum over {len(walls)} runs; a rerun computes only what is missing)"
@@ -144,7 +126,7 @@ def section(study_df: pd.DataFrame) -> str:
                    f"{cfg.get('init', 'zeros')} init (the seed sets the data order), "
                    f"{_optimizer(cfg)}; seeds {cfg.get('seeds')}; "
                    f"runner {ctx.get('runner', '?')}; commit `{str(ctx.get('commit'))[:10]}`; "
-                   f"study wall time {_fmt_s(wall) if wall else 'n/a (unfinished)'}{runs}.")
+                   f"study wall time {format_seconds(wall) if wall else 'n/a (unfinished)'}{runs}.")
         out.append("")
         fit = fit_study(per_b)
         bs = b_simple_near_target(df, per_b)
@@ -210,7 +192,7 @@ def section(study_df: pd.DataFrame) -> str:
             "why not": per_b.get("why_not", pd.Series(index=per_b.index)).fillna(""),
         })
         out += [table.to_markdown(index=False), ""]
-        direct = _kind(df, "direct")
+        direct = records(df, "direct")
         if not direct.empty:
             d = direct.sort_values("measured_s")
             out += ["Time-to-target, composed (steps-to-target × the measured time per step at "
@@ -253,7 +235,7 @@ def _on_device(rows: pd.DataFrame, gpu: bool) -> pd.DataFrame:
 
 def gpu_timing_studies(study_df: pd.DataFrame) -> list[str]:
     """The studies holding time per step measured on a GPU (e.g. ``--timing-only`` on a card)."""
-    on_gpu = _on_device(_kind(study_df, "timing"), gpu=True)
+    on_gpu = _on_device(records(study_df, "timing"), gpu=True)
     return sorted(on_gpu["study"].unique()) if not on_gpu.empty else []
 
 
@@ -286,17 +268,17 @@ def _winner(fv: dict | None, where: str) -> str:
 
 def _card(df: pd.DataFrame, card: str) -> dict:
     """Everything the card's subsection and answer show for GPU timing study ``card``."""
-    ctx = _context(df, card)
+    ctx = context(df, card)
     gpu = ctx.get("gpu_name") or ctx.get("machine_label") or card
     if not isinstance(gpu, str):
         gpu = card
     source = ctx.get("steps_from") if isinstance(ctx.get("steps_from"), str) else None
-    steps = steps_to_target(df, source) if source in _studies(df) else {}
+    steps = steps_to_target(df, source) if source in study_names(df) else {}
     note = ""
     if not steps and isinstance(ctx.get("steps_from_steps"), str):
         steps = {int(B): int(S) for B, S in json.loads(ctx["steps_from_steps"]).items()}
         note = " (the copy stored with the timing: that study is not in this report)"
-    timing = _kind(df, "timing")
+    timing = records(df, "timing")
     on_card = _on_device(timing[timing["study"] == card], gpu=True)
     proj = project(on_card, steps)
     cpu = _on_device(timing[timing["study"] == source], gpu=False) if source else timing[:0]
@@ -354,12 +336,12 @@ def on_the_card(study_df: pd.DataFrame) -> list[str]:
                    f"thread) times S(B) of study `{c['source']}`{c['note']} (each B at its best "
                    f"learning rate) plus the reshuffles projects the time to validation error "
                    f"≤ {target:.1%} on the card. Commit `{str(ctx.get('commit'))[:10]}`; timing "
-                   f"wall time {_fmt_s(ctx.get('timing_wall_s'))} (bound "
-                   f"{_fmt_s(cfg.get('timing_max_seconds'))}).")
+                   f"wall time {format_seconds(ctx.get('timing_wall_s'))} (bound "
+                   f"{format_seconds(cfg.get('timing_max_seconds'))}).")
         out.append("")
         if c["winner_line"]:
             out += [c["winner_line"], ""]
-        direct = _kind(study_df, "direct")
+        direct = records(study_df, "direct")
         direct = direct[direct["study"] == c["source"]].dropna(subset=["measured_s"]) \
             if not direct.empty else direct
         rows = []
@@ -406,7 +388,7 @@ def on_the_card(study_df: pd.DataFrame) -> list[str]:
         us.index.name = "B"
         out += ["Time per step on the card by backend spec (µs, median of the repeats):", "",
                 us.to_markdown(), ""]
-        skips = _kind(study_df, "skip")
+        skips = records(study_df, "skip")
         skips = skips[skips["study"] == card] if not skips.empty else skips
         notes = []
         for spec, g in skips.groupby("spec", sort=True) if not skips.empty else ():
@@ -432,7 +414,7 @@ def _save(fig: plt.Figure, path: Path) -> Path:
 
 
 def _steps_figure(df: pd.DataFrame, out: Path) -> Path | None:
-    studies = _studies(df)
+    studies = study_names(df)
     if not studies:
         return None
     fig, ax = plt.subplots(figsize=(7.5, 5))
@@ -482,12 +464,12 @@ def _steps_figure(df: pd.DataFrame, out: Path) -> Path | None:
     ax.set(xscale="log", yscale="log", xlabel="batch size B (examples)",
            ylabel="steps to the target validation error",
            title="Steps-to-target at each B's best learning rate")
-    ax.legend(fontsize=8, loc="lower left", bbox_to_anchor=(0.0, 0.1))
+    ax.legend(fontsize=8, loc="upper right")
     return _save(fig, out / "study_steps_to_target.png")
 
 
 def _lr_figure(df: pd.DataFrame, out: Path) -> Path | None:
-    trials = _kind(df, "trial")
+    trials = records(df, "trial")
     if trials.empty:
         return None
     fig, ax = plt.subplots(figsize=(7.5, 5))
@@ -495,10 +477,13 @@ def _lr_figure(df: pd.DataFrame, out: Path) -> Path | None:
     markers = {"reached": "o", "capped": "s", "budget": "v", "diverged": "X", "oom": "D"}
     sns.scatterplot(data=t, x="batch_size", y="learning_rate", hue="status", style="status",
                     markers=markers, alpha=0.45, ax=ax, s=30)
-    for study in _studies(df):
+    names = study_names(df)
+    line_colors = ["k", *sns.color_palette("dark", len(names))]   # one colour per study
+    for study, color, dash in zip(names, line_colors, ("-", "--", "-.", ":") * len(names),
+                                  strict=False):
         per_b = per_batch_size(df[df["study"] == study]).dropna(subset=["steps_to_target"])
-        ax.plot(per_b["batch_size"], per_b["best_lr"], "k-o", lw=1.5, ms=5,
-                label=f"{study}: best lr")
+        ax.plot(per_b["batch_size"], per_b["best_lr"], ls=dash, marker="o", color=color, lw=1.5,
+                ms=5, label=f"{study}: best lr")
         if len(per_b):
             B0, lr0 = per_b["batch_size"].iloc[0], per_b["best_lr"].iloc[0]
             grid = np.geomspace(B0, per_b["batch_size"].max(), 50)
@@ -511,11 +496,11 @@ def _lr_figure(df: pd.DataFrame, out: Path) -> Path | None:
 
 
 def _time_figure(df: pd.DataFrame, out: Path) -> Path | None:
-    timing = _kind(df, "timing")
+    timing = records(df, "timing")
     if timing.empty:
         return None
     parts = [project(timing[timing["study"] == study], steps_to_target(df, study))
-             .assign(study=study) for study in _studies(df)]
+             .assign(study=study) for study in study_names(df)]
     proj = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     if proj.empty:
         return None
@@ -526,14 +511,16 @@ def _time_figure(df: pd.DataFrame, out: Path) -> Path | None:
                          "max": proj["projected_s_max"]}).groupby(
         ["study", "B", "backend"], as_index=False).mean()
     fig, ax = plt.subplots(figsize=(7.5, 5))
-    backends = sorted(comp["backend"].unique())
-    colors = dict(zip(backends, sns.color_palette("tab10", len(backends)), strict=False))
+    # the same colour per backend-device as the benchmark figures
+    by_device = palette(proj)
+    colors = {label: by_device.get(f"{b}-{d}", "k") for label, b, d in
+              zip(proj["backend"] + "-" + where, proj["backend"], proj["device"], strict=True)}
     for (study, backend), g in comp.groupby(["study", "backend"]):
         g = g.sort_values("B")
         ax.plot(g["B"], g["median"], "-o", ms=3, color=colors[backend],
-                label=f"{backend} (composed)" + (f", {study}" if len(_studies(df)) > 1 else ""))
+                label=f"{backend} (composed)" + (f", {study}" if len(study_names(df)) > 1 else ""))
         ax.fill_between(g["B"], g["min"], g["max"], color=colors[backend], alpha=0.2)
-    direct = _kind(df, "direct").dropna(subset=["measured_s"]) if "measured_s" in df else None
+    direct = records(df, "direct").dropna(subset=["measured_s"]) if "measured_s" in df else None
     if direct is not None and len(direct):
         ax.scatter(direct["batch_size"], direct["measured_s"], marker="X", s=70, color="k",
                    zorder=5, label="measured directly (median)")
@@ -545,7 +532,7 @@ def _time_figure(df: pd.DataFrame, out: Path) -> Path | None:
 
 
 def _noise_figure(df: pd.DataFrame, out: Path) -> Path | None:
-    noise = _kind(df, "noise")
+    noise = records(df, "noise")
     if noise.empty:
         return None
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
@@ -579,37 +566,11 @@ def figures(study_df: pd.DataFrame, out_dir: str | Path) -> list[tuple[str, Path
     """Write the study's figures into ``out_dir``; ``(caption, path)`` for each one made."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    made = [
-        ("Steps to the target vs batch size (log-log) at each B's best learning rate, with the "
-         "perfect-scaling line, the fit S_min + E_min/B, B_crit and B_simple, and the seeds' "
-         "range", _steps_figure(study_df, out)),
-        ("Learning rates tried per batch size, by outcome, and the best one",
-         _lr_figure(study_df, out)),
-        ("Time-to-target vs batch size per backend: steps-to-target × measured time per step "
-         "(band: fastest to slowest repeat); crosses: measured directly",
-         _time_figure(study_df, out)),
-        ("The exact gradient noise scale B_simple along the best runs; thick bars: the ratio of "
-         "averages over 0.5–1.5 × steps-to-target",
-         _noise_figure(study_df, out)),
-    ]
+    made = [(STEPS_FIGURE, _steps_figure(study_df, out)),
+            (LR_FIGURE, _lr_figure(study_df, out)),
+            (TIME_FIGURE, _time_figure(study_df, out)),
+            (NOISE_FIGURE, _noise_figure(study_df, out))]
     return [(caption, path) for caption, path in made if path is not None]
-
-
-def steps_curve(study_df: pd.DataFrame) -> dict[str, tuple[float, float]]:
-    """``{model: (S_min, E_min)}`` fitted to a plain-SGD study of each model, for the
-    data-parallel projection, whose runs use plain SGD (empty without such a study)."""
-    out: dict[str, tuple[float, float]] = {}
-    for name in _studies(study_df):
-        one = study_df[study_df["study"] == name]
-        cfg = json.loads(_context(study_df, name).get("study_config") or "{}")
-        extra = dict(cfg.get("extra_config") or {})
-        if extra.get("optimizer", "sgd") != "sgd":
-            continue
-        model = str(extra.get("model") or "softmax")
-        fit = fit_study(per_batch_size(one))
-        if fit is not None:
-            out[model] = (fit.s_min, fit.e_min)
-    return out
 
 
 def optimizer_axis(study_df: pd.DataFrame) -> list[str]:
@@ -617,8 +578,8 @@ def optimizer_axis(study_df: pd.DataFrame) -> list[str]:
     B at each one's best learning rate, and the fitted B_crit (Shallue et al. found that
     momentum extends perfect scaling). Empty with fewer than two optimizers."""
     rows, fits = {}, {}
-    for name in _studies(study_df):
-        cfg = json.loads(_context(study_df, name).get("study_config") or "{}")
+    for name in study_names(study_df):
+        cfg = json.loads(context(study_df, name).get("study_config") or "{}")
         extra = dict(cfg.get("extra_config") or {})
         label = extra.get("optimizer", "sgd")
         if label != "sgd" and "momentum" in extra:

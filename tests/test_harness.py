@@ -10,10 +10,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from bench.targets import T_MATMUL, T_MLP_MATMUL, T_SHUFFLE, T_SKLEARN, evaluate
 
 from bench.harness import run
 from bench.results import load_results, newest_result_file
-from bench.targets import T_MATMUL, T_MLP_MATMUL, T_SHUFFLE, T_SKLEARN, evaluate
 from bench.workload.config import RunConfig
 from tests.conftest import random_mnist, target_params
 

@@ -15,11 +15,11 @@ from dataclasses import replace
 import numpy as np
 
 from bench import record
+from bench.analysis.targets import paired_ratio, side_reference
 from bench.benchmarks.conftest import skip_unusable
 from bench.floors import products_only_epoch
 from bench.harness import RunResult, reset, summarize_rounds, train
 from bench.peers import dataloader_epoch, sklearn_epoch
-from bench.targets import paired_ratio, side_reference
 
 
 def _record(benchmark, trainer, profile, kind: str, results: list[RunResult],

@@ -1,4 +1,5 @@
-"""Views of the study's tidy table: the per-B answer, the fit, the noise scale near target.
+"""Views of the study's tidy table: its studies and their configuration, the per-B answer, the
+fit of S(B), the noise scale near the target, and whether a study may answer at all.
 
 Everything here reads only the DataFrame of ``bench.study.storage.load_study`` (or a store's
 records), so the report and the command line print the same numbers from stored results.
@@ -6,28 +7,91 @@ records), so the report and the command line print the same numbers from stored 
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from bench.study.fit import StepsFit, fit_steps
+from bench.analysis.fit import StepsFit, fit_steps
 
-__all__ = ["b_simple_near_target", "fit_study", "per_batch_size"]
+__all__ = ["b_simple_near_target", "context", "fit_study", "optimizer_label", "per_batch_size",
+           "records", "steps_curve", "steps_to_target", "studies", "study_config",
+           "untuned_reason"]
+
+#: The fewest batch sizes, seeds and timing repeats of a study that may answer "which variant
+#: is fastest to the target" (the CI's ``--small`` study has 3 B, 1 seed, 1 repeat).
+TUNED_MIN_BATCH_SIZES = 5
+TUNED_MIN_SEEDS = 2
+TUNED_MIN_REPEATS = 2
 
 
-def _kind(df: pd.DataFrame, kind: str) -> pd.DataFrame:
+def records(df: pd.DataFrame, kind: str) -> pd.DataFrame:
+    """The rows of one record kind (``trial``, ``timing``, ``direct``, ``noise``, ``context``,
+    ``skip``) of the study table; empty when there are none."""
     if df.empty or "record" not in df:
         return pd.DataFrame()
     return df[df["record"] == kind]
+
+
+
+def studies(df: pd.DataFrame) -> list[str]:
+    """The names of the studies with trials, sorted."""
+    trials = records(df, "trial")
+    return sorted(trials["study"].unique()) if not trials.empty else []
+
+
+def context(df: pd.DataFrame, study: str) -> dict[str, Any]:
+    """The newest context record of ``study`` (machine, commit, configuration), or {}."""
+    ctx = records(df, "context")
+    ctx = ctx[ctx["study"] == study].sort_values("started_utc") if not ctx.empty else ctx
+    return ctx.iloc[-1].to_dict() if len(ctx) else {}
+
+
+def study_config(df: pd.DataFrame, study: str) -> dict[str, Any]:
+    """The study's stored ``StudyConfig`` as a dict ({} when unknown); ``extra_config`` as a
+    dict (model, optimizer, momentum)."""
+    raw = context(df, study).get("study_config")
+    cfg = json.loads(raw) if isinstance(raw, str) and raw else {}
+    cfg["extra_config"] = dict(cfg.get("extra_config") or [])
+    return cfg
+
+
+def optimizer_label(cfg: dict[str, Any]) -> str:
+    """``sgd``, or the optimizer and its momentum (``momentum 0.9``)."""
+    extra = cfg.get("extra_config") or {}
+    label = extra.get("optimizer", "sgd")
+    return f"{label} {extra['momentum']}" if label != "sgd" and "momentum" in extra else label
+
+
+def untuned_reason(df: pd.DataFrame, study: str) -> str | None:
+    """Why ``study`` may not answer which variant is fastest to the target (a smoke or CI study:
+    a reduced learning-rate grid, fewer than ``TUNED_MIN_*`` batch sizes, seeds or timing
+    repeats; no direct time-to-target measurement), or None for a tuned study."""
+    cfg = study_config(df, study)
+    if not cfg:
+        return "no stored configuration"
+    if cfg.get("grid") is not None:
+        return f"a reduced learning-rate grid {cfg['grid']} (a smoke study)"
+    for key, least, what in (("batch_sizes", TUNED_MIN_BATCH_SIZES, "batch sizes"),
+                             ("seeds", TUNED_MIN_SEEDS, "seeds")):
+        if len(cfg.get(key) or ()) < least:
+            return f"{what}: {len(cfg.get(key) or ())} (a tuned study has at least {least})"
+    if int(cfg.get("timing_repeats") or 0) < TUNED_MIN_REPEATS:
+        return (f"{cfg.get('timing_repeats')} timing repeat(s) (a tuned study has at least "
+                f"{TUNED_MIN_REPEATS})")
+    direct = records(df, "direct")
+    if direct.empty or direct[direct["study"] == study]["measured_s"].dropna().empty:
+        return "no direct time-to-target measurement"
+    return None
 
 
 def per_batch_size(df: pd.DataFrame) -> pd.DataFrame:
     """One row per (study, B): the best learning rate, steps-to-target (the fewest steps of the
     search's trials), the seeds' spread at that rate, the trial counts, and why not when no
     trial reached the target."""
-    trials = _kind(df, "trial")
+    trials = records(df, "trial")
     rows = []
     for (study, B), g in trials.groupby(["study", "batch_size"]):
         search = g[g["phase"] != "seed"]
@@ -84,7 +148,7 @@ def b_simple_near_target(df: pd.DataFrame, per_b: pd.DataFrame) -> dict[str, Any
            "max": float(at_target.max()) if len(at_target) else math.nan,
            "along_runs": math.nan, "along_runs_min": math.nan, "along_runs_max": math.nan,
            "along_runs_by_b": {}, "stable": math.nan, "stable_bs": []}
-    noise = _kind(df, "noise")
+    noise = records(df, "noise")
     if not noise.empty:
         by_b: dict[int, float] = {}
         for _, g in noise.groupby("key"):
@@ -102,4 +166,30 @@ def b_simple_near_target(df: pd.DataFrame, per_b: pd.DataFrame) -> dict[str, Any
             stable = [B for B in by_b if B <= limit] or [min(by_b)]
             out.update(stable=float(np.median([by_b[B] for B in stable])),
                        stable_bs=sorted(stable))
+    return out
+
+
+def steps_to_target(df: pd.DataFrame, study: str) -> dict[int, int]:
+    """``{B: S(B)}``: each B's steps-to-target at its best learning rate in ``study`` (the B
+    whose searches reached the target)."""
+    if df.empty or "study" not in df:
+        return {}
+    per_b = per_batch_size(df[df["study"] == study])
+    if per_b.empty or "steps_to_target" not in per_b:
+        return {}
+    ok = per_b.dropna(subset=["steps_to_target"])
+    return {int(B): int(S) for B, S in zip(ok["batch_size"], ok["steps_to_target"], strict=True)}
+
+
+def steps_curve(df: pd.DataFrame) -> dict[str, tuple[StepsFit, str]]:
+    """``{model: (fit of S(B), study name)}`` from the plain-SGD studies, one per model (the
+    data-parallel projection's runs use plain SGD); empty without such a study."""
+    out: dict[str, tuple[StepsFit, str]] = {}
+    for name in studies(df):
+        cfg = study_config(df, name)
+        if cfg["extra_config"].get("optimizer", "sgd") != "sgd":
+            continue
+        fit = fit_study(per_batch_size(df[df["study"] == name]))
+        if fit is not None:
+            out[str(cfg["extra_config"].get("model") or "softmax")] = (fit, name)
     return out
