@@ -22,13 +22,12 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
 
 import pandas as pd  # noqa: E402
 
-from bench.analysis import steps_curve  # noqa: E402
+from bench.analysis import load_results, select_runs, steps_curve  # noqa: E402
 from bench.analysis.answer import fastest_to_target  # noqa: E402
 from bench.analysis.machines import Machine, bench_machines, study_machine  # noqa: E402
 from bench.analysis.study import context, records, studies  # noqa: E402
-from bench.results import load_results, select_runs  # noqa: E402
 from bench.study.storage import load_study  # noqa: E402
-from reports import distributed, figures, pages, study  # noqa: E402
+from reports import distributed, figures, pages, study_figures  # noqa: E402
 
 REPORT_NAME = "report.md"
 
@@ -88,13 +87,13 @@ def build(files: list[Path], out: Path, compare: list[Path] | None = None,
     given_steps = steps_curve(study_df)
     on = _study_machines(study_df)
     owner = {name: m for m, names in on.items() for name in names}
-    study_figures = {}
+    of_study = {}
     for name in owner:
-        folder = studies_dir / name
-        study_figures[name] = [(caption, f"{name}/{path.name}") for caption, path
-                               in study.figures(study_df[study_df["study"] == name], folder)]
+        one = study_df[study_df["study"] == name]
+        of_study[name] = [(caption, f"{name}/{path.name}") for caption, path
+                          in study_figures.figures(one, studies_dir / name)]
         (studies_dir / f"{name}.md").write_text(pages.study_page(study_df, name, owner[name],
-                                                                 study_figures[name]))
+                                                                 of_study[name]))
     machine_of = bench_machines(df)
     colors = figures.palette(df)
     baseline = load_results(compare) if compare else None
@@ -112,8 +111,8 @@ def build(files: list[Path], out: Path, compare: list[Path] | None = None,
                 drawn += distributed.figures(rows, folder, given_steps=given_steps)
         local = [(title, path and f"{machine.slug}/{path.name}") for title, path in drawn]
         if page.answer is not None:
-            page.figures += [(c, f"studies/{p}") for c, p in study_figures[page.answer.study]
-                             if c in study.HEADLINE_FIGURES]
+            page.figures += [(c, f"studies/{p}") for c, p in of_study[page.answer.study]
+                             if c in study_figures.HEADLINE_FIGURES]
         page.figures += [(c, f"machines/{p}") for c, p in local
                          if p is not None and c in figures.HEADLINE_FIGURES]
         (machines_dir / f"{machine.slug}.md").write_text(

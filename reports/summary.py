@@ -7,9 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from bench.analysis import NOISY_REL_IQR
 from bench.analysis import views as tidy
 from bench.analysis.names import format_seconds, missing, variant_name
-from bench.results import NOISY_REL_IQR
 from reports.cells import (
     NA,
     NOISY,

@@ -9,11 +9,11 @@ import math
 import numpy as np
 import pandas as pd
 
+from bench.analysis import NOISY_REL_IQR
 from bench.analysis import views as tidy
 from bench.analysis.names import missing
 from bench.analysis.stats import comparison
 from bench.analysis.targets import FIXED_BUDGET_TARGETS, evaluate, verdict
-from bench.results import NOISY_REL_IQR
 from reports.cells import (
     NA,
     NOISY,
@@ -165,7 +165,8 @@ def tables(df: pd.DataFrame) -> dict[str, str]:
     if len(ttt):
         t = ttt.sort_values(["file", "batch_size", "series"])
         reached = t["target_reached"].astype(bool)
-        out[f"{TTT_TABLE} (one run per point; best learning rate per B)"] = pd.DataFrame({
+        out[f"{TTT_TABLE} (one run per point; the best of the profile's learning-rate grid per "
+            "B, one rate by default: not tuned)"] = pd.DataFrame({
             "result file": t["file"].map(file_name).str.slice(0, 13),
             "series": t["series"], "B": t["batch_size"].astype(int),
             "lr": t["cfg_learning_rate"],

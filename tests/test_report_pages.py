@@ -148,3 +148,32 @@ def test_no_two_series_of_a_figure_look_the_same():
     styles = series_styles(lines, colors)
     looks = {(s["color"], str(s["ls"]), s["marker"]) for s in styles.values()}
     assert len(looks) == len(lines)
+
+
+def test_the_report_imports_only_the_analysis():
+    """``reports/`` renders: of ``bench`` it imports the analysis layer only (and, until the
+    loaders are one, the study's loader)."""
+    import ast
+
+    allowed = ("bench.analysis", "bench.study.storage")
+    for path in (ROOT / "reports").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else \
+                [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            for name in names:
+                if name.split(".")[0] == "bench":
+                    assert name.startswith(allowed), f"{path.name} imports {name}"
+
+
+def test_moved_analysis_modules_import_with_a_warning():
+    import importlib
+    import sys
+
+    import bench.analysis.targets
+
+    for old in ("bench.targets", "bench.study.fit", "bench.study.summary"):
+        sys.modules.pop(old, None)
+        with pytest.warns(DeprecationWarning, match="moved to bench.analysis"):
+            module = importlib.import_module(old)
+        assert module.__name__.startswith("bench.analysis")
+    assert sys.modules["bench.targets"] is bench.analysis.targets

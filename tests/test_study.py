@@ -259,7 +259,8 @@ def test_momentum_is_an_axis_where_the_tree_has_it(real_mnist):
 
 
 def test_report_section_and_figures_from_a_stored_study(tmp_path):
-    from reports.study import figures, section
+    from reports.study import section
+    from reports.study_figures import figures
 
     cfg = StudyConfig(name="report", batch_sizes=(1, 16, 256, 4096, 50_000), timing=False)
     run_study(cfg, _FakeRunner(), tmp_path, noise=False, direct=False)

@@ -18,6 +18,10 @@ never a suite, ``reports`` or a framework. One definition each of:
 ``answer``             the one "fastest to target" answer per machine
 ``names``              display names of variants and specs; the formatting of seconds
 =====================  ============================================================
+
+The benchmark runs' loader (``load_results``, ``select_runs``) and the noise threshold
+(``NOISY_REL_IQR``) are the run layer's (``bench.results``), re-exported here so that the report
+reads everything through this package.
 """
 
 from __future__ import annotations
@@ -37,8 +41,9 @@ from bench.analysis.study import (
     steps_curve,
     steps_to_target,
 )
+from bench.results import NOISY_REL_IQR, load_results, select_runs
 
-__all__ = ["VARIANT_NAMES", "StepsFit", "b_simple_near_target", "composed_seconds",
-           "fastest_variant", "fit_steps", "fit_study", "format_seconds", "overlapping",
-           "per_batch_size", "project_time_to_target", "regime", "spec_label", "steps_curve",
-           "steps_to_target", "variant_name"]
+__all__ = ["NOISY_REL_IQR", "VARIANT_NAMES", "StepsFit", "b_simple_near_target", "composed_seconds",
+           "fastest_variant", "fit_steps", "fit_study", "format_seconds", "load_results",
+           "overlapping", "per_batch_size", "project_time_to_target", "regime", "select_runs",
+           "spec_label", "steps_curve", "steps_to_target", "variant_name"]

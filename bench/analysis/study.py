@@ -16,7 +16,8 @@ import pandas as pd
 
 from bench.analysis.fit import StepsFit, fit_steps
 
-__all__ = ["b_simple_near_target", "context", "fit_study", "optimizer_label", "per_batch_size",
+__all__ = ["b_simple_near_target", "context", "fit_study", "gpu_timing_studies",
+           "on_device", "optimizer_label", "per_batch_size",
            "records", "steps_curve", "steps_to_target", "studies", "study_config",
            "untuned_reason"]
 
@@ -193,3 +194,18 @@ def steps_curve(df: pd.DataFrame) -> dict[str, tuple[StepsFit, str]]:
         if fit is not None:
             out[str(cfg["extra_config"].get("model") or "softmax")] = (fit, name)
     return out
+
+
+def on_device(rows: pd.DataFrame, gpu: bool) -> pd.DataFrame:
+    """Timing rows on a GPU (``gpu``) or on the CPU; rows without a device are the CPU's."""
+    if rows.empty:
+        return rows
+    device = rows["device"] if "device" in rows else pd.Series("cpu", index=rows.index)
+    on_cpu = device.fillna("cpu") == "cpu"
+    return rows[~on_cpu] if gpu else rows[on_cpu]
+
+
+def gpu_timing_studies(study_df: pd.DataFrame) -> list[str]:
+    """The studies holding time per step measured on a GPU (e.g. ``--timing-only`` on a card)."""
+    on_gpu = on_device(records(study_df, "timing"), gpu=True)
+    return sorted(on_gpu["study"].unique()) if not on_gpu.empty else []
