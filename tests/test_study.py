@@ -10,46 +10,15 @@ import re
 from concurrent.futures import Future
 from dataclasses import asdict
 
-import numpy as np
 import pandas as pd
 import pytest
 
-from bench.analysis.fit import fit_steps, regime
 from bench.analysis.study import fit_study, per_batch_size
 from bench.study.core import StudyConfig, run_study
 from bench.study.runners import InProcessRunner, PoolRunner
 from bench.study.search import lr_search
 from bench.study.storage import StudyStore, load_study
 from bench.study.trial import TrialSpec, run_trial
-
-# ---------------------------------------------------------------- the fit
-
-
-def test_fit_recovers_known_s_min_and_e_min_exactly():
-    B = 2.0 ** np.arange(0, 16)
-    fit = fit_steps(B, 120.0 + 40_000.0 / B)
-    assert fit.s_min == pytest.approx(120.0, rel=1e-6)
-    assert fit.e_min == pytest.approx(40_000.0, rel=1e-6)
-    assert fit.b_crit == pytest.approx(40_000 / 120, rel=1e-6)
-    assert regime(fit, 1) == "perfect scaling"
-    assert regime(fit, 1000) == "diminishing returns"
-    assert regime(fit, 50_000) == "maximal data parallelism"
-
-
-def test_fit_recovers_known_parameters_from_noisy_points():
-    B = np.repeat(2.0 ** np.arange(0, 16), 3)
-    rng = np.random.default_rng(0)
-    S = (200.0 + 60_000.0 / B) * np.exp(rng.normal(0, 0.05, len(B)))   # 5 % relative noise
-    fit = fit_steps(B, S)
-    assert fit.s_min == pytest.approx(200.0, rel=0.1)
-    assert fit.e_min == pytest.approx(60_000.0, rel=0.1)
-    assert fit.rms_log_residual == pytest.approx(0.05, rel=0.3)
-
-
-def test_fit_refuses_a_single_batch_size():
-    with pytest.raises(ValueError, match="two or more distinct batch sizes"):
-        fit_steps(np.array([8, 8]), np.array([100, 110]))
-
 
 # ---------------------------------------------------------------- the search (synthetic)
 
