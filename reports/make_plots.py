@@ -6,6 +6,7 @@ and seaborn figures.
     python reports/make_plots.py FILE [FILE ...]      # these result files (partial ones named)
     python reports/make_plots.py --compare OLD.json   # plus a table of speed-ups vs a baseline
     python reports/make_plots.py --out DIR            # write elsewhere (default: reports/)
+    python reports/make_plots.py --studies DIR        # the study store (default: results/study/)
 """
 
 from __future__ import annotations
@@ -100,7 +101,8 @@ def build(files: list[Path], out: Path, compare: list[Path] | None = None,
     made = []
     for machine in sorted(set(machine_of) | set(on)):
         rows = df[machine_of == machine] if len(df) else df
-        page = pages.MachinePage(machine, rows, on.get(machine, []), answers.get(machine))
+        page = pages.MachinePage(machine, rows, on.get(machine, []), answers.get(machine),
+                                 why_not=dict(passed_over))
         folder = machines_dir / machine.slug
         drawn = []
         if len(rows):
@@ -135,6 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compare", nargs="+", type=Path, help="baseline result files")
     parser.add_argument("--out", type=Path, default=ROOT / "reports",
                         help="output folder (default: reports/)")
+    parser.add_argument("--studies", type=Path, default=ROOT / "results" / "study",
+                        help="the batch-size studies' store, which answers per machine "
+                        "(default: results/study/)")
     args = parser.parse_args(argv)
     files = args.files or default_files(args.results, args.profile)
     if not files:
@@ -149,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     command = "python reports/make_plots.py" + (" " + shlex.join(argv) if argv else "")
     try:
-        report = build(files, args.out, args.compare, command)
+        report = build(files, args.out, args.compare, command, args.studies)
     except ReportError as exc:
         print(f"make_plots: {exc}", file=sys.stderr)
         return 2

@@ -32,14 +32,15 @@ INTRO = ("Softmax regression and a one-hidden-layer MLP on MNIST (50,000 train /
 @dataclass
 class MachinePage:
     """What one machine's section and detail page show: its benchmark rows (possibly none), its
-    studies, its answer (None: no tuned study) and its figures ``(caption, path relative to
-    the report folder)``."""
+    studies, its answer (None: no tuned study), its figures ``(caption, path relative to the
+    report folder)`` and why each study that does not answer does not (``why_not``)."""
 
     machine: Machine
     rows: pd.DataFrame
     studies: list[str] = field(default_factory=list)
     answer: FastestToTarget | None = None
     figures: list[tuple[str, str]] = field(default_factory=list)
+    why_not: dict[str, str] = field(default_factory=dict)
 
     @property
     def link(self) -> str:
@@ -141,7 +142,9 @@ def machine_page(page: MachinePage, study_df: pd.DataFrame | None,
                        "needs.", ""])
     if page.studies:
         lines += ["## Studies on this machine", ""]
-        lines += [f"- [`{s}`](../studies/{s}.md)" for s in page.studies] + [""]
+        lines += [f"- [`{s}`](../studies/{s}.md)" + (f": does not answer — {page.why_not[s]}"
+                                                     if s in page.why_not else "")
+                  for s in page.studies] + [""]
         if study_df is not None:
             lines += study.optimizer_axis(study_df[study_df["study"].isin(page.studies)])
     if len(rows) and distributed.has_rows(rows):

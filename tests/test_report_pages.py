@@ -90,14 +90,19 @@ def _study(name: str, cpu: str, *, direct_s: float | None, small: bool = False) 
     rows = [{"study": name, "record": "context", "started_utc": "2026-12-05T00:00:00",
              "commit": "c0ffee1234abcdef", "study_config": json.dumps(cfg),
              "machine_json": json.dumps({"cpu_model": cpu, "cpu_count": 2})}]
-    rows += [{"study": name, "record": "trial", "batch_size": B, "target_error": 0.08}
-             for B in (1, 64)]
+    rows += [{"study": name, "record": "trial", "batch_size": B, "target_error": 0.08,
+              "phase": "search", "status": "reached", "learning_rate": 0.1, "lr_units": 0,
+              "steps_to_target": 6400 // B, "validation_interval": 10, "seed": 1,
+              "budget": 10_000, "variant": variant_name(B, 50_000), "backend": "numpy",
+              "key": f"numpy_B{B}"} for B in (1, 64)]
     if direct_s is not None:
         rows += [{"study": name, "record": "direct", "batch_size": 1, "backend": "numba",
                   "measured_s": direct_s, "measured_s_all": [direct_s * 0.9, direct_s,
-                                                             direct_s * 1.1]},
+                                                             direct_s * 1.1],
+                  "composed_s": direct_s, "composition_error": 0.0},
                  {"study": name, "record": "direct", "batch_size": 64, "backend": "torch",
-                  "measured_s": 2 * direct_s, "measured_s_all": [2 * direct_s]}]
+                  "measured_s": 2 * direct_s, "measured_s_all": [2 * direct_s],
+                  "composed_s": 2 * direct_s, "composition_error": 0.0}]
     return rows
 
 
@@ -177,3 +182,19 @@ def test_moved_analysis_modules_import_with_a_warning():
             module = importlib.import_module(old)
         assert module.__name__.startswith("bench.analysis")
     assert sys.modules["bench.targets"] is bench.analysis.targets
+
+
+def test_a_smoke_study_on_the_machine_gives_no_answer_end_to_end(tmp_path):
+    from bench.study.storage import StudyStore
+
+    store = StudyStore(tmp_path / "studies", "ci-small")
+    for i, rec in enumerate(_study("ci-small", "AMD EPYC", direct_s=0.001, small=True)):
+        store.put(rec.pop("record"), f"r{i}", [rec])
+    epyc = sorted((ROOT / "results" / "Linux-CPython-3.11-64bit").glob("0008_*.json"))
+    report = make_plots.build(epyc, tmp_path / "out", study_root=tmp_path / "studies")
+    section = " ".join(_sections(report.read_text())["AMD EPYC, 2 CPUs"].split())
+    assert "Fastest to the target: no answer for this machine" in section
+    assert "1.00 ms" not in section
+    page = " ".join((tmp_path / "out" / "machines" / "amd-epyc-2cpu.md").read_text().split())
+    assert "`ci-small`](../studies/ci-small.md): does not answer — a reduced learning-rate grid" \
+        in page
