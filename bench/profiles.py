@@ -24,8 +24,8 @@ class Profile:
     ``ttt_validations_per_epoch`` times per epoch so steps-to-target is not rounded to epochs.
     ``lr_grid``: learning rates tried per batch size in time-to-target runs (best kept).
     ``paired_rounds``: rounds of the epoch benchmarks a target judges against a reference timed
-    before each round (``bench.targets.side_reference``); at least ``rounds``: the median of
-    their per-round ratios is what a target reports.
+    before each round (``bench.analysis.targets.side_reference``); at least ``rounds``: the
+    median of their per-round ratios is what a target reports.
     """
 
     name: str

@@ -44,7 +44,7 @@ SETTLE_S = 0.25
 def _side_reference(kind: str | None, case, trainer, config, upload_s,
                     mnist) -> Callable[[], float] | None:
     """A function timing one epoch of the reference a target compares this benchmark with
-    (``bench.targets.side_reference``), in seconds; None when there is none here."""
+    (``bench.analysis.targets.side_reference``), in seconds; None when there is none here."""
     if kind is None:
         return None
     if kind == "in-order":
