@@ -23,21 +23,14 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import NullFormatter
 
 from bench.analysis import views as tidy
+from reports.styles import series_styles
 
-__all__ = ["FIGURES", "HEADLINE_FIGURES", "palette"]
+__all__ = ["FIGURES", "HEADLINE_FIGURES"]
 
 TIME_PARTS = {"median_compute_s": "compute", "median_h2d_s": "host→device",
               "median_d2h_s": "device→host", "median_eval_s": "evaluation",
               "median_data_move_s": "data movement (gather)"}
 DPI = 110
-
-
-def palette(df: pd.DataFrame) -> dict[str, tuple]:
-    """One colour per backend-device, the same in every figure (line styles tell placements
-    and kernels apart)."""
-    names = sorted(set(df["backend"].dropna().astype(str) + "-" + df["device"].dropna()
-                       .astype(str))) if {"backend", "device"} <= set(df) else []
-    return dict(zip(names, sns.color_palette("tab10", max(len(names), 1)), strict=False))
 
 
 def _save(fig, path: Path) -> Path:
@@ -73,37 +66,6 @@ def _grid(n: int, ncols: int = 2, width: float = 5.6, height: float = 3.9):
     for ax in axes.flat[n:]:
         ax.set_visible(False)
     return fig, axes.flat[:n]
-
-
-#: Markers tried in turn when two series of one colour would otherwise look the same.
-SPARE_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">")
-
-
-def series_styles(lines: list[str], colors: dict[str, tuple]) -> dict[str, dict]:
-    """Colour by backend-device; line style by placement and kernel, the same in every figure:
-    solid = resident (or CPU), dashed = a fast kernel or a batch gather, dotted = streamed,
-    dash-dot = streamed from pinned memory; marker by backend, and a model other than softmax
-    regression a marker of its own. No two series get the same colour, line style and marker:
-    a clash takes the next spare marker."""
-    styles: dict[str, dict] = {}
-    taken: set[tuple] = set()
-    for line in lines:
-        head = line.split(" ")[0]
-        rest = line[len(head):].strip()
-        ls = "-." if "pinned" in rest else ":" if "streamed" in rest else \
-            "--" if rest not in ("", "resident") else "-"
-        backend = head.split("-")[0]
-        marker = {"numpy": "o", "torch": "s", "cupy": "^", "numba": "D"}.get(backend, "v")
-        if "mlp" in rest.split():   # another model: its own marker and a dense dotted line
-            marker = "P"
-            ls = ls if "streamed" in rest else (0, (1, 1))
-        color = colors.get(head, "k")
-        spare = iter(SPARE_MARKERS)
-        while (color, str(ls), marker) in taken:
-            marker = next(spare)
-        taken.add((color, str(ls), marker))
-        styles[line] = {"color": color, "ls": ls, "marker": marker}
-    return styles
 
 
 def _quiet_limits(values: pd.Series, noisy: pd.Series, log: bool) -> tuple[float, float] | None:
@@ -233,55 +195,61 @@ def final_error(df: pd.DataFrame, out: Path, colors) -> Path | None:
 
 
 def error_vs_time(df: pd.DataFrame, out: Path, colors) -> Path | None:
-    """Validation error against wall time: full GD, per-sample SGD and the best minibatch B.
+    """Validation error against wall time: one panel per variant (full GD, per-sample SGD, the
+    best minibatch B of each series), one line per series in the styles of every figure.
 
     For each (series, B) the run with the longest validation curve is drawn (a time-to-target
-    run where there is one, else a fixed-budget run).
+    run where there is one, else a fixed-budget run). Streamed runs, batch gathers and fast
+    kernels follow the same error curve as their default run, only at another speed: they are
+    left out here (their times are in the other figures).
     """
     runs = pd.concat([tidy.time_to_target(df), tidy.epochs(df)], ignore_index=True)
     if runs.empty or "curve_wall_s" not in runs:
         return None
     runs = runs[runs["curve_wall_s"].map(lambda c: isinstance(c, list) and len(c) > 0)]
-    # streamed runs follow the resident ones' error curve, only slower: leave them out here
     runs = runs[~runs["series"].str.contains("streamed")]
-    if "cfg_order" in runs:
-        runs = runs[runs["cfg_order"].fillna("shuffle") == "shuffle"]
+    for col, default in (("gather", "epoch"), ("kernel", "eager"), ("cfg_order", "shuffle")):
+        if col in runs:
+            runs = runs[runs[col].fillna(default) == default]
     if runs.empty:
         return None
-    runs = runs.assign(points=runs["curve_wall_s"].map(len),
-                       panel=_series(runs) + " — " + tidy.machine(runs))
-    runs = runs.sort_values("points").groupby(["panel", "batch_size"]).tail(1)
-    rows = []
-    for panel, group in runs.groupby("panel"):
+    runs = runs.assign(points=runs["curve_wall_s"].map(len), line=_series(runs))
+    runs = runs.sort_values("points").groupby(["line", "batch_size"]).tail(1)
+    picks = []
+    for _line, group in runs.groupby("line"):
         n = group["n_train"].max()
         mb = group[(group["batch_size"] > 1) & (group["batch_size"] < n)]
-        picks = [("full GD (B = n)", group[group["batch_size"] >= n]),
-                 ("per-sample SGD (B = 1)", group[group["batch_size"] == 1])]
+        picks += [("full-batch GD (B = n)", group[group["batch_size"] >= n]),
+                  ("per-sample SGD (B = 1)", group[group["batch_size"] == 1])]
         if len(mb):
-            best = mb.loc[mb["best_valid_error"].astype(float).idxmin()]
-            picks.append(("best minibatch", mb.loc[[best.name]]))
-        for variant, sel in picks:
-            for _, r in sel.iterrows():
-                for t, e in zip(r["curve_wall_s"], r["curve_valid_error"], strict=True):
-                    rows.append({"panel": panel, "variant": variant, "wall_s": t,
-                                 "valid_error_pct": 100 * e})
-    if not rows:
+            picks.append(("best minibatch B", mb.loc[[mb["best_valid_error"].astype(float)
+                                                       .idxmin()]]))
+    panels = [p for p in ("full-batch GD (B = n)", "per-sample SGD (B = 1)", "best minibatch B")
+              if any(v == p and len(sel) for v, sel in picks)]
+    if not panels:
         return None
-    data = pd.DataFrame(rows).sort_values("panel")
-    grid = sns.relplot(data=data, x="wall_s", y="valid_error_pct", hue="variant",
-                       col="panel", col_wrap=min(3, data["panel"].nunique()), kind="line",
-                       marker="o", markersize=4, height=3.2, aspect=1.3,
-                       facet_kws={"sharey": True, "sharex": True})
-    for ax in grid.axes.flat:
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.2), sharey=True,
+                             squeeze=False)
+    styles = series_styles(sorted(runs["line"].unique()), colors)
+    for ax, panel in zip(axes[0], panels, strict=True):
+        for variant, sel in picks:
+            for _, r in sel.iterrows() if variant == panel else ():
+                st = styles[r["line"]]
+                label = r["line"] + (f" (B = {int(r['batch_size'])})"
+                                     if panel == "best minibatch B" else "")
+                ax.plot(r["curve_wall_s"], 100 * np.asarray(r["curve_valid_error"], float),
+                        color=st["color"], ls=st["ls"], marker=st["marker"], ms=3, lw=1.2,
+                        label=label)
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.grid(True, which="major", alpha=0.3)
-    grid.set_axis_labels("wall-clock time since start (s, log scale)", "validation error (%)")
-    grid.set_titles("{col_name}", size=9)
-    grid.figure.suptitle("Validation error vs wall-clock time (shared axes)", y=1.05)
-    sns.move_legend(grid, "lower center", bbox_to_anchor=(0.5, 0.995), ncol=3, title=None,
-                    frameon=False)
-    return _save(grid.figure, out / "fig4_error_vs_time.png")
+        ax.set_title(panel, fontsize=10)
+        ax.set_xlabel("wall-clock time since start (s, log scale)")
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("validation error (%)")
+    fig.suptitle(f"Validation error vs wall-clock time — {runs['machine'].iloc[0]}")
+    fig.tight_layout()
+    return _save(fig, out / "fig4_error_vs_time.png")
 
 
 def time_split(df: pd.DataFrame, out: Path, colors) -> Path | None:

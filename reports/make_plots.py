@@ -28,7 +28,7 @@ from bench.analysis.answer import fastest_to_target  # noqa: E402
 from bench.analysis.machines import Machine, bench_machines, study_machine  # noqa: E402
 from bench.analysis.study import context, records, studies  # noqa: E402
 from bench.study.storage import load_study  # noqa: E402
-from reports import distributed, figures, pages, study_figures  # noqa: E402
+from reports import distributed, figures, pages, study_figures, styles  # noqa: E402
 
 REPORT_NAME = "report.md"
 
@@ -96,7 +96,7 @@ def build(files: list[Path], out: Path, compare: list[Path] | None = None,
         (studies_dir / f"{name}.md").write_text(pages.study_page(study_df, name, owner[name],
                                                                  of_study[name]))
     machine_of = bench_machines(df)
-    colors = figures.palette(df)
+    colors = styles.palette(df)
     baseline = load_results(compare) if compare else None
     made = []
     for machine in sorted(set(machine_of) | set(on)):

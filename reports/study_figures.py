@@ -20,7 +20,7 @@ from bench.analysis import b_simple_near_target, fit_study, per_batch_size, step
 from bench.analysis import project_time_to_target as project
 from bench.analysis.study import records
 from bench.analysis.study import studies as study_names
-from reports.figures import palette
+from reports.styles import palette
 
 STEPS_FIGURE = ("Steps to the target vs B at each B's best learning rate: the fit S(B) = S_min + "
                 "E_min/B, B_crit, B_simple and the seeds' range")

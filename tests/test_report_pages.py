@@ -15,7 +15,7 @@ from bench.analysis.answer import fastest_to_target
 from bench.analysis.machines import Machine
 from bench.analysis.names import format_seconds, variant_name
 from reports import make_plots
-from reports.figures import series_styles
+from reports.styles import series_styles
 
 ROOT = Path(__file__).resolve().parents[1]
 
