@@ -113,9 +113,12 @@ def build(files: list[Path], out: Path, compare: list[Path] | None = None,
                 drawn += distributed.figures(rows, folder, given_steps=given_steps)
         local = [(title, path and f"{machine.slug}/{path.name}") for title, path in drawn]
         if page.answer is not None:
-            page.figures += [(c, f"studies/{p}") for c, p in of_study[page.answer.study]
+            page.figures += [(f"{c} (study `{page.answer.study}`)", f"studies/{p}")
+                             for c, p in of_study[page.answer.study]
                              if c in study_figures.HEADLINE_FIGURES]
-        page.figures += [(c, f"machines/{p}") for c, p in local
+        runs = ", ".join(f"`{Path(f).name[:4]}`" for f in rows["file"].unique()) if len(rows) \
+            else ""
+        page.figures += [(f"{c} (benchmark run {runs})", f"machines/{p}") for c, p in local
                          if p is not None and c in figures.HEADLINE_FIGURES]
         (machines_dir / f"{machine.slug}.md").write_text(
             pages.machine_page(page, study_df, local, given_steps, baseline))

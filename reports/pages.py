@@ -62,7 +62,7 @@ def answer_line(page: MachinePage) -> str:
         return (f"**Fastest to the target: no answer for this machine** — {why}; the "
                 "benchmarks' time-to-target runs use one learning rate for every B and cannot "
                 "answer. Run `python -m bench.study` on it.")
-    target = f"validation error ≤ {a.target_error:.1%}"
+    target = f"validation error ≤ {100 * a.target_error:.1f} %"
     if a.tied:
         head = (f"**Fastest to {target}: tied** — {_contender(a.winner)} and "
                 f"{_contender(a.runner_up)}: their ranges overlap.")

@@ -63,7 +63,7 @@ def test_one_fastest_to_target_statement_per_machine(built):
     assert not re.search(r"fastest to", outside, flags=re.I)
     # the committed study answers for its machine; the GPU run has no tuned study
     epyc = _paragraphs(sections["AMD EPYC, 2 CPUs"])[0]
-    assert epyc.startswith("**Fastest to validation error ≤ 8.0%: per-sample SGD (B = 1,")
+    assert epyc.startswith("**Fastest to validation error ≤ 8.0 %: per-sample SGD (B = 1,")
     assert "study [`cpu-epyc-2vcpu`]" in epyc and "median and range of 3 direct runs" in epyc
     gpu = next(t for name, t in sections.items() if name.startswith("NVIDIA H200"))
     assert "no answer for this machine" in _paragraphs(gpu)[0]
