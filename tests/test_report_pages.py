@@ -198,3 +198,23 @@ def test_a_smoke_study_on_the_machine_gives_no_answer_end_to_end(tmp_path):
     page = " ".join((tmp_path / "out" / "machines" / "amd-epyc-2cpu.md").read_text().split())
     assert "`ci-small`](../studies/ci-small.md): does not answer — a reduced learning-rate grid" \
         in page
+
+
+def test_a_noisy_point_does_not_set_the_scale():
+    from reports.figures import _quiet_limits
+
+    values = pd.Series([1.0, 2.0, 1000.0])
+    noisy = pd.Series([False, False, True])
+    lo, hi = _quiet_limits(values, noisy, log=True)
+    assert lo < 1.0 and 2.0 < hi < 1000.0
+    assert _quiet_limits(values, pd.Series([False] * 3), log=True) is None   # nothing noisy
+
+
+def test_prose_wraps_and_tables_do_not():
+    from reports.cells import wrap
+
+    table = "| " + " | ".join(["cell"] * 40) + " |"
+    text = wrap(f"{'word ' * 60}\n\n- {'item ' * 40}\n{table}")
+    lines = text.splitlines()
+    assert max(len(line) for line in lines if not line.startswith("|")) <= 100
+    assert table in lines and any(line.startswith("  item") for line in lines)
