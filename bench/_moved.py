@@ -21,6 +21,9 @@ MOVED: dict[str, str] = {
     "bench.protocols": "bench.workload.protocols",
     "bench.ab": "bench.tools.ab",
     "bench.gpu_probe": "bench.tools.gpu_probe",
+    "bench.targets": "bench.analysis.targets",
+    "bench.study.fit": "bench.analysis.fit",
+    "bench.study.summary": "bench.analysis.study",
 }
 
 

@@ -1,5 +1,5 @@
 """What the machine's floors measure, shared by the floor benchmarks and the epoch benchmarks
-that time a floor next to each of their rounds (see ``bench.targets``)."""
+that time a floor next to each of their rounds (see ``bench.analysis.targets``)."""
 
 from __future__ import annotations
 

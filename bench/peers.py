@@ -1,7 +1,7 @@
 """The peers' epochs: what a user would pick instead, one epoch each as a callable.
 
 Shared by the peer benchmarks (``bench/benchmarks/bench_peers.py``) and the epoch benchmarks
-that time a peer right before each of their rounds (``bench.targets.side_reference``). Each
+that time a peer right before each of their rounds (``bench.analysis.targets.side_reference``). Each
 raises ImportError when its package is missing.
 
 * ``sklearn_epoch``: scikit-learn's ``SGDClassifier(loss='log_loss', learning_rate='constant')``,

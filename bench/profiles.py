@@ -14,7 +14,8 @@ from bench.workload.datasets import DATASETS, DEFAULT
 __all__ = ["ENV_PROFILE", "PROFILES", "Profile", "get_profile"]
 
 ENV_PROFILE = "GDBENCH_PROFILE"
-FULL_GRID = (1, 10, 20, 50, 100, 200, 600, 1000, 5000, F)
+#: The benchmarks' batch sizes (the study searches its own grid, ``bench.study.core``).
+BENCHMARK_GRID = (1, 10, 20, 50, 100, 200, 600, 1000, 5000, F)
 
 
 @dataclass(frozen=True)
@@ -30,8 +31,8 @@ class Profile:
     Time-to-target runs train at the tuned study's best rate for their B
     (``bench.benchmarks.bench_training.study_rate``).
     ``paired_rounds``: rounds of the epoch benchmarks a target judges against a reference timed
-    before each round (``bench.targets.side_reference``); at least ``rounds``: the median of
-    their per-round ratios is what a target reports.
+    before each round (``bench.analysis.targets.side_reference``); at least ``rounds``: the
+    median of their per-round ratios is what a target reports.
     """
 
     name: str
@@ -82,7 +83,7 @@ PROFILES = {
         model_ttt_batch_sizes={"mlp": ()},
     ),
     "standard": Profile(
-        name="standard", batch_sizes=FULL_GRID, epochs=2, max_steps=None, rounds=3,
+        name="standard", batch_sizes=BENCHMARK_GRID, epochs=2, max_steps=None, rounds=3,
         warmup_rounds=1, step_batch_sizes=(1, 20, 600, F), step_rounds=20,
         ttt_batch_sizes=(10, 20, 100, 600, 5000, F), ttt_max_epochs=40,
         ttt_max_steps=100_000,
@@ -96,9 +97,9 @@ PROFILES = {
         progress=False, paired_rounds=3, devices=("cuda",),
     ),
     "full": Profile(
-        name="full", batch_sizes=FULL_GRID, epochs=5, max_steps=None, rounds=5,
-        warmup_rounds=1, step_batch_sizes=FULL_GRID, step_rounds=50,
-        ttt_batch_sizes=FULL_GRID, ttt_max_epochs=200, ttt_max_steps=500_000,
+        name="full", batch_sizes=BENCHMARK_GRID, epochs=5, max_steps=None, rounds=5,
+        warmup_rounds=1, step_batch_sizes=BENCHMARK_GRID, step_rounds=50,
+        ttt_batch_sizes=BENCHMARK_GRID, ttt_max_epochs=200, ttt_max_steps=500_000,
         paired_rounds=9,
     ),
 }

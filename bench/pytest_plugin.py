@@ -515,8 +515,8 @@ def _targets_table(terminalreporter, config: pytest.Config) -> None:
     session = getattr(config, "_benchmarksession", None)
     if session is None or not session.benchmarks:
         return
+    from bench.analysis.targets import evaluate, verdict
     from bench.results import rows_from_benchmarks
-    from bench.targets import evaluate, verdict
 
     table = evaluate(rows_from_benchmarks(
         [b.as_dict(include_data=False) for b in session.benchmarks

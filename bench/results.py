@@ -44,6 +44,7 @@ import pandas as pd
 from bench.machine import machine_id
 from bench.record import RECORDS, RENAMED, STATS, per_epoch_seconds
 from bench.store import RecordStore
+from bench.workload.datasets import DEFAULT as DEFAULT_DATASET
 
 __all__ = ["NOISY_REL_IQR", "STUDY_ROOT", "RunInfo", "epoch_seconds", "find_result_files",
            "find_studies", "load_records", "load_results", "load_study", "newest_result_file",
@@ -296,6 +297,7 @@ def _rows(benchmarks: list, context: dict[str, Any], where: str) -> list[dict[st
                 row.setdefault(new, row.pop(old))
         kind = row.get("record", row.get("kind"))  # files before the one schema: 'kind'
         row.update(suite="benchmark", record=kind, kind=kind)
+        row.setdefault("dataset", DEFAULT_DATASET)  # files before the dataset axis: MNIST
         rows.append(row)
     return rows
 
@@ -358,7 +360,8 @@ def _study_rows(folder: Path) -> list[dict[str, Any]]:
     shared = {"suite": "study", "machine": ctx.get("machine_label"),
               "machine_id": ctx.get("machine_id") or (
                   machine_id(json.loads(described)) if described else None),
-              "commit": ctx.get("commit"), "purpose": study_purpose(ctx) if ctx else None}
+              "commit": ctx.get("commit"), "purpose": study_purpose(ctx) if ctx else None,
+              "dataset": DEFAULT_DATASET}  # studies before the dataset axis trained on MNIST
     for r in recs:
         if r["record"] == "timing":  # stored before timings named their device and kernel
             r.setdefault("device", "cpu")

@@ -1,27 +1,12 @@
-"""The data-parallel section of the report: what P ranks measured, and where data parallelism
-stops paying, projected from the measurements.
+"""The data-parallel section of the report and its figures, rendered from
+``bench.analysis.parallel`` (the projection's maths and inputs are documented there).
 
-Reads only the results DataFrame (rows of ``kind`` "distributed", "allreduce" and, for the
-steps-to-target curve, "time_to_target"). ``figures(df, out_dir)`` writes the PNGs and returns
-``(title, path)`` pairs; ``section(df)`` returns the markdown.
-
-The projection, for a fixed per-worker batch b (global B = P b)::
-
-    T_step(P)  = t0 + c b + T_ar(P)                 per-rank compute + the all-reduce
-    T_ar(P)    = 2 (P - 1) alpha + 2 (P - 1)/P n beta      the ring model, n = gradient bytes
-    S(B)       = S_min + E_min / B                  optimizer steps to the target error
-    T_target(P) = S(P b) T_step(P)
-
-``t0`` (s) and ``c`` (s per example) are fitted to the measured one-thread-per-rank compute
-time per step; ``alpha`` (s) and ``beta`` (s/byte) come from the all-reduce micro-benchmark, or
-are stated inputs for faster interconnects. The all-reduce dominates a step from the first P
-with ``T_ar(P) > t0 + c b``; a larger global batch stops saving steps beyond
-``B_crit = E_min / S_min``, i.e. beyond ``P = B_crit / b``.
+``figures(df, out_dir)`` writes the PNGs and returns ``(title, path)`` pairs; ``section(df)``
+returns the markdown.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -32,221 +17,25 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-__all__ = ["INTERCONNECTS", "StepModel", "StepsCurve", "figures", "inputs", "project",
-           "section", "summarize"]
-
-#: Largest P projected.
-MAX_P = 1024
-#: Default per-worker batch b of the projection figure (examples per rank per step) and the
-#: per-worker batches of its table.
-PER_WORKER_BATCH = 10
-PER_WORKER_BATCHES = (10, 100)
-
-
-@dataclass(frozen=True)
-class Interconnect:
-    """Ring all-reduce parameters: ``alpha_s`` latency per step of the ring (s),
-    ``beta_s_per_byte`` inverse bandwidth (s/byte), and where they come from."""
-
-    name: str
-    alpha_s: float
-    beta_s_per_byte: float
-    source: str
-
-
-#: Stated inputs, not measured here.
-INTERCONNECTS = (
-    Interconnect("NVLink 4 (H100 SXM)", 10e-6, 1 / 450e9,
-                 "stated input: beta from NVIDIA's H100 SXM datasheet, NVLink 900 GB/s per GPU "
-                 "both directions together = 450 GB/s per direction; alpha = 10 us, an assumed "
-                 "order of magnitude of NCCL's small-message step latency (not measured here); "
-                 "one node holds at most 8 such GPUs, so beyond P = 8 this is hypothetical"),
-    Interconnect("100 Gb/s Ethernet", 25e-6, 1 / 12.5e9,
-                 "stated input: beta from the 100 Gb/s line rate (12.5 GB/s); alpha = 25 us, an "
-                 "assumed order of magnitude of a TCP round trip between hosts (not measured "
-                 "here)"),
+from bench.analysis.fit import StepsFit
+from bench.analysis.parallel import (
+    MAX_P,
+    PER_WORKER_BATCH,
+    PER_WORKER_BATCHES,
+    allreduce_fits,
+    has_rows,
+    inputs,
+    measured_steps,
+    project_data_parallel,
+    ring_allreduce_s,
+    step_models,
+    steps_curves,
+    summarize,
 )
 
+__all__ = ["figures", "has_rows", "section"]
 
-@dataclass(frozen=True)
-class StepModel:
-    """One rank's compute time per step ``t0 + c b`` (s), and the gradient bytes all-reduced."""
-
-    model: str
-    t0_s: float
-    per_example_s: float
-    gradient_bytes: int
-    source: str
-
-
-@dataclass(frozen=True)
-class StepsCurve:
-    """Optimizer steps to the target error ``S(B) = S_min + E_min / B``."""
-
-    model: str
-    s_min: float
-    e_min: float
-    source: str
-    placeholder: bool
-
-    @property
-    def b_crit(self) -> float:
-        """``E_min / S_min``: above it a larger batch saves fewer than half the steps it could."""
-        return self.e_min / self.s_min
-
-    def steps(self, B: np.ndarray) -> np.ndarray:
-        return self.s_min + self.e_min / np.asarray(B, float)
-
-
-# ---------------------------------------------------------------------------- inputs from rows
-def _newest(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    if "datetime" in rows:
-        rows = rows.sort_values("datetime", na_position="first")
-    return rows.drop_duplicates(keys, keep="last")
-
-
-def _kind(df: pd.DataFrame, kind: str) -> pd.DataFrame:
-    return df[df["kind"] == kind].copy() if "kind" in df else df.iloc[0:0]
-
-
-def _measured(df: pd.DataFrame) -> pd.DataFrame:
-    rows = _kind(df, "distributed")
-    if rows.empty:
-        return rows
-    return _newest(rows, ["device", "model", "batch_size", "world_size", "threads_per_rank"])
-
-
-def _fits(df: pd.DataFrame) -> pd.DataFrame:
-    rows = _kind(df, "allreduce")
-    return rows if rows.empty else _newest(rows, ["device", "world_size"])
-
-
-def step_models(df: pd.DataFrame) -> dict[str, StepModel]:
-    """Per model, ``t0 + c b`` fitted (least squares on relative residuals, so b = 10 counts
-    as much as b = 1,000; t0 >= 0) to the CPU rows with one thread per rank: compute seconds
-    per step against the local batch ``b = ceil(B / P)``."""
-    rows = _measured(df)
-    out: dict[str, StepModel] = {}
-    if rows.empty:
-        return out
-    rows = rows[(rows["device"] == "cpu") & (rows["threads_per_rank"] == 1)]
-    for model, g in rows.groupby("model"):
-        b = g["local_batch_size"].astype(float).to_numpy()
-        t = g["compute_s_per_step"].astype(float).to_numpy()
-        if len(set(b)) >= 2:
-            slope, intercept = np.polyfit(b, t, 1, w=1.0 / t)  # relative residuals
-            if intercept < 0 or slope <= 0:
-                slope, intercept = float(np.sum(t * b) / np.sum(b * b)), 0.0
-        else:
-            slope, intercept = float(np.mean(t / b)), 0.0
-        points = ", ".join(f"b={int(x)}: {y * 1e3:.2f} ms" for x, y in sorted(zip(b, t,
-                                                                                  strict=True)))
-        out[str(model)] = StepModel(
-            str(model), float(intercept), float(slope), int(g["gradient_bytes"].iloc[0]),
-            f"fitted to the measured compute per step at one thread per rank ({points})")
-    return out
-
-
-def steps_curves(df: pd.DataFrame, given: dict[str, tuple[float, float]] | None = None,
-                 ) -> dict[str, StepsCurve]:
-    """``S(B)`` per model: ``given`` (model -> (S_min, E_min), e.g. from the batch-size study)
-    first; else fitted to the time-to-target rows of that model (steps to target at >= 2 batch
-    sizes, the best learning rate of each); else a clearly labelled placeholder (the softmax
-    fit, or S_min = 2,000, E_min = 45,000)."""
-    given = given or {}
-    out: dict[str, StepsCurve] = {}
-    rows = _kind(df, "time_to_target")
-    for model in ("softmax", "mlp"):
-        if model in given:
-            s_min, e_min = given[model]
-            out[model] = StepsCurve(model, float(s_min), float(e_min), "given", False)
-            continue
-        g = rows
-        if not g.empty:
-            model_col = g["cfg_model"] if "cfg_model" in g else pd.Series("softmax", g.index)
-            g = g[(model_col.fillna("softmax") == model) & (g["target_reached"] == True)  # noqa: E712
-                  & g["steps_to_target"].notna()]
-            g = _newest(g, ["batch_size"])
-        if len(g) >= 2:
-            B = g["batch_size"].astype(float).to_numpy()
-            S = g["steps_to_target"].astype(float).to_numpy()
-            A = np.column_stack([np.ones_like(B), 1.0 / B]) / S[:, None]
-            (s_min, e_min), *_ = np.linalg.lstsq(A, np.ones_like(S), rcond=None)
-            if s_min > 0 and e_min > 0:
-                target = g["cfg_target_error"].iloc[0] if "cfg_target_error" in g else None
-                lrs = sorted(set(g["cfg_learning_rate"].astype(float))) if (
-                    "cfg_learning_rate" in g) else []
-                pts = ", ".join(f"S({int(b)}) = {int(s)}" for b, s in sorted(zip(B, S,
-                                                                                 strict=True)))
-                out[model] = StepsCurve(
-                    model, float(s_min), float(e_min),
-                    f"fitted (relative least squares) to this suite's time-to-target runs "
-                    f"(target {target}, learning rate {lrs}, one seed: {pts}); not the "
-                    "batch-size study: the learning rate was not tuned per B", False)
-                continue
-    for model in ("softmax", "mlp"):
-        if model not in out:
-            base = out.get("softmax")
-            if base is not None and not base.placeholder:
-                out[model] = StepsCurve(model, base.s_min, base.e_min,
-                                        "PLACEHOLDER: the softmax curve reused until the "
-                                        f"batch-size study supplies the {model}'s", True)
-            else:
-                out[model] = StepsCurve(model, 2_000.0, 45_000.0,
-                                        "PLACEHOLDER (illustrative, not measured): pass "
-                                        "steps_curves={model: (S_min, E_min)}", True)
-    return out
-
-
-def _int_or(value: object, default: int) -> int:
-    return int(value) if value is not None and pd.notna(value) else int(default)
-
-
-def inputs(df: pd.DataFrame) -> dict[str, Interconnect]:
-    """The interconnects projected: the measured fit(s) here (one per device and P, newest),
-    then the stated ones."""
-    out = {}
-    for r in _fits(df).itertuples():
-        name = f"measured: {r.dist_backend} P={int(r.world_size)} ({r.device})"
-        out[name] = Interconnect(
-            name, float(r.alpha_s), float(r.beta_s_per_byte),
-            f"fitted to the all-reduce micro-benchmark ({len(r.message_bytes)} sizes, "
-            f"{min(r.message_bytes)} B to {max(r.message_bytes) / 2**20:.0f} MiB, fitted from "
-            f"{_int_or(getattr(r, 'fit_min_bytes', None), min(r.message_bytes))} B, RMS relative "
-            f"residual {r.fit_rms_relative:.0%}, 1-min load "
-            f"{getattr(r, 'load_avg_1min', float('nan')):.1f})")
-    for ic in INTERCONNECTS:
-        out[ic.name] = ic
-    return out
-
-
-# ---------------------------------------------------------------------------- the projection
-def project(step: StepModel, curve: StepsCurve, ic: Interconnect, b: int = PER_WORKER_BATCH,
-            max_p: int = MAX_P) -> pd.DataFrame:
-    """Per P = 1 .. ``max_p``: global B, compute and all-reduce seconds per step, steps and
-    seconds to the target (see the module docstring)."""
-    P = np.arange(1, max_p + 1, dtype=float)
-    compute = np.full_like(P, step.t0_s + step.per_example_s * b)
-    allreduce = (2 * (P - 1) * ic.alpha_s
-                 + 2 * (P - 1) / P * step.gradient_bytes * ic.beta_s_per_byte)
-    steps = curve.steps(P * b)
-    return pd.DataFrame({"P": P.astype(int), "B": (P * b).astype(int), "compute_s": compute,
-                         "allreduce_s": allreduce, "step_s": compute + allreduce,
-                         "steps": steps, "time_to_target_s": steps * (compute + allreduce)})
-
-
-def summarize(proj: pd.DataFrame, curve: StepsCurve, b: int) -> dict[str, float | int | None]:
-    """The P where the all-reduce first exceeds compute (None: not up to the last P), the P
-    beyond which a larger global batch stops saving steps (B_crit / b), the P with the least
-    time to target and its speed-up over P = 1."""
-    dominated = proj[proj["allreduce_s"] > proj["compute_s"]]
-    best = proj.loc[proj["time_to_target_s"].idxmin()]
-    return {"p_allreduce_dominates": int(dominated["P"].iloc[0]) if len(dominated) else None,
-            "p_batch_stops_saving": curve.b_crit / b,
-            "p_best": int(best["P"]),
-            "speedup_at_best": float(proj["time_to_target_s"].iloc[0]
-                                     / best["time_to_target_s"]),
-            "time_to_target_p1_s": float(proj["time_to_target_s"].iloc[0])}
+GivenSteps = dict[str, tuple[StepsFit, str]]
 
 
 # ---------------------------------------------------------------------------- figures
@@ -294,7 +83,7 @@ def _allreduce_figure(fits: pd.DataFrame, path: Path) -> Path | None:
                   label=f"measured {r.dist_backend} P={int(r.world_size)} ({r.device})")
         grid = np.logspace(np.log10(n.min()), np.log10(n.max()), 100)
         P = int(r.world_size)
-        model = 2 * (P - 1) * r.alpha_s + 2 * (P - 1) / P * grid * r.beta_s_per_byte
+        model = ring_allreduce_s(P, grid, r.alpha_s, r.beta_s_per_byte)
         ax.loglog(grid, model * 1e6, "-", label=f"ring fit: α = {r.alpha_s * 1e6:.1f} µs, "
                   f"1/β = {1e-9 / r.beta_s_per_byte:.2f} GB/s")
     ax.set_xlabel("message size n (bytes)")
@@ -306,7 +95,7 @@ def _allreduce_figure(fits: pd.DataFrame, path: Path) -> Path | None:
 
 
 def _projection_figure(df: pd.DataFrame, path: Path, b: int,
-                       given: dict[str, tuple[float, float]] | None) -> Path | None:
+                       given: GivenSteps | None) -> Path | None:
     models, curves, ics = step_models(df), steps_curves(df, given), inputs(df)
     if not models or not any(k.startswith("measured") for k in ics):
         return None
@@ -317,7 +106,7 @@ def _projection_figure(df: pd.DataFrame, path: Path, b: int,
         curve = curves[model]
         top, bottom = axes[0][j], axes[1][j]
         for name, ic in ics.items():
-            proj = project(models[model], curve, ic, b)
+            proj = project_data_parallel(models[model], curve, ic, b)
             s = summarize(proj, curve, b)
             c = colors[name]
             ring = proj[proj["P"] >= 2]  # 0 at P = 1
@@ -327,7 +116,7 @@ def _projection_figure(df: pd.DataFrame, path: Path, b: int,
                           label=f"{name} (best P = {s['p_best']})")
             if s["p_allreduce_dominates"]:
                 top.axvline(s["p_allreduce_dominates"], color=c, ls=":", lw=1)
-        proj = project(models[model], curve, next(iter(ics.values())), b)
+        proj = project_data_parallel(models[model], curve, next(iter(ics.values())), b)
         top.loglog(proj["P"], proj["compute_s"] * 1e3, color="k", lw=2,
                    label=f"compute, b = {b} (measured)")
         p_crit = curve.b_crit / b
@@ -352,16 +141,16 @@ def _projection_figure(df: pd.DataFrame, path: Path, b: int,
 
 
 def figures(df: pd.DataFrame, out_dir: Path, *, per_worker_batch: int = PER_WORKER_BATCH,
-            given_steps: dict[str, tuple[float, float]] | None = None,
+            given_steps: GivenSteps | None = None,
             ) -> list[tuple[str, Path]]:
     """Write the section's PNGs into ``out_dir``; ``(title, path)`` of those drawn."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     drawn = [
         ("Data-parallel time per step: compute and all-reduce",
-         _measured_figure(_measured(df), out_dir / "dist1_step_split.png")),
+         _measured_figure(measured_steps(df), out_dir / "dist1_step_split.png")),
         ("All-reduce time vs message size with the ring fit",
-         _allreduce_figure(_fits(df), out_dir / "dist2_allreduce_fit.png")),
+         _allreduce_figure(allreduce_fits(df), out_dir / "dist2_allreduce_fit.png")),
         (f"Projected time to target vs P (per-worker batch b = {per_worker_batch})",
          _projection_figure(df, out_dir / "dist3_projection.png", per_worker_batch,
                             given_steps)),
@@ -375,10 +164,10 @@ def _table(frame: pd.DataFrame) -> str:
 
 
 def section(df: pd.DataFrame, *, per_worker_batches: tuple[int, ...] = PER_WORKER_BATCHES,
-            given_steps: dict[str, tuple[float, float]] | None = None) -> str:
+            given_steps: GivenSteps | None = None) -> str:
     """The markdown section: measurements, the fitted all-reduce, the projection and its
     inputs with their sources."""
-    rows, fits = _measured(df), _fits(df)
+    rows, fits = measured_steps(df), allreduce_fits(df)
     lines = ["## Data-parallel minibatch SGD (torch.distributed)", ""]
     if rows.empty and fits.empty:
         lines += ["No data-parallel results in these files (run "
@@ -447,7 +236,7 @@ def section(df: pd.DataFrame, *, per_worker_batches: tuple[int, ...] = PER_WORKE
     for model in sorted(models):
         for b in per_worker_batches:
             for name, ic in ics.items():
-                proj = project(models[model], curves[model], ic, b)
+                proj = project_data_parallel(models[model], curves[model], ic, b)
                 s = summarize(proj, curves[model], b)
                 out.append({
                     "model": model + (" (placeholder S(B))" if curves[model].placeholder
@@ -473,8 +262,3 @@ def section(df: pd.DataFrame, *, per_worker_batches: tuple[int, ...] = PER_WORKE
                                                  if c.placeholder else "."))
     lines.append("")
     return "\n".join(lines) + "\n"
-
-
-def has_rows(df: pd.DataFrame) -> bool:
-    """Whether ``df`` holds data-parallel or all-reduce benchmark rows."""
-    return "kind" in df and bool(df["kind"].isin(["distributed", "allreduce"]).any())

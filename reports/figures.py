@@ -22,22 +22,15 @@ import seaborn as sns
 from matplotlib.lines import Line2D
 from matplotlib.ticker import NullFormatter
 
-from reports import tidy
+from bench.analysis import views as tidy
+from reports.styles import series_styles
 
-__all__ = ["FIGURES", "palette"]
+__all__ = ["FIGURES", "HEADLINE_FIGURES"]
 
 TIME_PARTS = {"median_compute_s": "compute", "median_h2d_s": "host→device",
               "median_d2h_s": "device→host", "median_eval_s": "evaluation",
               "median_data_move_s": "data movement (gather)"}
 DPI = 110
-
-
-def palette(df: pd.DataFrame) -> dict[str, tuple]:
-    """One colour per backend-device, the same in every figure (line styles tell placements
-    and kernels apart)."""
-    names = sorted(set(df["backend"].dropna().astype(str) + "-" + df["device"].dropna()
-                       .astype(str))) if {"backend", "device"} <= set(df) else []
-    return dict(zip(names, sns.color_palette("tab10", max(len(names), 1)), strict=False))
 
 
 def _save(fig, path: Path) -> Path:
@@ -75,20 +68,14 @@ def _grid(n: int, ncols: int = 2, width: float = 5.6, height: float = 3.9):
     return fig, axes.flat[:n]
 
 
-def _style_of(lines: list[str], colors: dict[str, tuple]) -> dict[str, dict]:
-    """Colour by backend-device; line style by placement and kernel, the same in every figure:
-    solid = resident (or CPU), dashed = a fast kernel, dotted = streamed, dash-dot = streamed
-    from pinned memory; marker by backend."""
-    styles = {}
-    for line in lines:
-        head = line.split(" ")[0]
-        rest = line[len(head):].strip()
-        ls = "-." if "pinned" in rest else ":" if "streamed" in rest else \
-            "--" if rest not in ("", "resident") else "-"
-        backend = head.split("-")[0]
-        marker = {"numpy": "o", "torch": "s", "cupy": "^", "numba": "D"}.get(backend, "v")
-        styles[line] = {"color": colors.get(head, "k"), "ls": ls, "marker": marker}
-    return styles
+def _quiet_limits(values: pd.Series, noisy: pd.Series, log: bool) -> tuple[float, float] | None:
+    """Axis limits that fit the rows not flagged noisy (a noisy point may fall outside)."""
+    v = values[~noisy & values.notna()].astype(float)
+    v = v[v > 0] if log else v
+    if v.empty or not noisy.any():
+        return None
+    lo, hi = float(v.min()), float(v.max())
+    return (lo / 1.6, hi * 1.6) if log else (lo - 0.05 * (hi - lo + 1), hi + 0.05 * (hi - lo + 1))
 
 
 def _facet_lines(data: pd.DataFrame, y: str, lo: str | None, hi: str | None, ylabel: str,
@@ -98,9 +85,11 @@ def _facet_lines(data: pd.DataFrame, y: str, lo: str | None, hi: str | None, yla
     data = data[data[y].notna()]
     if data.empty:
         return None
+    if "noisy" in data:
+        data = data.assign(noisy=data["noisy"].fillna(False).astype(bool))
     panels = sorted(data["panel"].unique())
     fig, axes = _grid(len(panels))
-    styles = _style_of(sorted(data["line"].unique()), colors)
+    styles = series_styles(sorted(data["line"].unique()), colors)
     for ax, panel in zip(axes, panels, strict=True):
         sub = data[data["panel"] == panel]
         for line, g in sub.groupby("line"):
@@ -111,6 +100,19 @@ def _facet_lines(data: pd.DataFrame, y: str, lo: str | None, hi: str | None, yla
                 yerr = np.vstack([(g[y] - g[lo]).clip(lower=0), (g[hi] - g[y]).clip(lower=0)])
             ax.errorbar(g["batch_size"], g[y], yerr=yerr, label=line, color=st["color"],
                         ls=st["ls"], marker=st["marker"], ms=4, lw=1.4, capsize=2.5)
+            noisy = g[g["noisy"]] if "noisy" in g else g.iloc[0:0]
+            if len(noisy):   # hollow: too noisy to read; the axis is not scaled to them
+                ax.scatter(noisy["batch_size"], noisy[y], s=70, facecolors="white",
+                           edgecolors=st["color"], marker=st["marker"], zorder=4)
+        if "noisy" in sub:
+            top = sub[hi] if hi else sub[y]
+            bottom = sub[lo] if lo else sub[y]
+            both = pd.concat([bottom, top])
+            limits = _quiet_limits(both, pd.concat([sub["noisy"], sub["noisy"]]), logy)
+            if limits:
+                ax.set_ylim(*limits)
+                ax.annotate("hollow: too noisy to read (axis not scaled to it)", (0.01, 0.01),
+                            xycoords="axes fraction", fontsize=7, color="0.35")
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(NullFormatter())
         if logy:
@@ -193,64 +195,76 @@ def final_error(df: pd.DataFrame, out: Path, colors) -> Path | None:
 
 
 def error_vs_time(df: pd.DataFrame, out: Path, colors) -> Path | None:
-    """Validation error against wall time: full GD, per-sample SGD and the best minibatch B.
+    """Validation error against wall time: one panel per variant (full GD, per-sample SGD, the
+    best minibatch B of each series), one line per series in the styles of every figure.
 
     For each (series, B) the run with the longest validation curve is drawn (a time-to-target
-    run where there is one, else a fixed-budget run).
+    run where there is one, else a fixed-budget run). Streamed runs, batch gathers and fast
+    kernels follow the same error curve as their default run, only at another speed: they are
+    left out here (their times are in the other figures).
     """
     runs = pd.concat([tidy.time_to_target(df), tidy.epochs(df)], ignore_index=True)
     if runs.empty or "curve_wall_s" not in runs:
         return None
     runs = runs[runs["curve_wall_s"].map(lambda c: isinstance(c, list) and len(c) > 0)]
-    # streamed runs follow the resident ones' error curve, only slower: leave them out here
     runs = runs[~runs["series"].str.contains("streamed")]
-    if "cfg_order" in runs:
-        runs = runs[runs["cfg_order"].fillna("shuffle") == "shuffle"]
+    for col, default in (("gather", "epoch"), ("kernel", "eager"), ("cfg_order", "shuffle")):
+        if col in runs:
+            runs = runs[runs[col].fillna(default) == default]
     if runs.empty:
         return None
-    runs = runs.assign(points=runs["curve_wall_s"].map(len),
-                       panel=_series(runs) + " — " + tidy.machine(runs))
-    runs = runs.sort_values("points").groupby(["panel", "batch_size"]).tail(1)
-    rows = []
-    for panel, group in runs.groupby("panel"):
+    runs = runs.assign(points=runs["curve_wall_s"].map(len), line=_series(runs))
+    runs = runs.sort_values("points").groupby(["line", "batch_size"]).tail(1)
+    picks = []
+    for _line, group in runs.groupby("line"):
         n = group["n_train"].max()
         mb = group[(group["batch_size"] > 1) & (group["batch_size"] < n)]
-        picks = [("full GD (B = n)", group[group["batch_size"] >= n]),
-                 ("per-sample SGD (B = 1)", group[group["batch_size"] == 1])]
+        picks += [("full-batch GD (B = n)", group[group["batch_size"] >= n]),
+                  ("per-sample SGD (B = 1)", group[group["batch_size"] == 1])]
         if len(mb):
-            best = mb.loc[mb["best_valid_error"].astype(float).idxmin()]
-            picks.append(("best minibatch", mb.loc[[best.name]]))
-        for variant, sel in picks:
-            for _, r in sel.iterrows():
-                for t, e in zip(r["curve_wall_s"], r["curve_valid_error"], strict=True):
-                    rows.append({"panel": panel, "variant": variant, "wall_s": t,
-                                 "valid_error_pct": 100 * e})
-    if not rows:
+            picks.append(("best minibatch B", mb.loc[[mb["best_valid_error"].astype(float)
+                                                       .idxmin()]]))
+    panels = [p for p in ("full-batch GD (B = n)", "per-sample SGD (B = 1)", "best minibatch B")
+              if any(v == p and len(sel) for v, sel in picks)]
+    if not panels:
         return None
-    data = pd.DataFrame(rows).sort_values("panel")
-    grid = sns.relplot(data=data, x="wall_s", y="valid_error_pct", hue="variant",
-                       col="panel", col_wrap=min(3, data["panel"].nunique()), kind="line",
-                       marker="o", markersize=4, height=3.2, aspect=1.3,
-                       facet_kws={"sharey": True, "sharex": True})
-    for ax in grid.axes.flat:
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.2), sharey=True,
+                             squeeze=False)
+    styles = series_styles(sorted(runs["line"].unique()), colors)
+    for ax, panel in zip(axes[0], panels, strict=True):
+        for variant, sel in picks:
+            for _, r in sel.iterrows() if variant == panel else ():
+                st = styles[r["line"]]
+                label = r["line"] + (f" (B = {int(r['batch_size'])})"
+                                     if panel == "best minibatch B" else "")
+                ax.plot(r["curve_wall_s"], 100 * np.asarray(r["curve_valid_error"], float),
+                        color=st["color"], ls=st["ls"], marker=st["marker"], ms=3, lw=1.2,
+                        label=label)
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.grid(True, which="major", alpha=0.3)
-    grid.set_axis_labels("wall-clock time since start (s, log scale)", "validation error (%)")
-    grid.set_titles("{col_name}", size=9)
-    grid.figure.suptitle("Validation error vs wall-clock time (shared axes)", y=1.05)
-    sns.move_legend(grid, "lower center", bbox_to_anchor=(0.5, 0.995), ncol=3, title=None,
-                    frameon=False)
-    return _save(grid.figure, out / "fig4_error_vs_time.png")
+        ax.set_title(panel, fontsize=10)
+        ax.set_xlabel("wall-clock time since start (s, log scale)")
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("validation error (%)")
+    fig.suptitle(f"Validation error vs wall-clock time — {runs['machine'].iloc[0]}")
+    fig.tight_layout()
+    return _save(fig, out / "fig4_error_vs_time.png")
 
 
 def time_split(df: pd.DataFrame, out: Path, colors) -> Path | None:
     """Each run's wall time as shares of compute / transfers / evaluation / data movement: one
-    panel per series and machine, one stacked bar per B (shuffled runs)."""
+    panel per backend, device and placement (softmax regression, eager, one gather per epoch),
+    one stacked bar per B (shuffled runs)."""
     data = _epochs_shuffled(df)
     parts = [c for c in TIME_PARTS if c in data]
     if data.empty or not parts or "median_total_s" not in data:
         return None
+    # one panel per backend, device and placement: the default kernel, gather and model only
+    # (the others' split is in the tables)
+    for col, default in (("gather", "epoch"), ("kernel", "eager"), ("model", "softmax")):
+        if col in data:
+            data = data[data[col].fillna(default) == default]
     data = data.assign(panel=data["line"] + " — " + data["machine"])
     panels = sorted(data["panel"].unique())
     ncols = min(4, len(panels))
@@ -278,8 +292,8 @@ def time_split(df: pd.DataFrame, out: Path, colors) -> Path | None:
     handles = [plt.Rectangle((0, 0), 1, 1, color=part_colors[c]) for c in parts]
     fig.legend(handles, [TIME_PARTS[c] for c in parts], loc="upper center", ncol=len(parts),
                bbox_to_anchor=(0.5, 1.0), fontsize=9)
-    fig.suptitle("Where the time goes, per series and B (shuffled epochs; host→device is "
-                 "n/a on a CPU)", y=1.04)
+    fig.suptitle("Where the time goes, per series and B (softmax regression, shuffled "
+                 "epochs; host→device is n/a on a CPU)", y=1.04)
     fig.tight_layout()
     return _save(fig, out / "fig5_time_split.png")
 
@@ -295,7 +309,7 @@ def to_target(df: pd.DataFrame, out: Path, colors) -> Path | None:
     machines = sorted(data["machine"].unique())
     fig, axes = plt.subplots(len(machines), 2, figsize=(11, 4.2 * len(machines)),
                              squeeze=False)
-    styles = _style_of(sorted(data["line"].unique()), colors)
+    styles = series_styles(sorted(data["line"].unique()), colors)
     for row, m in zip(axes, machines, strict=True):
         sub = data[data["machine"] == m]
         for ax, y, ylab in ((row[0], "steps_to_target", "optimizer steps to target (log)"),
@@ -333,7 +347,9 @@ def to_target(df: pd.DataFrame, out: Path, colors) -> Path | None:
             handles.append(Line2D([], [], marker="x", ls="", color="0.3"))
             labels.append("not reached")
         row[0].legend(handles, labels, fontsize=7.5, loc="best")
-    fig.suptitle(f"Reaching {target:.0f} % validation error (best learning rate per B)")
+    lrs = ", ".join(f"{v:g}" for v in sorted(set(data["cfg_learning_rate"].astype(float))))
+    fig.suptitle(f"The time-to-target benchmark: reaching {target:.0f} % validation error with "
+                 f"one learning rate per model for every B ({lrs}): not tuned per B")
     fig.tight_layout()
     return _save(fig, out / "fig6_time_to_target.png")
 
@@ -347,3 +363,6 @@ FIGURES = [
     ("Time split per epoch", time_split),
     ("Time to the target error", to_target),
 ]
+
+#: The figures the report's first page may show, in this order (the rest: the machine's page).
+HEADLINE_FIGURES = ("Time per epoch vs batch size", "Time per optimizer step vs batch size")

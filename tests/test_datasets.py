@@ -159,9 +159,9 @@ def test_the_study_runs_end_to_end_on_digits(tmp_path, capsys):
     """``python -m bench.study --dataset digits --small``: every B of the small grid that fits
     the 1,197 training examples (2,048 does not) reaches 8 % validation error; the records
     carry the dataset and the variants follow from its n_train."""
+    from bench.analysis.study import per_batch_size
     from bench.study.__main__ import main
     from bench.study.storage import load_study
-    from bench.study.summary import per_batch_size
 
     assert main(["--dataset", "digits", "--small", "--runner", "inprocess", "--backends",
                  "numpy", "--out", str(tmp_path), "--name", "digits"]) == 0

@@ -6,6 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from bench.analysis import parallel as pa
+from bench.analysis.fit import StepsFit
 from reports import distributed as rd
 
 ALPHA, BETA = 50e-6, 1e-9          # s, s/byte
@@ -43,27 +45,27 @@ def _rows() -> pd.DataFrame:
 
 def test_inputs_are_recovered_from_the_rows():
     df = _rows()
-    models = rd.step_models(df)
+    models = pa.step_models(df)
     for m in ("softmax", "mlp"):
         assert models[m].per_example_s == pytest.approx(C[m], rel=1e-9)
         assert models[m].t0_s == pytest.approx(T0[m], rel=1e-6)
         assert models[m].gradient_bytes == NBYTES[m]
-    curves = rd.steps_curves(df)
+    curves = pa.steps_curves(df)
     assert curves["softmax"].s_min == pytest.approx(2000) and not curves["softmax"].placeholder
     assert curves["softmax"].e_min == pytest.approx(45_000)
     assert curves["mlp"].placeholder and "PLACEHOLDER" in curves["mlp"].source
-    assert rd.steps_curves(df, {"mlp": (100.0, 1e6)})["mlp"].b_crit == 1e4
+    assert pa.steps_curves(df, {"mlp": (StepsFit(100.0, 1e6, 0.0, 3), "s")})["mlp"].b_crit == 1e4
 
 
 def test_projection_finds_where_the_allreduce_dominates():
     df = _rows()
-    step, curve = rd.step_models(df)["mlp"], rd.steps_curves(df)["softmax"]
-    ic = rd.inputs(df)["measured: gloo P=2 (cpu)"]
+    step, curve = pa.step_models(df)["mlp"], pa.steps_curves(df)["softmax"]
+    ic = pa.inputs(df)["measured: gloo P=2 (cpu)"]
     b = 100
-    proj = rd.project(step, curve, ic, b)
-    s = rd.summarize(proj, curve, b)
+    proj = pa.project_data_parallel(step, curve, ic, b)
+    s = pa.summarize(proj, curve, b)
     compute = T0["mlp"] + C["mlp"] * b
-    P = np.arange(1, rd.MAX_P + 1)
+    P = np.arange(1, pa.MAX_P + 1)
     ring = 2 * (P - 1) * ALPHA + 2 * (P - 1) / P * NBYTES["mlp"] * BETA
     assert s["p_allreduce_dominates"] == int(P[ring > compute][0])
     assert s["p_batch_stops_saving"] == pytest.approx(22.5 / b)

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.analysis.targets import T_MATMUL, T_MLP_MATMUL, T_SHUFFLE, T_SKLEARN, evaluate
 from bench.harness import run
 from bench.results import load_results, newest_result_file
-from bench.targets import T_MATMUL, T_MLP_MATMUL, T_SHUFFLE, T_SKLEARN, evaluate
 from bench.workload.config import RunConfig
 from tests.conftest import random_mnist, target_params
 
@@ -97,7 +97,7 @@ def test_benchmarks_end_to_end(tmp_path, real_mnist):
     assert epochs["machine_cpu"].notna().all()
     assert (epochs["stat_median"] > 0).all()
     assert epochs["h2d_s"].isna().all()                 # CPU: not applicable
-    # the targets' references, timed next to each round (bench.targets.side_reference)
+    # the targets' references, timed next to each round (bench.analysis.targets.side_reference)
     side = epochs.set_index(["batch_size", "cfg_order"])["side_reference"].to_dict()
     assert side[(600, "in-order")] == side[(50_000, "in-order")] == "products"
     assert side[(600, "shuffle")] == "in-order"

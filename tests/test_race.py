@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from bench.analysis.fit import fit_steps
 from bench.analysis.race import (
     Interval,
     choose_learning_rate,
@@ -20,7 +21,6 @@ from bench.analysis.race import (
     time_to_target,
     winner_or_tie,
 )
-from bench.study.fit import fit_steps
 from bench.workload.noise_scale import NoiseCheckpoint
 
 S_MIN, E_MIN = 160.0, 48_000.0                 # the truth: B_crit = 300

@@ -59,6 +59,29 @@ def write_result(path: Path, backends=("numpy",), with_ttt=True) -> Path:
     return path
 
 
+def pages(out: Path) -> str:
+    """``report.md`` and then every machine's detail page, as one text."""
+    return "\n".join(p.read_text() for p in [out / "report.md",
+                                              *sorted((out / "machines").glob("*.md"))])
+
+
+def machine_page(out: Path, name: str = "Test CPU") -> str:
+    """The detail page of the machine whose title starts with ``name``."""
+    return next(p.read_text() for p in sorted((out / "machines").glob("*.md"))
+                if p.read_text().startswith(f"# {name}"))
+
+
+def bullets(text: str) -> list[str]:
+    """The markdown bullets of ``text``, each joined back into one line (pages wrap at 100)."""
+    out: list[str] = []
+    for line in text.splitlines():
+        if line.startswith("- "):
+            out.append(line)
+        elif line.startswith("  ") and out:
+            out[-1] += " " + line.strip()
+    return out
+
+
 @pytest.fixture(scope="module")
 def result_file(tmp_path_factory):
     return write_result(tmp_path_factory.mktemp("res") / "m1" / "0001_x.json",
@@ -68,22 +91,26 @@ def result_file(tmp_path_factory):
 def test_report_with_every_figure_and_numbers_that_match(result_file, tmp_path):
     out = tmp_path / "out"
     assert make_plots.main([str(result_file), "--out", str(out)]) == 0
-    report = (out / "report.md").read_text()
+    report, page = (out / "report.md").read_text(), machine_page(out)
     for n in range(1, 7):
-        assert list(out.glob(f"fig{n}_*.png")), f"figure {n} missing"
-        assert re.search(rf"!\[[^\]]+\]\(fig{n}_\w+\.png\)", report)
-    assert "Test CPU" in report and "0123456789" in report
-    assert "## Findings" in report and "fastest epoch is" in report
-    # the answer first: the summary comes before everything else
-    assert report.index("## Summary") < report.index("## Machine and software") \
-        < report.index("## Findings")
-    summary = report.split("## Summary")[1].split("## Machine and software")[0]
-    assert "Fastest to 50 % validation error" in summary
-    assert "Fastest per-sample SGD epoch" in summary and "Profile `test`" in summary
+        assert list((out / "machines").glob(f"*/fig{n}_*.png")), f"figure {n} missing"
+        assert re.search(rf"!\[[^\]]+\]\([\w-]+/fig{n}_\w+\.png\)", page)
+    assert "### Test CPU, 2 CPUs" in report and "0123456789" in report
+    assert "(machines/cpu-test-2c.md)" in report
+    # no tuned study on this machine: one statement that says so, never the untuned benchmark
+    section = " ".join(report.split("### Test CPU, 2 CPUs")[1].split("###")[0].split())
+    assert "Fastest to the target: no answer for this machine" in section
+    assert "50 % validation error" not in report
+    assert "Fastest per-sample SGD epoch" in section and "Profile `test`" in section
+    assert "## Findings" in page and "fastest epoch is" in page
+    assert page.index("## Summary") < page.index("## Findings") < page.index("## Tables")
+    summary = " ".join(bullets(page.split("## Summary")[1].split("## Findings")[0]))
+    assert "The time-to-target benchmark (learning rate 0.13 at every B, not tuned per B" \
+        in summary
     # a sample of table numbers against the DataFrame
     df = load_results(result_file)
     ep = df[df["kind"] == "epoch"]
-    table = report.split("### Fixed-budget epochs")[1].split("###")[0]
+    table = page.split("### Fixed-budget epochs")[1].split("###")[0]
     for _, row in ep.sample(3, random_state=0).iterrows():
         assert f"| {1e3 * row['seconds_per_epoch']:.2f} ± " in table, row["name"]
         assert f"{100 * row['final_valid_error']:.2f}" in table
@@ -91,7 +118,7 @@ def test_report_with_every_figure_and_numbers_that_match(result_file, tmp_path):
     for series, B in re.findall(r"\[Fixed-budget epochs: ([^,\]]+), B = (\d+)\]", summary):
         assert re.search(rf"\| {re.escape(series)}\s+\| {B}\s+\|", table), (series, B)
     assert "host→device per epoch (ms)" in table and "| n/a " in table  # CPU: not applicable
-    assert "nan" not in report.replace("finance", "")  # one spelling for missing values
+    assert "nan" not in pages(out).replace("finance", "")  # one spelling for missing values
 
 
 def test_models_are_never_compared_with_each_other(tmp_path):
@@ -110,15 +137,15 @@ def test_models_are_never_compared_with_each_other(tmp_path):
     doc["benchmarks"] += mlp
     f.write_text(json.dumps(doc))
     assert make_plots.main([str(f), "--out", str(tmp_path / "o")]) == 0
-    report = (tmp_path / "o" / "report.md").read_text()
-    summary = report.split("## Summary")[1].split("## Machine and software")[0]
-    lines = [line for line in summary.splitlines() if line.startswith("- ")]
+    report = machine_page(tmp_path / "o")
+    summary = report.split("## Summary")[1].split("## Findings")[0]
+    lines = bullets(summary)
     assert any(line.startswith("- MLP: Fastest") for line in lines)
     for line in lines:
         assert ("mlp" in line.split("**")[1]) == line.startswith("- MLP:") \
             if "**" in line else True
-    findings = report.split("## Findings")[1].split("## Figures")[0]
-    for line in findings.splitlines():
+    findings = report.split("## Findings")[1].split("## Machine and software")[0]
+    for line in bullets(findings):
         if line.startswith("- At B"):
             assert " mlp" not in line
         if " mlp" in line:
@@ -128,16 +155,16 @@ def test_models_are_never_compared_with_each_other(tmp_path):
 def test_missing_measurements_leave_a_note(tmp_path):
     f = write_result(tmp_path / "m" / "0001.json", with_ttt=False)
     assert make_plots.main([str(f), "--out", str(tmp_path / "o")]) == 0
-    report = (tmp_path / "o" / "report.md").read_text()
+    report = machine_page(tmp_path / "o")
     assert "*Time to the target error*: not drawn" in report
-    assert (tmp_path / "o" / "fig1_epoch_time.png").is_file()
+    assert (tmp_path / "o" / "machines" / "cpu-test-2c" / "fig1_epoch_time.png").is_file()
 
 
 def test_compare_two_runs(result_file, tmp_path):
     other = write_result(tmp_path / "m2" / "0002.json", backends=("numpy",))
     assert make_plots.main([str(result_file), "--compare", str(other), "--out",
                             str(tmp_path / "o")]) == 0
-    report = (tmp_path / "o" / "report.md").read_text()
+    report = machine_page(tmp_path / "o")
     assert "## Comparison with the baseline run" in report
     assert "speed-up (baseline / this)" in report and "beyond the noise?" in report
     assert "test_epoch[numpy-cpu-B16]" in report.split("## Comparison")[1]
@@ -146,7 +173,7 @@ def test_compare_two_runs(result_file, tmp_path):
 def test_a_difference_counts_only_beyond_the_noise():
     import pandas as pd
 
-    from reports.markdown import beyond_noise
+    from bench.analysis.stats import beyond_noise
 
     def row(median, iqr, data=None):
         return pd.Series({"stat_median": median, "stat_iqr": iqr, "stat_q1": median - iqr / 2,
@@ -167,7 +194,7 @@ def test_noisy_rows_give_no_verdict(tmp_path):
         b["stats"]["iqr"] = 0.9 * b["stats"]["median"]   # rounds all over the place
     f.write_text(json.dumps(doc))
     assert make_plots.main([str(f), "--out", str(tmp_path / "o")]) == 0
-    report = (tmp_path / "o" / "report.md").read_text()
+    report = pages(tmp_path / "o")
     assert "(too noisy to state a ratio)" in report
     assert "too noisy to rank" in report and "**noisy** (90 %)" in report
     assert re.search(r"Noise: \d+ of \d+ timed rows have an IQR above 50%", report)
@@ -214,7 +241,7 @@ def test_runs_as_a_script(result_file, tmp_path):
 def test_reshuffle_finding_weighs_the_gather_against_the_copy_floor():
     import pandas as pd
 
-    from reports.markdown import _reshuffle_findings
+    from reports.summary import reshuffle_findings
 
     def epoch(backend, order, move_s):
         return {"kind": "epoch", "device": "cpu", "backend": backend, "batch_size": 600,
@@ -226,13 +253,13 @@ def test_reshuffle_finding_weighs_the_gather_against_the_copy_floor():
             "device": "cpu", "backend": "numpy"}
     df = pd.DataFrame([copy, epoch("numpy", "shuffle", 0.06), epoch("numpy", "in-order", 0.0),
                        epoch("numba", "shuffle", 0.002), epoch("numba", "in-order", 0.0)])
-    (text,) = _reshuffle_findings(df)
+    (text,) = reshuffle_findings(df)
     assert "at best in 16.0 ms (the copy floor)" in text
     # numpy: 30 ms per epoch of gather = 1.9x the floor; 16 ms on a 40 ms epoch = 40 %
     assert "numpy: the gather takes 30.0 ms (1.9× the copy floor) against a 40.0 ms" in text
     assert "would still add 40 %" in text
-    assert "numba reads the examples through the permutation (data movement 1.0 ms" in text
-    assert _reshuffle_findings(df[df["kind"] == "epoch"]) == []     # no floor: no sentence
+    assert "numba reads the examples through the permutation (data movement 1.00 ms" in text
+    assert reshuffle_findings(df[df["kind"] == "epoch"]) == []     # no floor: no sentence
 
 
 def _with_gpu(path: Path, floors: bool = True) -> Path:
@@ -269,12 +296,12 @@ def _with_gpu(path: Path, floors: bool = True) -> Path:
 
 
 def test_gpu_rows_get_their_floor_columns_and_the_card_its_floors_table(tmp_path):
-    from bench.targets import T_GPU_READ, T_GPU_SGD
-    from reports.tidy import epochs
+    from bench.analysis.targets import T_GPU_READ, T_GPU_SGD
+    from bench.analysis.views import epochs
 
     f = _with_gpu(write_result(tmp_path / "m" / "0001.json", with_ttt=False))
     assert make_plots.main([str(f), "--out", str(tmp_path / "o")]) == 0
-    report = (tmp_path / "o" / "report.md").read_text()
+    report = pages(tmp_path / "o")
     assert "nan" not in report
     table = report.split("### Fixed-budget epochs")[1].split("###")[0]
     header = [c.strip() for c in table.splitlines()[2].strip("|").split("|")]
@@ -316,12 +343,12 @@ def test_gpu_rows_get_their_floor_columns_and_the_card_its_floors_table(tmp_path
     # without the card's floors: the columns say not measured, and no floors table
     g = _with_gpu(write_result(tmp_path / "n" / "0001.json", with_ttt=False), floors=False)
     assert make_plots.main([str(g), "--out", str(tmp_path / "p")]) == 0
-    report = (tmp_path / "p" / "report.md").read_text()
+    report = pages(tmp_path / "p")
     assert "training ÷ GPU read floor" in report and "### The card's floors" not in report
 
 
 def test_a_cpu_report_has_no_gpu_columns(result_file, tmp_path):
     assert make_plots.main([str(result_file), "--out", str(tmp_path / "o")]) == 0
-    report = (tmp_path / "o" / "report.md").read_text()
+    report = pages(tmp_path / "o")
     assert "GPU read floor" not in report and "graph replay" not in report
     assert "The card's floors" not in report

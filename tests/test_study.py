@@ -10,46 +10,15 @@ import re
 from concurrent.futures import Future
 from dataclasses import asdict
 
-import numpy as np
 import pandas as pd
 import pytest
 
+from bench.analysis.study import fit_study, per_batch_size
 from bench.study.core import StudyConfig, run_study
-from bench.study.fit import fit_steps, regime
 from bench.study.runners import InProcessRunner, PoolRunner
 from bench.study.search import lr_search
 from bench.study.storage import StudyStore, load_study
-from bench.study.summary import fit_study, per_batch_size
 from bench.study.trial import TrialSpec, run_trial
-
-# ---------------------------------------------------------------- the fit
-
-
-def test_fit_recovers_known_s_min_and_e_min_exactly():
-    B = 2.0 ** np.arange(0, 16)
-    fit = fit_steps(B, 120.0 + 40_000.0 / B)
-    assert fit.s_min == pytest.approx(120.0, rel=1e-6)
-    assert fit.e_min == pytest.approx(40_000.0, rel=1e-6)
-    assert fit.b_crit == pytest.approx(40_000 / 120, rel=1e-6)
-    assert regime(fit, 1) == "perfect scaling"
-    assert regime(fit, 1000) == "diminishing returns"
-    assert regime(fit, 50_000) == "maximal data parallelism"
-
-
-def test_fit_recovers_known_parameters_from_noisy_points():
-    B = np.repeat(2.0 ** np.arange(0, 16), 3)
-    rng = np.random.default_rng(0)
-    S = (200.0 + 60_000.0 / B) * np.exp(rng.normal(0, 0.05, len(B)))   # 5 % relative noise
-    fit = fit_steps(B, S)
-    assert fit.s_min == pytest.approx(200.0, rel=0.1)
-    assert fit.e_min == pytest.approx(60_000.0, rel=0.1)
-    assert fit.rms_log_residual == pytest.approx(0.05, rel=0.3)
-
-
-def test_fit_refuses_a_single_batch_size():
-    with pytest.raises(ValueError, match="two or more distinct batch sizes"):
-        fit_steps(np.array([8, 8]), np.array([100, 110]))
-
 
 # ---------------------------------------------------------------- the search (synthetic)
 
@@ -259,7 +228,8 @@ def test_momentum_is_an_axis_where_the_tree_has_it(real_mnist):
 
 
 def test_report_section_and_figures_from_a_stored_study(tmp_path):
-    from reports.study import answer, figures, section
+    from reports.study import section
+    from reports.study_figures import figures
 
     cfg = StudyConfig(name="report", batch_sizes=(1, 16, 256, 4096, 50_000), timing=False)
     run_study(cfg, _FakeRunner(), tmp_path, noise=False, direct=False)
@@ -273,8 +243,7 @@ def test_report_section_and_figures_from_a_stored_study(tmp_path):
     assert [p.name for _, p in made] == ["study_steps_to_target.png", "study_best_lr.png"]
     assert all(p.stat().st_size > 10_000 for _, p in made)
     assert "No study results found" in section(load_study(tmp_path / "nothing"))
-    assert "No direct time-to-target" in answer(df)     # direct=False above
-    assert answer(load_study(tmp_path / "nothing")) == ""
+    assert "No direct time-to-target" in text     # direct=False above
 
 
 # ---------------------------------------------------------------- time per step on a card
@@ -409,7 +378,8 @@ def _timing_rec(spec: str, B: int, step_s: float, spread: float = 0.05, move_s: 
 
 
 def test_projection_composes_steps_with_time_per_step_and_old_records_are_the_cpu():
-    from bench.study.timing import fastest_variant, project
+    from bench.analysis import fastest_variant
+    from bench.analysis import project_time_to_target as project
 
     old = {k: v for k, v in _timing_rec("numpy", 1, 4e-6, move_s=0.03).items()
            if k not in ("spec", "device", "kernel")}          # stored before specs existed
@@ -436,7 +406,8 @@ def test_projection_composes_steps_with_time_per_step_and_old_records_are_the_cp
 def test_the_committed_cpu_study_loads_as_cpu_eager_and_projects():
     from pathlib import Path
 
-    from bench.study.timing import project, steps_to_target
+    from bench.analysis import project_time_to_target as project
+    from bench.analysis import steps_to_target
 
     root = Path(__file__).resolve().parents[1] / "results" / "study"
     df = load_study(root)
@@ -500,8 +471,9 @@ def _card_root(tmp_path, card_recs: list[dict], name: str = "card"):
 
 
 def test_report_on_the_card_names_the_winner_and_leaves_the_cpu_report_alone(tmp_path):
-    from bench.study.timing import steps_to_target
-    from reports.study import answer, section
+    from bench.analysis import steps_to_target
+    from bench.analysis.answer import fastest_to_target
+    from reports.study import section
 
     recs = [_timing_rec("torch:cuda", B, 6e-5, move_s=1e-4) for B in (1, 16, 256, 4096, 50_000)]
     recs += [_timing_rec("torch:cuda:cuda-graph", B, 8e-6, move_s=1e-4) for B in (1, 16, 256)]
@@ -513,9 +485,8 @@ def test_report_on_the_card_names_the_winner_and_leaves_the_cpu_report_alone(tmp
     cpu_only.put("timing", "numpy_B16", [_timing_rec("numpy", 16, 1e-5)])
     assert section(load_study(tmp_path / "card")) == section(df)
     text, base = section(df), section(plain)
-    assert "On the card" not in base and "On the card" not in answer(plain)
+    assert "On the card" not in base
     assert text.startswith(base[:-1]), "the CPU study's text is unchanged, the card comes after"
-    assert answer(df).startswith(answer(plain))
     assert "### On the card: NVIDIA H200 (time per step `h200-timing`, S(B) from `ref`)" in text
     S = steps_to_target(df, "ref")
     # B = 256: cuda-graph 8 us/step is the best; S steps and ceil(S / 195) reshuffles
@@ -535,11 +506,15 @@ def test_report_on_the_card_names_the_winner_and_leaves_the_cpu_report_alone(tmp
     per_spec = text.split("Time per step on the card by backend spec")[1].split("\n\n")[1]
     assert per_spec.splitlines()[0].split("|")[2:5] == [
         " cupy:cuda:fused   ", "   torch:cuda ", " torch:cuda:cuda-graph   "]
-    assert "*NVIDIA H200* (time per step `h200-timing`, S(B) from `ref`)" in answer(df)
+    # the card composes with an untuned S(B) (no direct measurement in `ref`): no answer
+    answers, passed_over = fastest_to_target(df)
+    assert answers == {}
+    assert ("h200-timing", "its S(B) study `ref`: no direct time-to-target measurement") \
+        in passed_over
 
 
 def test_report_on_the_card_says_tied_when_the_ranges_overlap(tmp_path):
-    from bench.study.timing import steps_to_target
+    from bench.analysis import steps_to_target
     from reports.study import section
 
     S = steps_to_target(load_study(_card_root(tmp_path, [], "plain")), "ref")

@@ -5,9 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from bench.harness import run, summarize_rounds
-from bench.results import epoch_seconds
-from bench.targets import (
+from bench.analysis.targets import (
     T_DATALOADER,
     T_MATMUL,
     T_SHUFFLE,
@@ -16,6 +14,8 @@ from bench.targets import (
     paired_ratio,
     side_reference,
 )
+from bench.harness import run, summarize_rounds
+from bench.results import epoch_seconds
 from bench.workload.config import RunConfig
 from tests.conftest import random_mnist
 
@@ -73,7 +73,7 @@ def test_targets_use_the_side_by_side_references_when_a_file_has_them():
 
 
 def test_noisy_rows_and_epochs_below_their_floor_get_no_verdict():
-    from bench.targets import verdict
+    from bench.analysis.targets import verdict
 
     floor = {"kind": "floor", "floor": "matmul_epoch", "batch_size": 600, "mm_epoch_s": 0.02,
              "device": "cpu", "backend": "numpy"}
@@ -149,7 +149,7 @@ GPU_READ_FLOOR = {"kind": "floor", "floor": "read_bandwidth", "device": "cuda",
 
 
 def test_gpu_read_floor_target_judges_every_resident_kernel_at_b5000_and_50000():
-    from bench.targets import T_GPU_READ
+    from bench.analysis.targets import T_GPU_READ
 
     rows = [_gpu_epoch(5000, compute_s=0.0009), _gpu_epoch(50_000, compute_s=0.0001),
             _gpu_epoch(50_000, kernel="persistent", compute_s=0.0),   # a kernel new to us
@@ -180,7 +180,12 @@ def test_gpu_read_floor_target_judges_every_resident_kernel_at_b5000_and_50000()
 
 
 def test_gpu_budget_targets_are_the_issue_fixed_budgets():
-    from bench.targets import GPU_B20_EPOCH_BUDGET_S, GPU_SGD_STEP_BUDGET_S, T_GPU_B20, T_GPU_SGD
+    from bench.analysis.targets import (
+        GPU_B20_EPOCH_BUDGET_S,
+        GPU_SGD_STEP_BUDGET_S,
+        T_GPU_B20,
+        T_GPU_SGD,
+    )
 
     assert (GPU_SGD_STEP_BUDGET_S, GPU_B20_EPOCH_BUDGET_S) == (3e-6, 0.040)
     # B = 1 cut short by a step budget: 5,000 of 50,000 steps in 0.02 s = 4 us per step
@@ -202,7 +207,7 @@ def test_gpu_budget_targets_are_the_issue_fixed_budgets():
 
 
 def test_a_file_without_gpu_rows_gets_no_gpu_targets_and_cpu_floors_stay_cpu():
-    from bench.targets import T_GPU_B20, T_GPU_READ, T_GPU_SGD, T_NUMBA
+    from bench.analysis.targets import T_GPU_B20, T_GPU_READ, T_GPU_SGD, T_NUMBA
 
     cpu = [_epoch_row("shuffle", 1, "numba"),
            {"kind": "floor", "floor": "peak_matmul", "device": "cpu", "backend": "numpy",
@@ -218,7 +223,7 @@ def test_a_file_without_gpu_rows_gets_no_gpu_targets_and_cpu_floors_stay_cpu():
 
 
 def test_an_epoch_faster_than_the_read_floor_gets_no_verdict():
-    from bench.targets import T_GPU_READ, verdict
+    from bench.analysis.targets import T_GPU_READ, verdict
 
     fast = _gpu_epoch(50_000, compute_s=0.0)
     fast["median_data_move_s"] = 20e-6      # one read of the set cannot take under 40 us
@@ -231,7 +236,7 @@ def test_an_epoch_faster_than_the_read_floor_gets_no_verdict():
 
 
 def test_gpu_subjects_keep_batch_gather_apart():
-    from bench.targets import gpu_subject
+    from bench.analysis.targets import gpu_subject
 
     row = pd.Series(_gpu_epoch(5000, kernel="cuda-graph", gather="batch"))
     assert gpu_subject(row) == "torch-cuda resident batch-gather cuda-graph B=5000"

@@ -9,10 +9,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from bench.analysis.study import per_batch_size
 from bench.benchmarks.bench_training import study_rate
 from bench.profiles import PROFILES
 from bench.results import load_study, select_studies
-from bench.study.summary import per_batch_size
 from bench.workload.config import RunConfig, batch_sizes_for
 from bench.workload.datasets import get_dataset
 

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import bootstrap
 
-from bench.study.fit import StepsFit, fit_steps
+from bench.analysis.fit import StepsFit, fit_steps
 from bench.workload.noise_scale import NoiseCheckpoint
 
 __all__ = [
@@ -246,7 +246,7 @@ class FitIntervals:
 
 def fit_with_intervals(held_out: Mapping[int, Sequence[float]],
                        n_resamples: int = 999) -> FitIntervals:
-    """Fit ``S(B)`` (``bench.study.fit.fit_steps``) to each B's held-out median, and bootstrap
+    """Fit ``S(B)`` (``bench.analysis.fit.fit_steps``) to each B's held-out median, and bootstrap
     the fit: every resample draws each B's seeds with replacement, independently across B
     (the seeds of different B are different runs), takes the medians and refits.
 

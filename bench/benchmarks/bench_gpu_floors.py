@@ -3,7 +3,8 @@ the ``floor`` group beside the CPU's (``bench_floors.py``).
 
 Each floor: 3 warm-up rounds, then 10 timed rounds; the record keeps every round's event time
 (``event_times_s``), the best round as the floor and the median and IQR beside it, and the
-per-epoch floor it implies (``read_floor_epoch_s`` and the like, used by ``bench.targets``).
+per-epoch floor it implies (``read_floor_epoch_s`` and the like, used by
+``bench.analysis.targets``).
 Each floor is its own benchmark, so one that fails leaves the others measured. Without a CUDA
 device every case skips with the reason.
 """

@@ -20,12 +20,12 @@ import pandas as pd
 import pytest
 
 from bench import record
+from bench.analysis.targets import paired_ratio, side_reference
 from bench.benchmarks.conftest import skip_unusable
 from bench.floors import products_only_epoch
 from bench.harness import RunResult, reset, summarize_rounds, train
 from bench.peers import dataloader_epoch, sklearn_epoch
 from bench.results import STUDY_ROOT, load_study, select_studies
-from bench.targets import paired_ratio, side_reference
 from bench.workload.config import RunConfig
 from bench.workload.datasets import get_dataset
 
@@ -52,7 +52,7 @@ SETTLE_S = 0.25
 def _side_reference(kind: str | None, case, trainer, config, upload_s,
                     data) -> Callable[[], float] | None:
     """A function timing one epoch of the reference a target compares this benchmark with
-    (``bench.targets.side_reference``), in seconds; None when there is none here."""
+    (``bench.analysis.targets.side_reference``), in seconds; None when there is none here."""
     if kind is None:
         return None
     if kind == "in-order":
@@ -156,7 +156,7 @@ def study_rate(studies: pd.DataFrame, config: RunConfig, B: int) -> tuple[float,
     came from.
 
     The best rate per B is defined once, by the study's search (``bench.study.search``; the
-    rate of the fewest steps to the target, ``bench.study.summary.per_batch_size``), in a
+    rate of the fewest steps to the target, ``bench.analysis.study.per_batch_size``), in a
     tuned study of the same dataset, model, optimizer, dtype, data order, initialisation and
     target (a study stored before records named their dataset trained on MNIST).
     Steps-to-target does not depend on the machine, so neither does the rate. At a B the study
@@ -165,7 +165,7 @@ def study_rate(studies: pd.DataFrame, config: RunConfig, B: int) -> tuple[float,
     optimum at the stability edge, e.g. 10 at B = 1024 between 1.3 and 3.2, into B = 600).
     A LookupError says why there is none (no such study, or B below its smallest B).
     """
-    from bench.study.summary import per_batch_size
+    from bench.analysis.study import per_batch_size
 
     trials = studies[studies["record"] == "trial"] if "record" in studies else studies[:0]
     want = {k: getattr(config, k) for k in _SAME_RUN}

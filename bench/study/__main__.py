@@ -10,11 +10,18 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.analysis import (
+    VARIANT_NAMES,
+    b_simple_near_target,
+    fastest_variant,
+    fit_study,
+    per_batch_size,
+    steps_to_target,
+)
+from bench.analysis import project_time_to_target as project
 from bench.study.core import FULL_GRID, StudyConfig, run_study, run_timing_only
 from bench.study.runners import RAY_ADDRESS_ENV, make_runner
 from bench.study.storage import DEFAULT_ROOT, load_study
-from bench.study.summary import b_simple_near_target, fit_study, per_batch_size
-from bench.study.timing import VARIANT_NAMES, fastest_variant, project, steps_to_target
 from bench.workload.datasets import DATASETS, DEFAULT
 
 #: The time bound of ``--timing-only`` when ``--max-seconds`` is not given (seconds).

@@ -41,9 +41,10 @@ from typing import Any
 
 import numpy as np
 
+from bench.analysis import composed_seconds
 from bench.study.search import SearchOutcome, lr_search
 from bench.study.storage import DEFAULT_ROOT, StudyStore
-from bench.study.timing import BackendSpec, composed_seconds, safe_key
+from bench.study.timing import BackendSpec, safe_key
 from bench.study.trial import LR_UNITS_PER_DECADE, TrialSpec, thread_limit
 from bench.workload.config import FULL_BATCH, RunConfig, batch_sizes_for
 from bench.workload.datasets import DATASETS, DEFAULT, get_dataset, load
