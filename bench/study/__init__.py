@@ -10,7 +10,7 @@ import importlib
 from typing import Any
 
 _WHERE = {
-    "FULL_GRID": "core", "StudyConfig": "core", "run_study": "core",
+    "FULL_GRID": "config", "StudyConfig": "config", "run_study": "core",
     "StepsFit": "fit", "fit_steps": "fit", "regime": "fit",
     "InProcessRunner": "runners", "PoolRunner": "runners", "RayRunner": "runners",
     "make_runner": "runners", "StudyStore": "storage", "load_study": "storage",

@@ -4,25 +4,29 @@ A trial is deterministic given its ``TrialSpec``: the data order comes from the 
 (``bench.workload.data_order``), the initialisation is the config's ``init`` (zeros by default, so
 the seed then changes the data order only), and every worker runs its BLAS, PyTorch and Numba
 on **one thread** so that a trial's float32 rounding, and hence its steps, do not depend on
-where it runs (in-process, a process pool, a Ray task).
+where it runs (in-process, a process pool, a Ray task) nor on the trials that ran before it in
+the same process (``thread_limit`` pins the frameworks before a trial can first import them).
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
+import importlib.util
 import json
 import math
 import os
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bench.workload.config import RunConfig
 
-__all__ = ["LR_UNITS_PER_DECADE", "TrialSpec", "lr_from_units", "run_trial", "thread_limit"]
+__all__ = ["LR_UNITS_PER_DECADE", "THREAD_ENV", "TrialSpec", "lr_from_units",
+           "pin_process_threads", "run_trial", "thread_limit"]
 
 #: The learning-rate lattice: lr = 10 ** (units / 8); a half-decade is 4 units.
 LR_UNITS_PER_DECADE = 8
@@ -98,17 +102,55 @@ class _WorkerState:
 _STATE = _WorkerState()
 
 
+#: Environment variables that size the thread pools of libraries loaded after they are set.
+THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+
+
+def _frameworks() -> tuple[Any, Any]:
+    """(torch, numba): imported here when installed (None when not), so that their thread
+    pools exist before they are pinned, not only when a trial has already imported them."""
+    out = []
+    for name in ("torch", "numba"):
+        mod = sys.modules.get(name)
+        if mod is None and importlib.util.find_spec(name) is not None:
+            try:
+                mod = importlib.import_module(name)
+            except ImportError:
+                mod = None
+        out.append(mod)
+    return out[0], out[1]
+
+
+def pin_process_threads(n: int = 1) -> None:
+    """Pin every thread pool of a process that only runs trials (a pool worker) to ``n``
+    threads for good, before its first trial: the environment for libraries loaded later,
+    PyTorch's intra- and inter-op pools, Numba's, and every loaded BLAS/OpenMP pool."""
+    from threadpoolctl import threadpool_limits
+
+    for var in THREAD_ENV:
+        os.environ[var] = str(n)
+    torch, numba = _frameworks()
+    if torch:
+        torch.set_num_threads(n)
+        with suppress(RuntimeError):    # only before its first parallel work
+            torch.set_num_interop_threads(n)
+    if numba:
+        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    threadpool_limits(limits=n)
+
+
 @contextmanager
 def thread_limit(n: int) -> Iterator[None]:
-    """Run BLAS/OpenMP, PyTorch and Numba (those already imported) on ``n`` threads inside.
+    """Run BLAS/OpenMP, PyTorch and Numba on ``n`` threads inside (PyTorch and Numba are
+    imported first when installed, so a trial that imports them still runs pinned).
 
     Trials run at one thread: two workers on two cores then never compete for threads, and a
-    trial's float32 rounding (and so its steps) does not depend on the process it runs in.
+    trial's float32 rounding (and so its steps) does not depend on the process it runs in nor
+    on the trials it ran before.
     """
     from threadpoolctl import threadpool_limits
 
-    torch = sys.modules.get("torch")
-    numba = sys.modules.get("numba")
+    torch, numba = _frameworks()
     old_torch = torch.get_num_threads() if torch else None
     old_numba = numba.get_num_threads() if numba else None
     with threadpool_limits(limits=n):
