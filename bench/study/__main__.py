@@ -258,6 +258,12 @@ def parse(argv: list[str] | None = None) -> Plan:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m bench.study``; its exit status (one-line errors: ``bench.cli``)."""
+    return cli.run(_main, argv, prog="python -m bench.study",
+                   errors=(RunnerError, WorkerDied, StudyLockedError))
+
+
+def _main(argv: list[str] | None = None) -> int:
     plan = parse(argv)
     cfg, out = plan.cfg, str(plan.out)
     if plan.timing_only:
@@ -289,5 +295,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli.run(main, prog="python -m bench.study",
-                     errors=(RunnerError, WorkerDied, StudyLockedError)))
+    sys.exit(main())

@@ -11,8 +11,6 @@ the same process (``thread_limit`` pins the frameworks before a trial can first 
 from __future__ import annotations
 
 import hashlib
-import importlib
-import importlib.util
 import json
 import math
 import os
@@ -107,42 +105,26 @@ THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUM
 
 
 def _frameworks() -> tuple[Any, Any]:
-    """(torch, numba): imported here when installed (None when not), so that their thread
-    pools exist before they are pinned, not only when a trial has already imported them."""
-    out = []
-    for name in ("torch", "numba"):
-        mod = sys.modules.get(name)
-        if mod is None and importlib.util.find_spec(name) is not None:
-            try:
-                mod = importlib.import_module(name)
-            except ImportError:
-                mod = None
-        out.append(mod)
-    return out[0], out[1]
+    """(torch, numba) where this process has imported them, else None."""
+    return sys.modules.get("torch"), sys.modules.get("numba")
 
 
 def pin_process_threads(n: int = 1) -> None:
-    """Pin every thread pool of a process that only runs trials (a pool worker) to ``n``
-    threads for good, before its first trial: the environment for libraries loaded later,
-    PyTorch's intra- and inter-op pools, Numba's, and every loaded BLAS/OpenMP pool."""
+    """Pin a process that only runs trials (a pool worker) to ``n`` threads for good, before
+    its first trial: the environment sizes the pools of libraries loaded later (OpenMP, BLAS,
+    Numba, PyTorch's intra-op pool), ``threadpoolctl`` those already loaded."""
     from threadpoolctl import threadpool_limits
 
     for var in THREAD_ENV:
         os.environ[var] = str(n)
-    torch, numba = _frameworks()
-    if torch:
-        torch.set_num_threads(n)
-        with suppress(RuntimeError):    # only before its first parallel work
-            torch.set_num_interop_threads(n)
-    if numba:
-        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
     threadpool_limits(limits=n)
 
 
 @contextmanager
 def thread_limit(n: int) -> Iterator[None]:
-    """Run BLAS/OpenMP, PyTorch and Numba on ``n`` threads inside (PyTorch and Numba are
-    imported first when installed, so a trial that imports them still runs pinned).
+    """Run BLAS/OpenMP, PyTorch and Numba (those imported) on ``n`` threads inside; a trial
+    imports its backend's framework before it enters (``run_trial``), so its pools are pinned
+    even in the first trial of a process.
 
     Trials run at one thread: two workers on two cores then never compete for threads, and a
     trial's float32 rounding (and so its steps) does not depend on the process it runs in nor
@@ -156,6 +138,8 @@ def thread_limit(n: int) -> Iterator[None]:
     with threadpool_limits(limits=n):
         if torch:
             torch.set_num_threads(n)
+            with suppress(RuntimeError):    # possible only before its first parallel work
+                torch.set_num_interop_threads(n)
         if numba:
             numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
         try:
@@ -184,9 +168,11 @@ def run_trial(spec: TrialSpec, noise: bool = True) -> dict[str, Any]:
     set at the parameters where it reached the target (``bench.workload.noise_scale``).
     """
     from bench.harness import prepare, reset, train
+    from impls.registry import trainer_class
 
     cfg = spec.run_config()
     data = _data()
+    trainer_class(cfg.backend, cfg.device)  # its framework imported, so that it is pinned too
     with thread_limit(1):
         t0 = time.perf_counter()
         tkey = (spec.backend, spec.dtype, json.dumps(dict(spec.extra_config), sort_keys=True))
