@@ -14,10 +14,13 @@ works while connecting.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import multiprocessing
 import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -175,19 +178,40 @@ def _ray_timeout() -> float:
     return value
 
 
+#: Run in a child process by ``_probe``: connect to the address, disconnect.
+_RAY_PROBE = """
+import logging, sys, ray
+ray.init(address=sys.argv[1], logging_level=logging.ERROR, log_to_driver=False)
+ray.shutdown()
+"""
+
+
 def _probe(address: str, timeout_s: float) -> None:
-    """Raise RunnerError unless something listens at ``host:port`` (``ray://host:port``)
-    within ``timeout_s``: a closed port or an unreachable host fails here, at once."""
-    hostport = address.removeprefix("ray://")
-    host, sep, port = hostport.rpartition(":")
-    if not sep or not port.isdigit():
-        raise RunnerError(f"Ray address {address!r}: expected 'auto', 'local', 'host:port' or "
-                          "'ray://host:port'.")
+    """Raise RunnerError unless the cluster at ``address`` answers within ``timeout_s``.
+
+    A closed port or an unreachable host fails at once (a TCP connect); anything else is tried
+    by ``ray.init`` in a child process, killed when the bound is spent (or on Ctrl-C), so that
+    this process never holds a half-made connection (Ray's own retries take minutes)."""
+    if address != "auto":
+        host, sep, port = address.removeprefix("ray://").rpartition(":")
+        if not sep or not port.isdigit():
+            raise RunnerError(f"Ray address {address!r}: expected 'auto', 'local', "
+                              "'host:port' or 'ray://host:port'.")
+        try:
+            socket.create_connection((host, int(port)), timeout=timeout_s).close()
+        except OSError as exc:
+            raise RunnerError(f"Ray address {address!r} does not answer ({exc}); start the "
+                              "cluster (ray start --head) or fix the address.") from None
+    env = {**os.environ, "RAY_BACKEND_LOG_LEVEL": "fatal"}
     try:
-        socket.create_connection((host, int(port)), timeout=timeout_s).close()
-    except OSError as exc:
-        raise RunnerError(f"Ray address {address!r} does not answer ({exc}); start the "
-                          "cluster (ray start --head) or fix the address.") from None
+        done = subprocess.run([sys.executable, "-c", _RAY_PROBE, address], env=env,
+                              capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise RunnerError(f"Ray address {address!r} did not answer within {timeout_s:g} s "
+                          f"(${RAY_TIMEOUT_ENV} sets the bound); is the cluster up?") from None
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        raise RunnerError(f"Ray address {address!r}: {last}")
 
 
 class RayRunner:
@@ -202,7 +226,8 @@ class RayRunner:
 
     Connecting is bounded by ``connect_timeout_s`` (default ``$GDBENCH_RAY_TIMEOUT_S``, else
     30 s): a port nobody listens on fails at once, an address that accepts but never answers
-    when the bound is spent; ``ray.init`` runs in a helper thread so that Ctrl-C is heard.
+    when the bound is spent (``_probe``, in a child process); ``ray.init`` then runs in a
+    helper thread so that Ctrl-C is heard.
     """
 
     def __init__(self, address: str, num_cpus: int | None = None,
@@ -216,14 +241,15 @@ class RayRunner:
         except ImportError as exc:
             raise RunnerError(f"Running the study on Ray (address {address!r}) needs the "
                               f"'ray' extra: pip install -e '.[ray]'. ({exc})") from exc
-        if address not in ("local", "auto"):
+        if address != "local" and not ray.is_initialized():
             _probe(address, timeout_s)
         self._ray = ray
         env = {k: os.environ[k] for k in ("GDBENCH_DATA_DIR", "PYTHONPATH", "GDBENCH_COMMIT")
                if k in os.environ}
         self._started = not ray.is_initialized()
         if self._started:
-            kw: dict[str, Any] = {"runtime_env": {"env_vars": env}, "log_to_driver": False}
+            kw: dict[str, Any] = {"runtime_env": {"env_vars": env}, "log_to_driver": False,
+                                  "logging_level": logging.ERROR}
             if address == "local":
                 kw.update(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False)
             else:
