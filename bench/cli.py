@@ -7,7 +7,8 @@ Every entry point (``bench.study``, ``bench.run_protocol``, ``bench.tools.ab``,
 * a bad argument ends in **one line** on stderr, exit status 2: the option, the value and what
   is allowed (``UsageError``, argparse's own errors, and the validation errors of the
   configuration and the data loader, which name the field, the value and the valid set);
-* the entry point's own expected failures (``errors``) end in one line, exit status 1;
+* a ``Failure`` (a lock held by another run, a worker that died...) ends in one line, exit
+  status 1;
 * Ctrl-C ends in one line, exit status 130;
 * ``--debug`` (every entry point has it) or ``GDBENCH_DEBUG=1`` shows the traceback instead.
 
@@ -23,11 +24,16 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-__all__ = ["DEBUG_ENV", "ArgumentParser", "UsageError", "choice", "float_in", "int_in",
+__all__ = ["DEBUG_ENV", "ArgumentParser", "Failure", "UsageError", "choice", "float_in", "int_in",
            "ints_in", "run"]
 
 #: Set to 1 to see the traceback of an error the entry points otherwise report in one line.
 DEBUG_ENV = "GDBENCH_DEBUG"
+
+
+class Failure(RuntimeError):
+    """A failure whose message says it all (what happened, what to do): reported in one line,
+    exit status 1 (e.g. a study's lock held by another run, a worker that died)."""
 
 
 class UsageError(ValueError):
@@ -65,34 +71,30 @@ def _one_line(text: str) -> str:
 
 
 def run(main: Callable[[list[str]], int], argv: Sequence[str] | None = None,
-        prog: str | None = None, errors: tuple[type[BaseException], ...] = ()) -> int:
-    """``main(argv)`` with gdbench's error policy (see the module docstring); its exit status.
-
-    ``errors``: the entry point's own failures whose message says it all (a lock held by
-    another run, a worker that died): one line too, exit status 1."""
-    from bench.workload.config import ConfigError
-    from bench.workload.mnist import DataError
-
+        prog: str | None = None) -> int:
+    """``main(argv)`` with gdbench's error policy (see the module docstring); its exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     prog = prog or os.path.basename(sys.argv[0])
     debug = "--debug" in argv or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     try:
         return main(argv)
-    except (_ParseError, UsageError, ConfigError) as exc:
+    except (_ParseError, UsageError) as exc:
         if debug:
             raise
         print(f"{prog}: error: {_one_line(exc)} (see {prog} --help)", file=sys.stderr)
         return 2
-    except DataError as exc:
-        if debug:
+    except Exception as exc:
+        from bench.workload.config import ConfigError
+        from bench.workload.mnist import DataError
+
+        if debug or not isinstance(exc, (ConfigError, DataError, Failure)):
             raise
-        print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
+        if isinstance(exc, Failure):
+            print(f"{prog}: {_one_line(exc)}", file=sys.stderr)
+            return 1
+        hint = "" if isinstance(exc, DataError) else f" (see {prog} --help)"
+        print(f"{prog}: error: {_one_line(exc)}{hint}", file=sys.stderr)
         return 2
-    except errors as exc:
-        if debug:
-            raise
-        print(f"{prog}: {_one_line(exc)}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         if debug:
             raise

@@ -45,9 +45,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 #: The profile of a plain ``pytest`` (no --benchmark-only, no profile named): a smoke run.
 SMOKE_PROFILE = "quick"
-SMOKE_LINE = (f"gdbench: the benchmarks ran as a smoke test ({SMOKE_PROFILE} profile, not "
-              "saved); to measure, run `pytest --benchmark-only` (standard profile; "
-              "--gdbench-profile quick|standard|gpu|full picks another)")
+SMOKE_LINE = (f"gdbench: plain pytest runs the benchmarks as a smoke test ({SMOKE_PROFILE} "
+              "profile, not saved); to measure, run `pytest --benchmark-only` (standard "
+              "profile; --gdbench-profile quick|standard|gpu|full picks another)")
 
 
 def _smoke(config: pytest.Config) -> bool:
@@ -96,8 +96,9 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 @pytest.hookimpl(trylast=True)
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int,
                             config: pytest.Config) -> None:
-    """Under ``-q`` there is no header: say it at the end too."""
-    if config._gdbench_smoke:
+    """Under ``-q`` there is no header: say it at the end too, where benchmarks ran."""
+    record = config.pluginmanager.get_plugin("gdbench-session")
+    if config._gdbench_smoke and record is not None and record.collected:
         terminalreporter.write_line(SMOKE_LINE)
 
 

@@ -27,6 +27,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Protocol
 
+from bench.cli import Failure
 from bench.study.trial import TrialSpec, pin_process_threads, run_trial
 
 __all__ = ["RAY_ADDRESS_ENV", "RAY_TIMEOUT_ENV", "RUNNERS", "InProcessRunner", "PoolRunner",
@@ -39,11 +40,11 @@ RAY_CONNECT_TIMEOUT_S = 30.0
 RUNNERS = ("pool", "inprocess", "ray")
 
 
-class RunnerError(RuntimeError):
+class RunnerError(Failure):
     """The runner cannot start (e.g. a Ray address that does not answer)."""
 
 
-class WorkerDied(RuntimeError):
+class WorkerDied(Failure):
     """A pool worker ended while running a trial (killed by a signal, out of memory...)."""
 
 

@@ -41,6 +41,8 @@ from typing import Any
 
 import pandas as pd
 
+from bench.cli import Failure
+
 __all__ = ["DEFAULT_ROOT", "NAME_PATTERN", "CorruptRecordWarning", "StudyLockedError",
            "StudyStore", "check_name", "load_study"]
 
@@ -63,7 +65,7 @@ class CorruptRecordWarning(UserWarning):
     """A line of a study record that is not valid JSON was skipped."""
 
 
-class StudyLockedError(RuntimeError):
+class StudyLockedError(Failure):
     """Another run holds the study's lock."""
 
 
