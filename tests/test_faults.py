@@ -70,7 +70,7 @@ def test_a_second_writer_is_refused_naming_the_holder(tmp_path, capsys):
 
 def test_a_stale_lock_of_a_killed_run_is_taken_over(tmp_path, capsys):
     code = ("import os, sys; from bench.study.storage import StudyStore\n"
-            "s = StudyStore(sys.argv[1], 't'); s.lock().__enter__(); os._exit(0)")
+            "held = StudyStore(sys.argv[1], 't').lock(); held.__enter__(); os._exit(0)")
     subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, timeout=120,
                    env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert "pid" in (tmp_path / "t" / "study.lock").read_text()   # left behind
