@@ -269,40 +269,51 @@ def reference(real_mnist, tmp_path_factory):
     return out, time.monotonic() - t0
 
 
+def _interrupt(proc: subprocess.Popen, seen: set[int]) -> float:
+    """Send SIGINT; check one line, status 130, no process left; the seconds it took to end."""
+    proc.send_signal(signal.SIGINT)
+    t0 = time.monotonic()
+    seen |= _watch(proc, EXIT_BOUND_S)
+    _, err = proc.communicate(timeout=60)
+    took = time.monotonic() - t0
+    assert took < EXIT_BOUND_S, f"ended {took:.1f} s after SIGINT"
+    assert "Traceback" not in err, err[-3000:]
+    last = err.strip().splitlines()[-1]
+    assert proc.returncode == 130 and last.endswith("interrupted; what finished is kept."), err
+    time.sleep(0.5)
+    assert not [p for p in seen if _alive(p)], "a process outlived the interrupted study"
+    return took
+
+
 @pytest.mark.realdata
 @pytest.mark.slow
 def test_ctrl_c_at_random_moments_then_resume_equals_the_uninterrupted_study(reference,
                                                                               tmp_path):
+    """SIGINT at uniform random moments of the first half of a study's wall time (a resumed
+    run is shorter, so later phases are hit too), in the pool and in-process, 20 times; every
+    time the study is completed it is compared with the uninterrupted one and begun again."""
     ref_out, ref_s = reference
     rng = random.Random(20)
-    interrupts, slowest = 0, 0.0
-    for attempt in range(40):
-        runner = ["--runner", "inprocess"] if attempt % 3 == 2 else ["--workers", "2"]
-        proc = _study(tmp_path, *runner)
-        seen = _watch(proc, rng.uniform(0.3, ref_s))
-        if proc.poll() is not None:            # it finished first: the study is complete
-            assert proc.returncode == 0, proc.communicate()[1][-3000:]
-            break
-        proc.send_signal(signal.SIGINT)
-        t0 = time.monotonic()
-        seen |= _watch(proc, EXIT_BOUND_S)
-        _, err = proc.communicate(timeout=60)
-        took = time.monotonic() - t0
-        slowest = max(slowest, took)
-        assert took < EXIT_BOUND_S, f"ended {took:.1f} s after SIGINT"
-        assert "Traceback" not in err, err[-3000:]
-        last = err.strip().splitlines()[-1]
-        assert proc.returncode == 130 and last.endswith("interrupted; what finished is kept."), err
-        time.sleep(0.5)
-        assert not [p for p in seen if _alive(p)], "a process outlived the interrupted study"
-        interrupts += 1
-        if interrupts >= 20 and attempt % 3 == 0:
-            break
-    assert interrupts >= 20
-    proc = _study(tmp_path)                   # complete what is missing
+    interrupts, cycles, slowest = 0, 0, 0.0
+    out = tmp_path / "cycle0"
+    t_start = time.monotonic()
+    while interrupts < 20:
+        runner = ["--runner", "inprocess"] if interrupts % 2 else ["--workers", "2"]
+        proc = _study(out, *runner)
+        seen = _watch(proc, rng.uniform(0.3, ref_s / 2))
+        if proc.poll() is None:
+            slowest = max(slowest, _interrupt(proc, seen))
+            interrupts += 1
+            continue
+        assert proc.returncode == 0, proc.communicate()[1][-3000:]
+        assert _trials(out) == _trials(ref_out), f"cycle {cycles}"
+        cycles += 1
+        out = tmp_path / f"cycle{cycles}"
+    proc = _study(out)                        # complete the last cycle
     assert proc.communicate(timeout=600) and proc.returncode == 0
-    assert _trials(tmp_path) == _trials(ref_out)
-    print(f"{interrupts} interrupts, the slowest exit {slowest:.1f} s after SIGINT; "
+    assert _trials(out) == _trials(ref_out)
+    print(f"\n{interrupts} interrupts over {cycles + 1} resumed studies in "
+          f"{time.monotonic() - t_start:.0f} s; the slowest exit {slowest:.1f} s after SIGINT; "
           f"the uninterrupted study took {ref_s:.0f} s")
 
 
