@@ -21,8 +21,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
-import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Protocol
@@ -227,8 +225,8 @@ class RayRunner:
 
     Connecting is bounded by ``connect_timeout_s`` (default ``$GDBENCH_RAY_TIMEOUT_S``, else
     30 s): a port nobody listens on fails at once, an address that accepts but never answers
-    when the bound is spent (``_probe``, in a child process); ``ray.init`` then runs in a
-    helper thread so that Ctrl-C is heard.
+    when the bound is spent (``_probe``: a child process, killed then or on Ctrl-C); only an
+    address that answered is then connected to here.
     """
 
     def __init__(self, address: str, num_cpus: int | None = None,
@@ -255,7 +253,7 @@ class RayRunner:
                 kw.update(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False)
             else:
                 kw["address"] = address
-            _bounded(lambda: ray.init(**kw), timeout_s, address)
+            ray.init(**kw)      # in the main thread: Ray starts and signals its node here
         self.workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
         self._remote = ray.remote(num_cpus=1, max_retries=0)(_ray_trial)
 
@@ -268,31 +266,6 @@ class RayRunner:
 
     def __repr__(self) -> str:
         return f"RayRunner(workers={self.workers})"
-
-
-def _bounded(connect: Any, timeout_s: float, address: str) -> None:
-    """``connect()`` in a daemon thread, waited for in short slices (Ctrl-C is heard between
-    them); RunnerError when it has not returned within ``timeout_s``."""
-    done: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            connect()
-            done["ok"] = True
-        except BaseException as exc:    # handed to the waiting thread
-            done["error"] = exc
-
-    t = threading.Thread(target=target, name="ray-connect", daemon=True)
-    t.start()
-    deadline = time.monotonic() + timeout_s
-    while t.is_alive() and time.monotonic() < deadline:
-        t.join(0.1)
-    if "error" in done:
-        raise RunnerError(f"Ray address {address!r}: {type(done['error']).__name__}: "
-                          f"{done['error']}") from done["error"]
-    if "ok" not in done:
-        raise RunnerError(f"Ray address {address!r} did not answer within {timeout_s:g} s "
-                          f"(${RAY_TIMEOUT_ENV} sets the bound); is the cluster up?")
 
 
 def make_runner(kind: str | None = None, workers: int | None = None,
