@@ -5,7 +5,8 @@ A trial is deterministic given its ``TrialSpec``: the data order comes from the 
 the seed then changes the data order only), and every worker runs its BLAS, PyTorch and Numba
 on **one thread** so that a trial's float32 rounding, and hence its steps, do not depend on
 where it runs (in-process, a process pool, a Ray task) nor on the trials that ran before it in
-the same process (``thread_limit`` pins the frameworks before a trial can first import them).
+the same process (``run_trial`` imports the backend's framework before ``thread_limit`` pins
+every pool; a pool worker is pinned for good when it starts, ``pin_process_threads``).
 """
 
 from __future__ import annotations
@@ -104,11 +105,6 @@ _STATE = _WorkerState()
 THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 
 
-def _frameworks() -> tuple[Any, Any]:
-    """(torch, numba) where this process has imported them, else None."""
-    return sys.modules.get("torch"), sys.modules.get("numba")
-
-
 def pin_process_threads(n: int = 1) -> None:
     """Pin a process that only runs trials (a pool worker) to ``n`` threads for good, before
     its first trial: the environment sizes the pools of libraries loaded later (OpenMP, BLAS,
@@ -132,7 +128,7 @@ def thread_limit(n: int) -> Iterator[None]:
     """
     from threadpoolctl import threadpool_limits
 
-    torch, numba = _frameworks()
+    torch, numba = sys.modules.get("torch"), sys.modules.get("numba")
     old_torch = torch.get_num_threads() if torch else None
     old_numba = numba.get_num_threads() if numba else None
     with threadpool_limits(limits=n):
