@@ -225,4 +225,4 @@ def test_run_config_takes_any_fields_or_says_which_is_wrong(fields):
         assert name in RUN_FIELDS or name in ("batch_size", "variant"), str(exc)
         return
     lr = cfg.learning_rate
-    assert isinstance(lr, float) and math.isfinite(lr) and lr > 0
+    assert not isinstance(lr, bool) and math.isfinite(lr) and lr > 0

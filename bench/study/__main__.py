@@ -7,6 +7,7 @@ Ctrl-C even while the libraries load ends in one line."""
 
 from __future__ import annotations
 
+import signal
 import sys
 
 from bench import cli
@@ -21,4 +22,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # the run is over: a late Ctrl-C changes nothing
+    sys.exit(status)
