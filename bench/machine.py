@@ -10,6 +10,7 @@ import re
 import subprocess
 from collections.abc import Mapping
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -80,16 +81,29 @@ def _commit() -> str | None:
 @cache
 def _hardware() -> dict[str, Any]:
     """CPU model and count, physical memory and the GPUs (nvidia-smi): what ``machine_id``
-    reads (asked once per process: py-cpuinfo takes about a second)."""
-    info: dict[str, Any] = {"cpu_model": platform.processor() or platform.machine(),
+    reads (asked once per process)."""
+    info: dict[str, Any] = {"cpu_model": _cpu_model(),
                             "cpu_count": os.cpu_count(), "memory_bytes": _memory_bytes()}
+    return {**info, **_nvidia_smi()}
+
+
+def _cpu_model() -> str:
+    """The CPU's brand string: Linux's ``/proc/cpuinfo`` (read here: py-cpuinfo answers the
+    same from a child process that takes about a second and outlives an interrupted parent),
+    else py-cpuinfo, else the platform's processor or machine string."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and value.strip():
+                return value.strip()
+    except OSError:
+        pass
     try:
         import cpuinfo
 
-        info["cpu_model"] = cpuinfo.get_cpu_info().get("brand_raw", info["cpu_model"])
+        return cpuinfo.get_cpu_info()["brand_raw"]
     except Exception:  # py-cpuinfo can fail on exotic machines; the platform string stays
-        pass
-    return {**info, **_nvidia_smi()}
+        return platform.processor() or platform.machine()
 
 
 def describe_machine() -> dict[str, Any]:

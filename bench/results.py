@@ -48,7 +48,7 @@ from bench.workload.datasets import DEFAULT as DEFAULT_DATASET
 
 __all__ = ["NOISY_REL_IQR", "STUDY_ROOT", "RunInfo", "epoch_seconds", "find_result_files",
            "find_studies", "load_records", "load_results", "load_study", "newest_result_file",
-           "per_epoch_seconds", "rows_from_benchmarks", "run_info", "select_runs",
+           "per_epoch_seconds", "purpose_reason", "rows_from_benchmarks", "run_info", "select_runs",
            "select_studies", "study_purpose"]
 
 #: A timed row whose interquartile range exceeds this fraction of its median is too noisy to
@@ -383,15 +383,20 @@ def select_studies(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     are passed over. Returns the kept rows and one line per study passed over, saying why."""
     if df.empty or "purpose" not in df:
         return df, []
-    why = {"small": "a --small smoke study (a fixed three-rate lattice, one seed): not tuned",
-           "test": "written by a test run"}
     keep = df["purpose"].isin(["full", "timing-only"])
     passed = df.loc[~keep, ["study", "purpose"]].drop_duplicates()
-    return df[keep], [
-        f"study {r.study}: passed over ("
-        + (why.get(r.purpose, f"purpose {r.purpose!r}") if isinstance(r.purpose, str)
-           else "no context record: what it was run for is unknown") + ")."
-        for r in passed.itertuples()]
+    return df[keep], [f"study {r.study}: passed over ({purpose_reason(r.purpose)})."
+                      for r in passed.itertuples()]
+
+
+def purpose_reason(purpose: object) -> str | None:
+    """Why a study of this ``purpose`` never answers (None for a full or timing-only one)."""
+    if purpose in ("full", "timing-only"):
+        return None
+    why = {"small": "a --small smoke study (a fixed three-rate lattice, one seed): not tuned",
+           "test": "written by a test run"}
+    return (why.get(purpose, f"purpose {purpose!r}") if isinstance(purpose, str)
+            else "no context record: what it was run for is unknown")
 
 
 def load_records(*sources: str | os.PathLike) -> pd.DataFrame:

@@ -10,7 +10,6 @@ record (the run's result, what the source published, the machine, the commit) to
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -18,8 +17,10 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
+from bench import cli
 from bench.harness import CurvePoint, prepare, train
 from bench.machine import describe_machine
+from bench.workload.config import RunConfig
 from bench.workload.datasets import DATASETS
 from bench.workload.protocols import PROTOCOLS, PUBLISHED, protocol
 
@@ -38,23 +39,35 @@ def append_record(path: Path, record: dict) -> None:
     os.replace(tmp, path)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("name", choices=sorted(PROTOCOLS))
+def parse(argv: list[str] | None = None) -> tuple[str, RunConfig, Path]:
+    """(protocol name, its validated configuration, output folder); a one-line usage error
+    (``bench.cli``) for a bad argument. Runs nothing."""
+    parser = cli.ArgumentParser(prog="python -m bench.run_protocol", description=__doc__)
+    parser.add_argument("name", type=cli.choice(sorted(PROTOCOLS), "a protocol:"))
     parser.add_argument("--backend", default=None, help="backend (default: the protocol's)")
     parser.add_argument("--dtype", default=None, help="dtype (default: the protocol's)")
-    parser.add_argument("--max-epochs", type=int, default=None)
-    parser.add_argument("--dataset", default=None, choices=tuple(DATASETS),
+    parser.add_argument("--max-epochs", type=cli.int_in(1, 10**6), default=None)
+    parser.add_argument("--dataset", default=None, type=cli.choice(tuple(DATASETS)),
                         help="dataset (default: the protocol's; on another one its pixels "
                              "are scaled the dataset's way and nothing was published)")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "protocols")
     args = parser.parse_args(argv)
+    if args.out.exists() and not args.out.is_dir():
+        parser.refuse("--out", str(args.out), "must be a folder (or not exist yet), not a file")
     overrides = {k: v for k, v in (("backend", args.backend), ("dtype", args.dtype),
                                    ("max_epochs", args.max_epochs)) if v is not None}
     if args.dataset is not None and args.dataset != PROTOCOLS[args.name].dataset:
         overrides.update(dataset=args.dataset, pixel_scale=None)
-    config = protocol(args.name, **overrides)
+    return args.name, protocol(args.name, **overrides), args.out   # ConfigError: one line
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench.run_protocol``; its exit status (one-line errors: ``bench.cli``)."""
+    return cli.run(_main, argv, prog="python -m bench.run_protocol")
+
+
+def _main(argv: list[str] | None = None) -> int:
+    name, config, out_dir = parse(argv)
     started = datetime.now(timezone.utc)
 
     def show(p: CurvePoint) -> None:
@@ -63,13 +76,13 @@ def main(argv: list[str] | None = None) -> int:
 
     trainer, upload_s = prepare(config)
     result = train(trainer, config, upload_s, on_validation=show)
-    record = {"protocol": args.name, "started": started.isoformat(),
-              "published": PUBLISHED.get(args.name) if config.dataset ==
-              PROTOCOLS[args.name].dataset else None, "result": result.to_dict(),
+    record = {"protocol": name, "started": started.isoformat(),
+              "published": PUBLISHED.get(name) if config.dataset ==
+              PROTOCOLS[name].dataset else None, "result": result.to_dict(),
               "machine": describe_machine(), "load_after": os.getloadavg()}
-    out = args.out / f"{args.name}.jsonl"
+    out = out_dir / f"{name}.jsonl"
     append_record(out, record)
-    print(f"{args.name}: best validation error {100 * result.best_valid_error:.6f} %, test "
+    print(f"{name}: best validation error {100 * result.best_valid_error:.6f} %, test "
           f"error at the best {100 * result.test_error_at_best:.6f} % (epoch "
           f"{result.best_epoch}), {result.epochs} epochs, {result.times.total_s / 60:.1f} min; "
           f"recorded in {out}")

@@ -9,7 +9,10 @@ Every other record (a study's) goes through ``RecordStore``: one JSON Lines file
 work, ``<folder>/<kind>/<key>.jsonl`` (``.jsonl``, never ``.json``: the benchmark reader globs
 ``*.json``), each checked against the schema and written to a temporary name, then moved into
 place with ``os.replace``, so an interrupted writer leaves only whole records and a rerun finds
-them by key. ``bench.results`` reads both into one DataFrame.
+them by key. A line that is not a JSON object all the same (a copy cut short, a disk that
+filled up) is reported with its file and line (``CorruptRecordWarning``) and skipped: readers go
+on without it, and ``get`` answers None so a resume recomputes that unit of work.
+``bench.results`` reads both into one DataFrame.
 """
 
 from __future__ import annotations
@@ -17,12 +20,17 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
 from bench.record import RECORDS, checked
 
-__all__ = ["RecordStore", "atomic_write"]
+__all__ = ["CorruptRecordWarning", "RecordStore", "atomic_write"]
+
+
+class CorruptRecordWarning(UserWarning):
+    """A stored record line that is not a JSON object was skipped."""
 
 
 def atomic_write(path: Path, text: str) -> None:
@@ -61,11 +69,13 @@ class RecordStore:
         return self.path / kind / f"{key}.jsonl"
 
     def get(self, kind: str, key: str) -> list[dict[str, Any]] | None:
-        """The records stored under (kind, key), or None when there are none yet."""
+        """The records stored under (kind, key), or None when there are none yet or one of its
+        lines is corrupt (warned: the unit is then recomputed and rewritten)."""
         f = self._file(kind, key)
         if not f.exists():
             return None
-        return _read_lines(f)
+        recs, whole = _read_lines(f)
+        return recs if whole else None
 
     def put(self, kind: str, key: str, records: list[dict[str, Any]]) -> None:
         """Store ``records`` of ``kind`` under ``key``, atomically; each is checked against
@@ -83,8 +93,30 @@ class RecordStore:
         """Every stored record, each with its ``record`` kind (the folder it is in)."""
         return [{**r, "record": f.parent.name}
                 for f in sorted(self.path.glob("*/*.jsonl")) if f.parent.name in RECORDS
-                for r in _read_lines(f)]
+                for r in _read_lines(f)[0]]
 
 
-def _read_lines(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+def _read_lines(f: Path) -> tuple[list[dict[str, Any]], bool]:
+    """(the records of file ``f``, whether every line was a JSON object); a bad line is warned
+    about with its file and line number and skipped."""
+    recs, whole = [], True
+    try:
+        text = f.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        warnings.warn(f"{f}: unreadable record ({exc}); skipped (a resume recomputes it)",
+                      CorruptRecordWarning, stacklevel=3)
+        return [], False
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            if not isinstance(rec, dict):
+                raise ValueError(f"a JSON {type(rec).__name__}, not an object")
+        except ValueError as exc:
+            warnings.warn(f"{f}:{n}: corrupt record ({exc}); skipped (a resume recomputes it)",
+                          CorruptRecordWarning, stacklevel=3)
+            whole = False
+            continue
+        recs.append(rec)
+    return recs, whole

@@ -23,14 +23,17 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
 
 import pandas as pd  # noqa: E402
 
+import bench.cli as cli  # noqa: E402
 from bench.analysis import load_results, select_runs, steps_curve  # noqa: E402
 from bench.analysis.answer import fastest_to_target  # noqa: E402
 from bench.analysis.machines import Machine, bench_machines, study_machine  # noqa: E402
 from bench.analysis.study import context, records, studies  # noqa: E402
+from bench.profiles import PROFILES  # noqa: E402
 from bench.study.storage import load_study  # noqa: E402
 from reports import distributed, figures, pages, study_figures, styles  # noqa: E402
 
 REPORT_NAME = "report.md"
+PROFILE_NAMES = sorted(PROFILES)
 
 
 class ReportError(RuntimeError):
@@ -128,15 +131,17 @@ def build(files: list[Path], out: Path, compare: list[Path] | None = None,
     return report
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[Path]]:
+    """The validated arguments and the result files to report on (a one-line usage error,
+    ``bench.cli``, for a bad argument); draws nothing."""
+    parser = cli.ArgumentParser(prog="python reports/make_plots.py", description=__doc__)
     parser.add_argument("files", nargs="*", type=Path, help="result JSON files (default: the "
                         "newest of each machine under --results)")
-    parser.add_argument("--results", type=Path, default=ROOT / "results",
+    parser.add_argument("--results", type=Path, default=None,
                         help="folder searched when no files are named (default: results/)")
-    parser.add_argument("--profile", help="with no files named: use only runs of this "
-                        "benchmark profile (quick, standard, gpu, full)")
+    parser.add_argument("--profile", type=cli.choice(PROFILE_NAMES), default=None,
+                        help="with no files named: use only runs of this benchmark profile "
+                        "(quick, standard, gpu, full)")
     parser.add_argument("--compare", nargs="+", type=Path, help="baseline result files")
     parser.add_argument("--out", type=Path, default=ROOT / "reports",
                         help="output folder (default: reports/)")
@@ -144,16 +149,36 @@ def main(argv: list[str] | None = None) -> int:
                         help="the batch-size studies' store, which answers per machine "
                         "(default: results/study/)")
     args = parser.parse_args(argv)
+    if args.files and (args.results is not None or args.profile is not None):
+        option, value = ("--results", str(args.results)) if args.results is not None else (
+            "--profile", args.profile)
+        parser.refuse(option, value, "chooses runs when no files are named; drop it or the "
+                      "files")
+    args.results = args.results or ROOT / "results"
+    if args.results.exists() and not args.results.is_dir():
+        parser.refuse("--results", str(args.results), "must be a folder of result files")
+    for option, paths in (("files", args.files), ("--compare", args.compare or [])):
+        for f in paths:
+            if not f.is_file():
+                parser.refuse(option, str(f), "no such file (name pytest-benchmark JSON files)")
+    if args.out.exists() and not args.out.is_dir():
+        parser.refuse("--out", str(args.out), "must be a folder (or not exist yet), not a file")
     files = args.files or default_files(args.results, args.profile)
+    return args, files
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python reports/make_plots.py``; its exit status (one-line errors: ``bench.cli``)."""
+    return cli.run(_main, argv, prog="python reports/make_plots.py")
+
+
+def _main(argv: list[str] | None = None) -> int:
+    args, files = parse(argv)
     if not files:
         which = f" of the {args.profile!r} profile" if args.profile else ""
         print(f"make_plots: no complete run{which} under {args.results}. Run `pytest "
               "--benchmark-only` first (it saves into results/), or name result files.",
               file=sys.stderr)
-        return 2
-    missing = [f for f in files if not f.is_file()]
-    if missing:
-        print(f"make_plots: no such file: {', '.join(map(str, missing))}", file=sys.stderr)
         return 2
     command = "python reports/make_plots.py" + (" " + shlex.join(argv) if argv else "")
     try:
@@ -166,4 +191,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())

@@ -43,7 +43,7 @@ def _project(tmp_path: Path) -> Path:
 
 def _pytest(project: Path, *args: str) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
-           "--benchmark-storage=results", "--benchmark-autosave", *args]
+           "--benchmark-storage=results", "--benchmark-autosave", "--benchmark-only", *args]
     return subprocess.Popen(cmd, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
 

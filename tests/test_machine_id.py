@@ -59,7 +59,7 @@ def _run(project: Path, hardware: dict, *args: str) -> str:
         f"bench.machine._hardware = lambda: {hardware!r}\n"
         'pytest_plugins = ["bench.pytest_plugin"]\n')
     cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
-           "--benchmark-storage=results", "--benchmark-autosave", *args]
+           "--benchmark-only", "--benchmark-storage=results", "--benchmark-autosave", *args]
     out = subprocess.run(cmd, cwd=project, capture_output=True, text=True, timeout=300,
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert out.returncode == 0, out.stdout + out.stderr

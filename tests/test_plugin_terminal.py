@@ -53,7 +53,7 @@ def test_unusable(benchmark, i):
 def test_not_a_benchmark():
     assert True
 ''')
-    proc = _run(sub)
+    proc = _run(sub, "--gdbench-profile", "standard")
     out = proc.stdout
     assert proc.returncode == 0, out + proc.stderr
     assert len(list((project / "results").rglob("*.json"))) == 1
@@ -65,7 +65,7 @@ def test_not_a_benchmark():
     assert out.count("cupy: not installed") == 1
     assert "gdbench: complete run of the standard profile" in out
     # a run without benchmarks: no "Not saving anything" warning
-    proc = _run(sub, "-k", "not_a_benchmark")
+    proc = _run(sub, "--gdbench-profile", "standard", "-k", "not_a_benchmark")
     assert proc.returncode == 0, proc.stdout
     assert "Not saving anything" not in proc.stdout + proc.stderr
 
@@ -94,6 +94,6 @@ def test_a_loaded_machine_is_recognised_and_said(monkeypatch):
     busy = P.machine_load()
     assert busy["loaded"] is True   # 0.95 per CPU > LOADED_PER_CPU
     # only the load before the run counts: the one after it includes the run's own threads
-    assert "LOADED" in P._load_line(busy, quiet) and "LOADED" not in P._load_line(quiet, busy)
+    assert "LOADED" in P.load_line(busy, quiet) and "LOADED" not in P.load_line(quiet, busy)
     assert "load 0.40 before, 1.90 after (the run's own threads included), on 2 CPUs" in \
-        P._load_line(quiet, busy)
+        P.load_line(quiet, busy)

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from bench.analysis.fit import StepsFit, fit_steps
+from bench.results import purpose_reason, study_purpose
 
 __all__ = ["b_simple_near_target", "context", "fit_study", "gpu_timing_studies",
            "on_device", "optimizer_label", "per_batch_size",
@@ -73,8 +74,11 @@ def untuned_reason(df: pd.DataFrame, study: str) -> str | None:
     cfg = study_config(df, study)
     if not cfg:
         return "no stored configuration"
-    if cfg.get("grid") is not None:
-        return f"a reduced learning-rate grid {cfg['grid']} (a smoke study)"
+    rows = df[df["study"] == study]
+    purpose = rows["purpose"].dropna().iloc[0] if "purpose" in rows and \
+        rows["purpose"].notna().any() else study_purpose({"study_config": json.dumps(cfg)})
+    if purpose_reason(purpose):
+        return purpose_reason(purpose)
     for key, least, what in (("batch_sizes", TUNED_MIN_BATCH_SIZES, "batch sizes"),
                              ("seeds", TUNED_MIN_SEEDS, "seeds")):
         if len(cfg.get(key) or ()) < least:

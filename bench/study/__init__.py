@@ -10,7 +10,7 @@ import importlib
 from typing import Any
 
 _WHERE = {
-    "FULL_GRID": "core", "StudyConfig": "core", "run_study": "core",
+    "STUDY_GRID": "config", "StudyConfig": "config", "run_study": "core",
     "StepsFit": "bench.analysis.fit", "fit_steps": "bench.analysis.fit",
     "regime": "bench.analysis.fit",
     "InProcessRunner": "runners", "PoolRunner": "runners", "RayRunner": "runners",

@@ -4,7 +4,9 @@ A trial is deterministic given its ``TrialSpec``: the data order comes from the 
 (``bench.workload.data_order``), the initialisation is the config's ``init`` (zeros by default, so
 the seed then changes the data order only), and every worker runs its BLAS, PyTorch and Numba
 on **one thread** so that a trial's float32 rounding, and hence its steps, do not depend on
-where it runs (in-process, a process pool, a Ray task).
+where it runs (in-process, a process pool, a Ray task) nor on the trials that ran before it in
+the same process (``run_trial`` imports the backend's framework before ``thread_limit`` pins
+every pool; a pool worker is pinned for good when it starts, ``pin_process_threads``).
 """
 
 from __future__ import annotations
@@ -16,14 +18,15 @@ import os
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bench.workload.config import RunConfig, variant_of
 from bench.workload.datasets import DEFAULT, get_dataset, load
 
-__all__ = ["LR_UNITS_PER_DECADE", "TrialSpec", "lr_from_units", "run_trial", "thread_limit"]
+__all__ = ["LR_UNITS_PER_DECADE", "THREAD_ENV", "TrialSpec", "lr_from_units",
+           "pin_process_threads", "run_trial", "thread_limit"]
 
 #: The learning-rate lattice: lr = 10 ** (units / 8); a half-decade is 4 units.
 LR_UNITS_PER_DECADE = 8
@@ -103,22 +106,41 @@ class _WorkerState:
 _STATE = _WorkerState()
 
 
+#: Environment variables that size the thread pools of libraries loaded after they are set.
+THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+
+
+def pin_process_threads(n: int = 1) -> None:
+    """Pin a process that only runs trials (a pool worker) to ``n`` threads for good, before
+    its first trial: the environment sizes the pools of libraries loaded later (OpenMP, BLAS,
+    Numba, PyTorch's intra-op pool), ``threadpoolctl`` those already loaded."""
+    from threadpoolctl import threadpool_limits
+
+    for var in THREAD_ENV:
+        os.environ[var] = str(n)
+    threadpool_limits(limits=n)
+
+
 @contextmanager
 def thread_limit(n: int) -> Iterator[None]:
-    """Run BLAS/OpenMP, PyTorch and Numba (those already imported) on ``n`` threads inside.
+    """Run BLAS/OpenMP, PyTorch and Numba (those imported) on ``n`` threads inside; a trial
+    imports its backend's framework before it enters (``run_trial``), so its pools are pinned
+    even in the first trial of a process.
 
     Trials run at one thread: two workers on two cores then never compete for threads, and a
-    trial's float32 rounding (and so its steps) does not depend on the process it runs in.
+    trial's float32 rounding (and so its steps) does not depend on the process it runs in nor
+    on the trials it ran before.
     """
     from threadpoolctl import threadpool_limits
 
-    torch = sys.modules.get("torch")
-    numba = sys.modules.get("numba")
+    torch, numba = sys.modules.get("torch"), sys.modules.get("numba")
     old_torch = torch.get_num_threads() if torch else None
     old_numba = numba.get_num_threads() if numba else None
     with threadpool_limits(limits=n):
         if torch:
             torch.set_num_threads(n)
+            with suppress(RuntimeError):    # possible only before its first parallel work
+                torch.set_num_interop_threads(n)
         if numba:
             numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
         try:
@@ -146,9 +168,11 @@ def run_trial(spec: TrialSpec, noise: bool = True) -> dict[str, Any]:
     set at the parameters where it reached the target (``bench.workload.noise_scale``).
     """
     from bench.harness import prepare, reset, train
+    from impls.registry import trainer_class
 
     cfg = spec.run_config()
     data = _data(spec.dataset)
+    trainer_class(cfg.backend, cfg.device)  # its framework imported, so that it is pinned too
     with thread_limit(1):
         t0 = time.perf_counter()
         tkey = (spec.dataset, spec.backend, spec.dtype,

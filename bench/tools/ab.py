@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
+from bench import cli
+
 ROOT = Path(__file__).resolve().parents[2]
 
 #: The CPU epochs of the standard profile's grid (softmax regression), shuffled unless named.
@@ -72,17 +74,23 @@ class ABCase:
     @classmethod
     def parse(cls, text: str) -> ABCase:
         """``backend-cpu-B<size>[-in-order]``, as the benchmark ids name CPU epochs."""
+        from impls.registry import BACKENDS
+
         parts = text.split("-")
         try:
             backend, device, size = parts[0], parts[1], parts[2]
             if device != "cpu" or not size.startswith("B"):
                 raise ValueError
             order = "in-order" if text.endswith("-in-order") else "shuffle"
+            if backend not in BACKENDS or int(size[1:]) < 1 or len(parts) > 3 + (
+                    order == "in-order") * 2:
+                raise ValueError
             return cls(backend, int(size[1:]), order)
         except (IndexError, ValueError):
-            raise SystemExit(f"bench.tools.ab: cannot read case {text!r}; write it as "
-                             "backend-cpu-B<size> or backend-cpu-B<size>-in-order, e.g. "
-                             "numpy-cpu-B600-in-order.") from None
+            raise cli.UsageError("--cases", text, "write a case as backend-cpu-B<size> or "
+                                 "backend-cpu-B<size>-in-order (a known backend, size >= 1), "
+                                 "e.g. numpy-cpu-B600-in-order"
+                                 ) from None
 
 
 class Worker:
@@ -107,8 +115,22 @@ class Worker:
         self.proc.wait(timeout=60)
 
 
+def resolve(rev: str) -> str:
+    """The commit id of revision ``rev``; a ``cli.UsageError`` with git's own message when
+    there is none (``rev`` is never read as an option of git)."""
+    if not rev or rev.startswith("-"):
+        raise cli.UsageError("old", rev, "a revision (commit, tag or branch), not an option")
+    done = subprocess.run(["git", "rev-parse", "--verify", "--quiet", "--end-of-options",
+                           f"{rev}^{{commit}}"], cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        why = " ".join(done.stderr.split()) or "git knows no such commit here"
+        raise cli.UsageError("old", rev, f"not a commit of this repository ({why}); see "
+                             "`git log --oneline`")
+    return done.stdout.strip()
+
+
 def export(rev: str, into: Path) -> Path:
-    """The files of revision ``rev`` (``git archive``) in ``into``."""
+    """The files of commit ``rev`` (``git archive``; resolve a revision first) in ``into``."""
     archive = subprocess.run(["git", "archive", "--format=tar", rev], cwd=ROOT,
                              capture_output=True, check=True).stdout
     tar_path = into / "rev.tar"
@@ -147,21 +169,41 @@ def compare(old: Worker, new: Worker, case: ABCase, rounds: int) -> dict:
             "iqr": float(np.subtract(*np.percentile(ratio, [75, 25])))}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def _parser() -> cli.ArgumentParser:
+    parser = cli.ArgumentParser(prog="python -m bench.tools.ab", description=__doc__)
     parser.add_argument("old", help="the revision to compare with (a commit, tag or branch)")
     parser.add_argument("--cases", nargs="+", default=list(DEFAULT_CASES))
-    parser.add_argument("--rounds", type=int, default=9)
-    parser.add_argument("--tolerance", type=float, default=0.05,
+    parser.add_argument("--rounds", type=cli.int_in(1, 10_000), default=9)
+    parser.add_argument("--tolerance", type=cli.float_in(0, 10), default=0.05,
                         help="a ratio up to 1 + tolerance is not called slower (default 0.05)")
     parser.add_argument("--json", type=Path, help="also write the table here (one JSON line)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    """The validated arguments (cases parsed, the revision known to git); runs nothing."""
+    args = _parser().parse_args(argv)
+    for c in args.cases:
+        ABCase.parse(c)
+    if args.json is not None and args.json.is_dir():
+        raise cli.UsageError("--json", str(args.json), "a file to write, not a folder")
+    resolve(args.old)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench.tools.ab``; its exit status (one-line errors: ``bench.cli``)."""
+    return cli.run(_main, argv, prog="python -m bench.tools.ab")
+
+
+def _main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
     cases = [ABCase.parse(c) for c in args.cases]
+    old_commit = resolve(args.old)
     load_before = os.getloadavg()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        old, new = Worker(export(args.old, Path(tmp))), Worker(ROOT)
+        old, new = Worker(export(old_commit, Path(tmp))), Worker(ROOT)
         try:
             for case in cases:
                 r = {"case": f"{case.backend}-cpu-B{case.batch_size}"

@@ -1,0 +1,161 @@
+"""The study's runs in the driver after the searches: the noise scale along the best run
+(step 3 of ``bench.study.core``) and the direct time-to-target (step 4)."""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import numpy as np
+
+from bench.analysis import composed_seconds
+from bench.study.config import StudyConfig, base_kw, extra_tag
+from bench.study.measure import cached_trainer, step_and_move, timing_config
+from bench.study.progress import progress
+from bench.study.search import SearchOutcome
+from bench.study.storage import StudyStore
+from bench.study.timing import BackendSpec
+from bench.study.trial import thread_limit
+from bench.workload.config import RunConfig
+
+__all__ = ["composed_times", "direct_candidates", "measure_direct", "noise_along_run"]
+
+
+def noise_along_run(cfg: StudyConfig, store: StudyStore, data: Any, B: int, units: int,
+                    steps_to_target: int, backend: str) -> list[dict[str, Any]]:
+    """|G|^2, tr S and B_simple over the training set at checkpoints of the best run at B.
+
+    Checkpoints: step 0, ``noise_points`` steps spaced geometrically up to 1.5 x
+    steps-to-target, and ``noise_dense`` evenly from 0.5 to 1.5 x steps-to-target (where the
+    report averages |G|^2 and tr S near the target); one thread, in this process.
+    """
+    from bench.harness import prepare
+    from bench.study.trial import lr_from_units
+    from bench.workload.data_order import epoch_permutation
+    from bench.workload.noise_scale import noise_scale
+
+    key = (f"B{B}_u{units}_s{cfg.seeds[0]}_{backend}_n{cfg.noise_points}d{cfg.noise_dense}"
+           f"_S{steps_to_target}")
+    found = store.get("noise", key)
+    if found:
+        return found
+    rc = RunConfig(backend=backend, learning_rate=lr_from_units(units), seed=cfg.seeds[0],
+                   **base_kw(cfg, B))
+    marks = np.unique(np.r_[0, steps_to_target, np.round(
+        np.geomspace(1, 1.5 * steps_to_target, cfg.noise_points)),
+        np.round(np.linspace(0.5, 1.5, cfg.noise_dense) * steps_to_target)].astype(int))
+    out = []
+    with thread_limit(1):
+        trainer, _ = prepare(rc, data)
+        nb, n = trainer.n_batches(), trainer.n_train
+        steps, epoch = 0, 0
+        for mark in marks:
+            while steps < mark:
+                k = steps % nb
+                if k == 0:
+                    epoch += 1
+                    trainer.begin_epoch(epoch_permutation(n, epoch, rc.order, rc.seed))
+                stop = min(nb, k + int(mark) - steps)
+                trainer.train_batches(k, stop)
+                steps += stop - k
+            params = trainer.get_params()
+            W, b = params["W"], params["b"]
+            ns = noise_scale(data.train.x, data.train.y, W, b)
+            out.append({"key": key, "batch_size": B, "learning_rate": rc.learning_rate,
+                        "backend": backend, "seed": rc.seed, "steps": int(mark),
+                        "steps_to_target": steps_to_target,
+                        "valid_error": trainer.error("valid"), "grad_sq_norm": ns.grad_sq_norm,
+                        "trace_cov": ns.trace_cov, "b_simple": ns.b_simple})
+    store.put("noise", key, out)
+    progress(f"noise B={B}: B_simple {out[0]['b_simple']:.0f} at step 0 -> "
+              f"{out[-1]['b_simple']:.0f} at step {out[-1]['steps']}")
+    return out
+
+
+def composed_times(timing: list[dict[str, Any]],
+                   outcomes: dict[int, SearchOutcome]) -> list[dict[str, Any]]:
+    """``S(B) * step_s + ceil(S(B) / n_batches) * epoch_move_s`` for every timed (B, backend)."""
+    out = []
+    for rec in timing:
+        o = outcomes.get(rec["batch_size"])
+        if o is None or o.best_steps is None:
+            continue
+        S = o.best_steps
+        t = composed_seconds(S, rec["step_s"], rec["batches_per_epoch"], rec["epoch_move_s"])
+        out.append({"batch_size": rec["batch_size"], "backend": rec["backend"],
+                    "device": rec.get("device", "cpu"), "kernel": rec.get("kernel", "eager"),
+                    "steps": S, "composed_s": t, "lr_units": o.best_units})
+    return sorted(out, key=lambda r: r["composed_s"])
+
+
+def measure_direct(cfg: StudyConfig, store: StudyStore, data: Any,
+                   candidates: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Time-to-target measured at the best rate, ``direct_repeats`` times after one warm-up run,
+    for each candidate (one thread by default, in this process).
+
+    Each round first times the step as the timing phase does, then runs to the target: the
+    paired composition error is the median over rounds of ``composed_round / measured_round
+    - 1`` (machine drift between the timing phase and this one cancels, as in the suite's
+    performance targets); ``composition_error`` uses the timing phase's figures.
+    """
+    from bench.harness import train
+    from bench.study.trial import lr_from_units
+
+    out = []
+    cache: dict[str, Any] = {}
+    for c in candidates:
+        B, backend = c["batch_size"], c["backend"]
+        spec = BackendSpec(backend, c.get("device", "cpu"), c.get("kernel", "eager"))
+        key = (f"{spec.key_prefix}_B{B}_u{c['lr_units']}_s{cfg.seeds[0]}_t{cfg.timing_threads}"
+               f"_w1p_r{cfg.direct_repeats}_{cfg.target_error}_{extra_tag(cfg)}")
+        found = store.get("direct", key)
+        if found:
+            out.extend(found)
+            continue
+        rc = RunConfig(backend=backend, device=spec.device, kernel=spec.kernel,
+                       learning_rate=lr_from_units(c["lr_units"]),
+                       seed=cfg.seeds[0], target_error=cfg.target_error,
+                       max_steps=cfg.budget(B),
+                       max_epochs=math.ceil(cfg.budget(B) / max(1, cfg.n_train // B)) + 1,
+                       validations_per_epoch=cfg.validations_per_epoch(B), **base_kw(cfg, B))
+        times, steps, paired = [], [], []
+        tc = timing_config(cfg, spec, B)
+        S, nb = c["steps"], max(1, cfg.n_train // B)
+        with thread_limit(cfg.timing_threads):
+            for rep in range(cfg.direct_repeats + 1):      # the first is a warm-up
+                step, move = step_and_move(train(cached_trainer(cache, spec.label, tc, data), tc))
+                r = train(cached_trainer(cache, spec.label, rc, data), rc)
+                if rep and r.target_reached:
+                    times.append(r.time_to_target_s)
+                    steps.append(r.steps_to_target)
+                    paired.append(composed_seconds(S, step, nb, move) / r.time_to_target_s - 1)
+        rec = {"key": key, "dataset": cfg.dataset, "batch_size": B, "backend": backend,
+               "device": spec.device,
+               "kernel": spec.kernel, "variant": rc.variant,
+               "learning_rate": rc.learning_rate, "threads": cfg.timing_threads,
+               "composed_s": c["composed_s"], "study_steps": c["steps"],
+               "measured_s": float(np.median(times)) if times else None,
+               "measured_s_all": times, "measured_steps_all": steps,
+               "composition_error": (c["composed_s"] / float(np.median(times)) - 1
+                                     if times else None),
+               "paired_composition_error": float(np.median(paired)) if paired else None,
+               "paired_composition_error_all": paired,
+               "load_average": os.getloadavg()[0]}
+        store.put("direct", key, [rec])
+        out.append(rec)
+        progress(f"direct {backend} B={B}: composed {c['composed_s']:.3f} s, measured "
+                  f"{rec['measured_s']} s, paired composition error "
+                  f"{rec['paired_composition_error']}")
+    return out
+
+
+def direct_candidates(cfg: StudyConfig, composed: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    picks = composed[:cfg.direct_top]
+    for B in (1, cfg.n_train):          # per-sample SGD and full-batch GD, their best backend
+        at_b = [c for c in composed if c["batch_size"] == B]
+        if at_b:
+            picks.append(at_b[0])
+    unique = {(c["batch_size"], c["backend"], c.get("device"), c.get("kernel")): c
+              for c in picks}
+    return list(unique.values())
