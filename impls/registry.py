@@ -25,12 +25,14 @@ BACKENDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "torch": ("impls.torch_backend:TorchTrainer", ("cpu", "cuda")),
     "cupy": ("impls.cupy_backend:CupyTrainer", ("cuda",)),
     "numba": ("impls.numba_backend:NumbaTrainer", ("cpu",)),
+    "jax": ("impls.jax_backend:JaxTrainer", ("cpu", "cuda")),
 }
 
 _INSTALL = {
     "torch": "pip install 'gdbench[torch]'",
     "cupy": "pip install 'gdbench[cupy]' on a machine with an NVIDIA GPU and driver",
     "numba": "pip install 'gdbench[peers]'",
+    "jax": "pip install 'gdbench[jax]'",
 }
 
 
