@@ -33,7 +33,6 @@ from functools import wraps
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
@@ -124,6 +123,7 @@ class JaxTrainer(Trainer):
             super().set_params(params)  # raises the shared error
         self.params = self.ops.to_device(params)
         self.optimizer.init_state(self.params)
+        self.optimizer.state = self._commit(self.optimizer.state)
 
     # ------------------------------------------------------------------ memory primitives
     def _to_device(self, host: np.ndarray) -> jax.Array:
@@ -215,10 +215,15 @@ class JaxTrainer(Trainer):
     def _penalties(self) -> tuple[bool, bool]:
         return self.l1 != 0.0, self.l2 != 0.0
 
+    def _commit(self, tree: Any) -> Any:
+        """``tree`` placed on (committed to) this trainer's device: a compiled function is
+        keyed by its arguments' placement too, so every carry is committed alike."""
+        return jax.device_put(tree, self._device)
+
     def _zero_carry(self) -> tuple[Any, Any, jax.Array]:
-        params = {k: jax.device_put(np.zeros(s, self.dtype), self._device)
-                  for k, s in self.spec.shapes().items()}
-        return params, self.optimizer.rule.init(params), jnp.zeros((), self.dtype)
+        params = {k: np.zeros(s, self.dtype) for k, s in self.spec.shapes().items()}
+        return self._commit((params, self.optimizer.rule.init(params),
+                             np.zeros((), self.dtype)))
 
     def _warm_up(self) -> None:
         """Compile (by an empty call) what this configuration runs; ``compile_s`` is the sum of
