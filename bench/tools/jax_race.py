@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import time
 from dataclasses import replace
 
 import numpy as np
 
+from bench.benchmarks.bench_training import SETTLE_S
 from bench.harness import prepare, reset, train
 from bench.profiles import FULL_GRID
 from bench.workload.config import RunConfig
@@ -46,6 +48,7 @@ def race(model: str, B: int, rounds: int, max_steps: int | None, data) -> dict:
             (trainer, upload_s), config = trainers[backend]
             reset(trainer, config)
             epoch_s = train(trainer, config, upload_s).train_epoch_s
+            time.sleep(SETTLE_S)  # the last library's spinning threads leave the cores
             if r:
                 seconds[backend].append(epoch_s)
     own = np.min([seconds[b] for b in seconds if b != PEER], axis=0)
