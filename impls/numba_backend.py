@@ -38,9 +38,9 @@ from impls.numpy_backend import NumpyTrainer
 
 __all__ = ["COMPILED", "MLP_LOOP", "NumbaTrainer"]
 
-#: The compiled loop: softmax regression with plain SGD, any B. Numba is a reference for what
-#: that algorithm costs without Python's per-step overhead, not a general backend, so other
-#: models and optimizers are refused with the reason (``models``, ``optimizers``).
+#: The compiled loops, plain SGD at any B: softmax regression, and the MLP. Numba is a reference
+#: for what those cost without Python's per-step overhead, not a general backend, so other
+#: optimizers are refused with the reason (``optimizers``).
 COMPILED = Specialisation("numba-compiled-loop", "_compiled_batches", kind="batches",
                           devices=("cpu",), reads_order=True)
 MLP_LOOP = Specialisation("numba-mlp-loop", "_mlp_batches", kind="batches", models=("mlp",),
