@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="comma-separated B (default: 1, 2, 4, ..., 32768, 50000)")
     p.add_argument("--seeds", type=_ints, default=(1234, 1, 2))
     p.add_argument("--target-error", type=float, default=0.08)
-    p.add_argument("--backends", default="numpy,torch,numba",
+    p.add_argument("--backends", default="numpy,torch,numba,jax",
                    help="comma-separated backend specs backend[:device[:kernel]], e.g. "
                         "numpy,torch:cuda,torch:cuda:cuda-graph,cupy:cuda:fused; one this tree "
                         "or machine cannot run is skipped with the reason")
