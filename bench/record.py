@@ -81,7 +81,9 @@ MEASURED = {
     "seconds_per_step": "compute seconds per optimizer step (median over rounds)",
     "steps_per_round": "optimizer steps timed per round (step benchmarks)",
     "side_reference": "the reference timed before each round: products, in-order, sklearn, "
-                      "dataloader",
+                      "dataloader, fastest-own (the fastest own backend's epoch, named in note)",
+    "compile_s": "seconds compiling the configuration's steps before anything timed (a JIT "
+                 "backend's warm-up, e.g. JAX; null where nothing is compiled ahead)",
     "side_reference_s": "median seconds per epoch of that reference",
     "side_ratio": "median over rounds of (this epoch / the reference's), dimensionless",
     "lr_source": "where a time-to-target run's learning rate came from (the tuned study, and "

@@ -96,6 +96,9 @@ class Trainer(Placement):
     #: The fast paths, tried in order; the first "step" and the first "batches" that cover the
     #: configuration are used.
     specialisations: ClassVar[tuple[Specialisation, ...]] = ()
+    #: Seconds spent compiling this configuration's steps before any timed one (a JIT
+    #: backend's warm-up, reported apart); None where nothing is compiled ahead.
+    compile_s: float | None = None
     #: Models / optimizers this backend runs (None: all its family has / all there are).
     models: ClassVar[tuple[str, ...] | None] = None
     optimizers: ClassVar[tuple[str, ...] | None] = None
@@ -213,6 +216,11 @@ class Trainer(Placement):
         return float(scalar)
 
     # ------------------------------------------------------------------ configuration
+    def _make_optimizer(self) -> Any:
+        """A fresh optimizer of this configuration (a functional family returns its own
+        form of the same rule)."""
+        return make_optimizer(self.optimizer_name, self.learning_rate, momentum=self.momentum)
+
     def configure(self, *, batch_size: int, learning_rate: float, l1: float = 0.0,
                   l2: float = 0.0, drop_last: bool = True) -> None:
         """Set the step's hyperparameters and choose the fast paths (outside anything timed)."""
@@ -223,8 +231,7 @@ class Trainer(Placement):
         self.drop_last = bool(drop_last)
         key = (self.optimizer_name, self.learning_rate, self.momentum)
         if getattr(self, "_optimizer_key", None) != key:  # kept otherwise: graphs hold its state
-            self.optimizer = make_optimizer(self.optimizer_name, self.learning_rate,
-                                            momentum=self.momentum)
+            self.optimizer = self._make_optimizer()
             self._optimizer_key = key
         if self.params:
             self.optimizer.init_state(self.params)

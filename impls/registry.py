@@ -25,6 +25,7 @@ _INSTALL = {
     "torch": "pip install 'gdbench[torch]'",
     "cupy": "pip install 'gdbench[cupy]' on a machine with an NVIDIA GPU and driver",
     "numba": "pip install 'gdbench[peers]'",
+    "jax": "pip install 'gdbench[jax]'",
 }
 
 

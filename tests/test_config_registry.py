@@ -23,9 +23,9 @@ from impls.registry import BackendError, make_trainer, targets, unavailable_reas
     ({"variant": "full", "order": "random"}, "'order' parameter"),
     ({"variant": "full", "max_epochs": 0}, "'max_epochs' parameter"),
     ({"variant": "full", "target_error": 2.0}, "'target_error'"),
-    ({"variant": "full", "backend": "jax"},
-     "The 'backend' parameter of RunConfig must be one of ('numpy', 'torch', 'cupy', 'numba') "
-     "(check the spelling). Got 'jax' instead."),
+    ({"variant": "full", "backend": "mxnet"},
+     "The 'backend' parameter of RunConfig must be one of ('numpy', 'torch', 'cupy', 'numba', "
+     "'jax') (check the spelling). Got 'mxnet' instead."),
     ({"variant": "full", "device": "tpu"}, "'device' parameter of RunConfig must be None or one "
      "of ('cpu',) for backend 'numpy'. Got 'tpu' instead."),
     ({"variant": "full", "model": "cnn"}, "'model' parameter of RunConfig must be one of "
@@ -58,7 +58,7 @@ def test_registry_errors_list_the_choices():
 def test_every_target_is_listed_with_a_reason_or_usable():
     found = {(b, d): r for b, d, r in targets()}
     assert set(found) == {("numpy", "cpu"), ("torch", "cpu"), ("torch", "cuda"),
-                          ("cupy", "cuda"), ("numba", "cpu")}
+                          ("cupy", "cuda"), ("numba", "cpu"), ("jax", "cpu"), ("jax", "cuda")}
     assert found[("numpy", "cpu")] is None
     for key, reason in found.items():
         if reason is not None:
@@ -92,8 +92,10 @@ def test_a_backend_that_cannot_run_is_refused_before_any_data_is_loaded(monkeypa
         raise AssertionError("the data was loaded before the configuration was refused")
 
     monkeypatch.setattr(harness, "load", no_loading)
-    with pytest.raises(BackendError, match=r"model='mlp'.*numba: runs model softmax only"):
-        harness.run(RunConfig(backend="numba", model="mlp", batch_size=20))
+    with pytest.raises(BackendError, match=r"optimizer='momentum'.*numba: runs optimizer sgd "
+                       "only"):
+        harness.run(RunConfig(backend="numba", model="mlp", optimizer="momentum",
+                              batch_size=20))
 
 
 def test_a_diverged_run_says_which_steps_it_checked():

@@ -65,7 +65,7 @@ def test_batch_gather_trains_what_epoch_gather_trains(backend, device, kernel, m
 
 
 def test_paths_that_read_through_the_permutation_gather_nothing():
-    for backend in ("numpy", "numba"):
+    for backend in ("numpy", "numba", "jax"):
         if unavailable_reason(backend, "cpu"):
             continue
         trainer = make_trainer(backend, "cpu", gather="epoch")

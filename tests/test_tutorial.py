@@ -12,7 +12,7 @@ from impls.registry import unavailable_reason
 
 @pytest.mark.slow
 @pytest.mark.realdata
-@pytest.mark.parametrize("backend", ["numpy", "torch"])
+@pytest.mark.parametrize("backend", ["numpy", "torch", "jax"])
 def test_tutorial_protocol_reproduces_the_published_numbers(real_mnist, backend):
     if unavailable_reason(backend, "cpu"):
         pytest.skip(unavailable_reason(backend, "cpu"))

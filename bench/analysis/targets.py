@@ -34,7 +34,7 @@ import pandas as pd
 from bench.results import epoch_seconds
 
 __all__ = ["FIXED_BUDGET_TARGETS", "GPU_B20_EPOCH_BUDGET_S", "GPU_READ_BATCH_SIZES",
-           "GPU_SGD_STEP_BUDGET_S", "TARGETS",
+           "GPU_SGD_STEP_BUDGET_S", "PEER_BACKEND", "TARGETS",
            "evaluate", "gpu_epochs", "gpu_subject", "paired_ratio", "side_reference",
            "verdict"]
 
@@ -48,9 +48,14 @@ T_MLP_MATMUL = "MLP epoch <= 1.5x its matrix-products-only epoch (B >= 100)"
 T_GPU_READ = "GPU resident epoch <= 5x one read of the training set (B = 5,000 and 50,000)"
 T_GPU_SGD = "GPU per-sample SGD <= 3 us per step (<= 150 ms per epoch)"
 T_GPU_B20 = "GPU B=20 epoch <= 40 ms"
+T_JAX = "fastest own path <= 1.2x JAX's compiled epoch (every B, softmax and MLP)"
 TARGETS = {T_MATMUL: (1.5, "le"), T_SKLEARN: (1.0, "le"), T_DATALOADER: (5.0, "ge"),
            T_NUMBA: (20.0, "le"), T_SHUFFLE: (1.25, "le"), T_MLP_MATMUL: (1.5, "le"),
-           T_GPU_READ: (5.0, "le"), T_GPU_SGD: (1.0, "le"), T_GPU_B20: (1.0, "le")}
+           T_GPU_READ: (5.0, "le"), T_GPU_SGD: (1.0, "le"), T_GPU_B20: (1.0, "le"),
+           T_JAX: (1.2, "le")}
+#: The backend whose epochs the suite's own paths must keep up with (``T_JAX``): its epoch
+#: benchmarks time the fastest own path next to each round.
+PEER_BACKEND = "jax"
 
 #: Batch sizes the GPU read-floor target judges.
 GPU_READ_BATCH_SIZES = (5000, 50_000)
@@ -66,9 +71,12 @@ def side_reference(backend: str, device: str, batch_size: int, order: str,
                    model: str = "softmax") -> str | None:
     """The reference an epoch benchmark times next to each round: ``"products"`` (the
     matrix-products-only epoch), ``"in-order"`` (the same epoch unshuffled), a peer's epoch
-    (``"sklearn"``, ``"dataloader"``, see ``bench.peers``), or None."""
+    (``"sklearn"``, ``"dataloader"``, see ``bench.peers``), the fastest own backend's epoch
+    (``"fastest-own"``, for a shuffled epoch of ``PEER_BACKEND``), or None."""
     if device != "cpu":
         return None
+    if backend == PEER_BACKEND:
+        return "fastest-own" if order == "shuffle" else None
     if model == "mlp":
         return ("products" if order == "in-order" and backend in ("numpy", "torch")
                 and batch_size >= 100 else None)
@@ -123,6 +131,8 @@ def evaluate(df: pd.DataFrame) -> pd.DataFrame:
         ep["order"] = order.fillna("shuffle")
     model = (ep["model"].fillna("softmax") if "model" in ep
              else pd.Series("softmax", ep.index, dtype=object))
+    ep["model"] = model
+    shuffled_all = ep[ep["order"] == "shuffle"] if len(ep) else ep
     mlp, ep = ep[model == "mlp"], ep[model == "softmax"]
     for _, r in mlp[mlp["order"] == "in-order"].iterrows() if len(mlp) else []:
         paired = side(r, "products")
@@ -199,6 +209,15 @@ def evaluate(df: pd.DataFrame) -> pd.DataFrame:
                 elif len(s) and len(o):
                     add(T_SHUFFLE, subject, float(s["train_epoch_s"].iloc[0]),
                         float(o["train_epoch_s"].iloc[0]), noisy=[s, o])
+
+    peer = shuffled_all[shuffled_all["backend"] == PEER_BACKEND] if len(shuffled_all) \
+        else shuffled_all
+    for _, r in peer.sort_values(["model", "batch_size"]).iterrows() if len(peer) else []:
+        paired = side(r, "fastest-own")
+        if paired:  # own / JAX: the reciprocal of the median of JAX / own (odd rounds)
+            add(T_JAX, f"{r['model']} B={int(r['batch_size'])}: {r.get('note')} vs jax",
+                paired[0], float(r["train_epoch_s"]), 1.0 / paired[1], paired=True,
+                noisy=[r])
 
     gpu = gpu_epochs(df)
     read = df[(df["kind"] == "floor") & (df["device"] == "cuda")

@@ -23,7 +23,7 @@ from bench import record
 from bench.analysis.targets import paired_ratio, side_reference
 from bench.benchmarks.conftest import skip_unusable
 from bench.floors import products_only_epoch
-from bench.harness import RunResult, reset, summarize_rounds, train
+from bench.harness import RunResult, prepare, reset, summarize_rounds, train
 from bench.peers import dataloader_epoch, sklearn_epoch
 from bench.results import STUDY_ROOT, load_study, select_studies
 from bench.workload.config import RunConfig
@@ -39,7 +39,8 @@ def _record(benchmark, trainer, profile, kind: str, results: list[RunResult],
     record.write(benchmark, kind=kind, profile=profile.name, config=last.config,
                  fast_path=trainer.fast_path, **last.to_dict(), **summarize_rounds(results),
                  seconds_per_step=float(np.median([r.times.compute_s / max(r.steps, 1)
-                                                   for r in results])), **measured)
+                                                   for r in results])),
+                 compile_s=trainer.compile_s, **measured)
     return last
 
 
@@ -55,6 +56,8 @@ def _side_reference(kind: str | None, case, trainer, config, upload_s,
     (``bench.analysis.targets.side_reference``), in seconds; None when there is none here."""
     if kind is None:
         return None
+    if kind == "fastest-own":
+        return fastest_own_epoch(config, data)
     if kind == "in-order":
         unshuffled = replace(config, order="in-order")
 
@@ -82,6 +85,37 @@ def _side_reference(kind: str | None, case, trainer, config, upload_s,
             time.sleep(SETTLE_S)
         return seconds
     return timed
+
+
+def fastest_own_epoch(config, data) -> Callable[[], float] | None:
+    """The reference of ``T_JAX``: every other usable CPU backend warms up (50 steps: JIT,
+    first touches) and runs one epoch of ``config``, timed; the fastest is timed before each
+    round of the benchmark (named by the returned function's ``backend``)."""
+    from impls.registry import BACKENDS, unavailable_reason
+
+    fastest = None
+    for backend, (_, devices) in BACKENDS.items():
+        if (backend == config.backend or "cpu" not in devices
+                or unavailable_reason(backend, "cpu", config.model, config.optimizer)):
+            continue
+        own = replace(config, backend=backend, device="cpu")
+        trainer, upload_s = prepare(own, data)
+        for budget in (replace(own, max_epochs=1, max_steps=50), replace(own, max_epochs=1)):
+            reset(trainer, budget)
+            seconds = train(trainer, budget, upload_s).train_epoch_s
+        if fastest is None or seconds < fastest[0]:
+            fastest = (seconds, trainer, own, upload_s)
+    if fastest is None:
+        return None
+    _, trainer, own, upload_s = fastest
+
+    def epoch() -> float:
+        reset(trainer, own)
+        seconds = train(trainer, own, upload_s).train_epoch_s
+        time.sleep(SETTLE_S)  # another library's threads
+        return seconds
+    epoch.backend = f"{own.backend}" + (f" ({trainer.fast_path})" if trainer.fast_path else "")
+    return epoch
 
 
 def test_epoch(benchmark, epoch_case, profile, trainer_pool, data):
@@ -120,6 +154,8 @@ def test_epoch(benchmark, epoch_case, profile, trainer_pool, data):
         paired = reference_s[profile.warmup_rounds:]
         side = dict(side_reference=kind, side_reference_s=float(np.median(paired)),
                     side_ratio=paired_ratio([r.train_epoch_s for r in measured], paired))
+        if kind == "fastest-own":
+            side["note"] = reference.backend
     last = _record(benchmark, trainer, profile, "epoch", measured, **side)
     assert last.status in ("ok", "diverged", "oom")
     assert last.steps >= 1

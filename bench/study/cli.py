@@ -103,7 +103,7 @@ def _print_timing(store_name: str, out: str, steps_from: str | None,
 
 #: Defaults of the options whose explicit use other options can make meaningless.
 DEFAULTS: dict[str, Any] = {"seeds": (1234, 1, 2), "target_error": 0.08, "timing_repeats": 3,
-                            "backends": ("numpy", "torch", "numba")}
+                            "backends": ("numpy", "torch", "numba", "jax")}
 SMALL = {"batch_sizes": (32, 256, 2048), "grid": (-4, 0, 4), "validations_per_prior": 20,
          "timing_repeats": 1, "timing_examples": 20_000, "direct_top": 1, "direct_repeats": 1,
          "noise_batch_sizes": (), "purpose": "small"}
@@ -147,7 +147,7 @@ def _parser() -> cli.ArgumentParser:
     p.add_argument("--backends", type=_backend_specs, default=None,
                    help="comma-separated backend specs backend[:device[:kernel]], e.g. "
                         "numpy,torch:cuda,torch:cuda:cuda-graph,cupy:cuda:fused (default "
-                        "numpy,torch,numba); one this machine cannot run is skipped with the "
+                        "numpy,torch,numba,jax); one this machine cannot run is skipped with the "
                         "reason")
     p.add_argument("--timing-only", action="store_true",
                    help="only time per step (no searches, noise or direct runs); with "

@@ -33,7 +33,7 @@ class StudyConfig:
     batch_sizes: tuple[int | str, ...] = STUDY_GRID
     seeds: tuple[int, ...] = (1234, 1, 2)
     target_error: float = 0.08
-    backends: tuple[str, ...] = ("numpy", "torch", "numba")
+    backends: tuple[str, ...] = ("numpy", "torch", "numba", "jax")
     dtype: str = "float32"
     init: str = "zeros"
     order: str = "shuffle"

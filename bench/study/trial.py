@@ -108,6 +108,8 @@ _STATE = _WorkerState()
 
 #: Environment variables that size the thread pools of libraries loaded after they are set.
 THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+#: XLA's flags for one thread.
+XLA_ONE_THREAD = ("--xla_cpu_multi_thread_eigen=false", "intra_op_parallelism_threads=1")
 
 
 def pin_process_threads(n: int = 1) -> None:
@@ -118,6 +120,8 @@ def pin_process_threads(n: int = 1) -> None:
 
     for var in THREAD_ENV:
         os.environ[var] = str(n)
+    if n == 1:  # XLA (JAX) reads its pool's size from its flags when it starts
+        os.environ["XLA_FLAGS"] = " ".join([os.environ.get("XLA_FLAGS", ""), *XLA_ONE_THREAD])
     threadpool_limits(limits=n)
 
 

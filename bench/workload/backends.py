@@ -15,4 +15,5 @@ BACKENDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "torch": ("impls.torch_backend:TorchTrainer", ("cpu", "cuda")),
     "cupy": ("impls.cupy_backend:CupyTrainer", ("cuda",)),
     "numba": ("impls.numba_backend:NumbaTrainer", ("cpu",)),
+    "jax": ("impls.jax_backend:JaxTrainer", ("cpu", "cuda")),
 }
