@@ -84,7 +84,7 @@ BAD = [
     ("study", ["--runner", "ry"], "--runner", "did you mean 'ray'"),
     ("study", ["--model", "nope"], "model", "'softmax'"),
     ("study", ["--momentum", "2"], "--momentum", "[0, 1]"),
-    ("run_protocol", ["mlp", "--backend", "jax"], "'backend'", "'numpy'"),
+    ("run_protocol", ["mlp", "--backend", "jaxx"], "'backend'", "'numpy'"),
     ("run_protocol", ["mpl"], "name", "did you mean 'mlp'"),
     ("run_protocol", ["tutorial", "--max-epochs", "0"], "--max-epochs", "[1, 1000000]"),
     ("ab", ["no-such-revision-here"], "old", "not a commit of this repository"),
