@@ -109,6 +109,19 @@ class NoiseScale:
                                           batch_size)
 
 
+def _checked_rows(name: str, x: np.ndarray, y: np.ndarray, chunk: int) -> int:
+    """The number of rows of (x, y); a ValueError naming ``name`` for mismatched or empty rows
+    or a chunk below 1."""
+    n = len(y)
+    if n == 0 or len(x) != n:
+        raise ValueError(f"{name} needs as many rows of x as labels, at least one; got "
+                         f"x with {len(x)} rows and y with {n} labels.")
+    if chunk < 1:
+        raise ValueError(f"The 'chunk' parameter of {name} must be an int >= 1. "
+                         f"Got {chunk!r} instead.")
+    return n
+
+
 def noise_scale(x: np.ndarray, y: np.ndarray, W: np.ndarray, b: np.ndarray,
                 chunk: int = 5000) -> NoiseScale:
     """|G|^2, tr S and B_simple over all rows of (x, y) at parameters (W, b), exactly.
@@ -116,13 +129,7 @@ def noise_scale(x: np.ndarray, y: np.ndarray, W: np.ndarray, b: np.ndarray,
     One pass in chunks of ``chunk`` rows (float64 temporaries of ``chunk`` x 784 only):
     ``sum_i ||g_i||^2`` from the closed form, ``G`` from ``X^T (P - Y) / N`` and the bias row.
     """
-    n = len(y)
-    if n == 0 or len(x) != n:
-        raise ValueError(f"noise_scale needs as many rows of x as labels, at least one; got "
-                         f"x with {len(x)} rows and y with {n} labels.")
-    if chunk < 1:
-        raise ValueError(f"The 'chunk' parameter of noise_scale must be an int >= 1. "
-                         f"Got {chunk!r} instead.")
+    n = _checked_rows("noise_scale", x, y, chunk)
     W = np.asarray(W, np.float64)
     gW = np.zeros_like(W)
     gb = np.zeros(W.shape[1])
@@ -208,17 +215,11 @@ def b_noise(x: np.ndarray, y: np.ndarray, W: np.ndarray, b: np.ndarray, l2: floa
     ``N^2 (D + 1)`` flops of Gram products plus ``4 N^2 K`` of class products and O(N^2)
     element-wise work, with float64 temporaries of a few ``chunk`` x ``chunk`` blocks (32 MiB
     each at 2048); the single passes (G, G^T H G) cost ``O(N D K)``. MNIST's N = 50,000 is
-    about 2e12 flops: 6,000 rows took 3.1 s on the shared 2-core Xeon at load 4.3, so the full
+    about 2e12 flops: 6,000 rows took 3.1 s on the shared 2-core AMD EPYC at load 4.3, so the full
     set takes minutes there. A fixed subset of n rows costs (n / N)^2 of that and gives that
     subset's exact tr(H S) and G^T H G.
     """
-    n = len(y)
-    if n == 0 or len(x) != n:
-        raise ValueError(f"b_noise needs as many rows of x as labels, at least one; got "
-                         f"x with {len(x)} rows and y with {n} labels.")
-    if chunk < 1:
-        raise ValueError(f"The 'chunk' parameter of b_noise must be an int >= 1. "
-                         f"Got {chunk!r} instead.")
+    n = _checked_rows("b_noise", x, y, chunk)
     if not l2 >= 0:
         raise ValueError(f"The 'l2' parameter of b_noise must be a float >= 0. "
                          f"Got {l2!r} instead.")
