@@ -42,13 +42,13 @@ from typing import Any
 import pandas as pd
 
 from bench.machine import machine_id
-from bench.record import RECORDS, RENAMED, STATS, per_epoch_seconds
+from bench.record import RECORDS, RENAMED, STATS
 from bench.store import RecordStore
 from bench.workload.datasets import DEFAULT as DEFAULT_DATASET
 
-__all__ = ["NOISY_REL_IQR", "STUDY_ROOT", "RunInfo", "epoch_seconds", "find_result_files",
+__all__ = ["NOISY_REL_IQR", "STUDY_ROOT", "RunInfo", "find_result_files",
            "find_studies", "load_records", "load_results", "load_study", "newest_result_file",
-           "per_epoch_seconds", "purpose_reason", "rows_from_benchmarks", "run_info", "select_runs",
+           "purpose_reason", "rows_from_benchmarks", "run_info", "select_runs",
            "select_studies", "study_purpose"]
 
 #: A timed row whose interquartile range exceeds this fraction of its median is too noisy to
@@ -306,24 +306,6 @@ def rows_from_benchmarks(benchmarks: list[dict[str, Any]]) -> pd.DataFrame:
     """The same tidy rows from benchmark dicts of a live session (no file)."""
     return _with_noise(pd.DataFrame(_rows(benchmarks, {"file": "(this session)"},
                                           "this session")))
-
-
-def epoch_seconds(rows: pd.DataFrame, evaluation: bool = True) -> pd.Series:
-    """Seconds per epoch of epoch-benchmark rows (medians over rounds).
-
-    Per-step parts scale with the share of the epoch's steps that ran (a step budget may cut
-    an epoch short); the epoch's data movement (the reshuffle gather) happens once per epoch.
-    ``evaluation=False`` leaves out the validation scoring: the training time per epoch.
-    """
-    def col(name: str) -> pd.Series:
-        return rows[name].astype(float).fillna(0.0) if name in rows else 0.0
-
-    per_step = col("median_compute_s") + col("median_h2d_s") + col("median_d2h_s")
-    once = col("median_data_move_s")
-    if evaluation:
-        once = once + col("median_eval_s") + col("median_other_s")
-    fraction = rows["steps"].astype(float) / rows["batches_per_epoch"].astype(float)
-    return per_epoch_seconds(per_step, once, fraction, rows["epochs"].astype(float))
 
 
 # ---------------------------------------------------------------------------------- studies

@@ -14,8 +14,8 @@ from bench.analysis.targets import (
     paired_ratio,
     side_reference,
 )
+from bench.analysis.views import epoch_seconds
 from bench.harness import run, summarize_rounds
-from bench.results import epoch_seconds
 from bench.workload.config import RunConfig
 from tests.conftest import random_mnist
 

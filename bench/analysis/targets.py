@@ -31,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bench.results import epoch_seconds
+from bench.analysis.views import epoch_seconds
 
 __all__ = ["FIXED_BUDGET_TARGETS", "GPU_B20_EPOCH_BUDGET_S", "GPU_READ_BATCH_SIZES",
            "GPU_SGD_STEP_BUDGET_S", "PEER_BACKEND", "TARGETS",

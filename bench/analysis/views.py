@@ -7,16 +7,34 @@ import numpy as np
 import pandas as pd
 
 from bench.analysis.names import missing
-from bench.results import epoch_seconds, per_epoch_seconds
+from bench.record import per_epoch_seconds
 
-__all__ = ["HUE", "STYLE", "budget", "epoch_view", "epochs", "floor_ratios", "gpu_floor",
-           "gpu_floor_ratios", "label", "machine", "steps",
-           "time_to_target", "train_seconds", "transfers"]
+__all__ = ["HUE", "STYLE", "budget", "epoch_seconds", "epoch_view", "epochs", "floor_ratios",
+           "gpu_floor", "gpu_floor_ratios", "label", "machine", "steps", "time_to_target",
+           "train_seconds", "transfers"]
 
 # column names, shown as legend titles
 HUE = "backend-device"
 STYLE = "placement / kernel / machine"
 
+
+
+def epoch_seconds(rows: pd.DataFrame, evaluation: bool = True) -> pd.Series:
+    """Seconds per epoch of epoch-benchmark rows (medians over rounds).
+
+    Per-step parts scale with the share of the epoch's steps that ran (a step budget may cut
+    an epoch short); the epoch's data movement (the reshuffle gather) happens once per epoch.
+    ``evaluation=False`` leaves out the validation scoring: the training time per epoch.
+    """
+    def col(name: str) -> pd.Series:
+        return rows[name].astype(float).fillna(0.0) if name in rows else 0.0
+
+    per_step = col("median_compute_s") + col("median_h2d_s") + col("median_d2h_s")
+    once = col("median_data_move_s")
+    if evaluation:
+        once = once + col("median_eval_s") + col("median_other_s")
+    fraction = rows["steps"].astype(float) / rows["batches_per_epoch"].astype(float)
+    return per_epoch_seconds(per_step, once, fraction, rows["epochs"].astype(float))
 
 def label(df: pd.DataFrame) -> pd.Series:
     """'backend-device' plus the placement on a GPU: the series name used in every figure."""
@@ -72,7 +90,7 @@ def _kind(df: pd.DataFrame, kind: str) -> pd.DataFrame:
 
 def epochs(df: pd.DataFrame) -> pd.DataFrame:
     """Fixed-budget epoch runs, one row per benchmark, with ``seconds_per_epoch`` derived the
-    same way for every file (``bench.results.epoch_seconds``)."""
+    same way for every file (``bench.analysis.views.epoch_seconds``)."""
     out = _kind(df, "epoch")
     if len(out) and {"steps", "batches_per_epoch", "epochs"} <= set(out):
         out["seconds_per_epoch"] = epoch_seconds(out)

@@ -34,7 +34,7 @@ def _record(benchmark, trainer, profile, kind: str, results: list[RunResult],
             **measured) -> RunResult:
     """The record of a training benchmark: the last round's result, the medians over rounds,
     the compute seconds per step; time per epoch is derived by the reader
-    (``bench.results.epoch_seconds``), never stored twice."""
+    (``bench.analysis.views.epoch_seconds``), never stored twice."""
     last = results[-1]
     record.write(benchmark, kind=kind, profile=profile.name, config=last.config,
                  fast_path=trainer.fast_path, **last.to_dict(), **summarize_rounds(results),
