@@ -11,9 +11,8 @@ halves, with the columns the report reads:
   the run was complete, the machine load), the benchmark's name, group and timing statistics
   (``stat_*``, seconds), its noise (``rel_iqr``: interquartile range over median; ``noisy``:
   above ``NOISY_REL_IQR``), and every ``extra_info`` field (per-epoch curves stay as lists);
-  ``kind`` repeats ``record`` (files saved before the one schema have only ``kind``). Malformed
-  or foreign JSON files, dangling links and benchmark entries without a usable ``extra_info``
-  are skipped with a warning naming the file.
+  ``kind`` repeats ``record`` (older files have only ``kind``). Malformed or foreign files,
+  dangling links and entries without a usable ``extra_info`` are skipped with a warning.
 - study rows: ``study`` (its folder name), ``record`` ('context', 'trial', 'timing', 'skip',
   'direct', 'noise') and the fields of each kind (timing records always have ``device`` and
   ``kernel``: 'cpu' and 'eager' where a study stored before them has none); every row also
