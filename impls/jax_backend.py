@@ -36,9 +36,9 @@ from typing import Any
 
 import jax
 import numpy as np
-from bench.workload.mnist import MNIST
 from jax import lax
 
+from bench.workload.datasets import Data
 from bench.workload.models import Params
 from impls.base import Specialisation, Trainer
 from impls.jaxfn.optimizers import RULES, FunctionalOptimizer
@@ -168,7 +168,7 @@ class JaxTrainer(Trainer):
 
     # ------------------------------------------------------------------ the data side
     @_in_precision
-    def load(self, data: MNIST) -> float | None:
+    def load(self, data: Data) -> float | None:
         self._compiled.clear()
         self._compile_seconds.clear()
         return super().load(data)
