@@ -20,9 +20,9 @@ import numpy as np
 
 from bench.benchmarks.bench_training import SETTLE_S
 from bench.harness import prepare, reset, train
-from bench.profiles import FULL_GRID
-from bench.workload.config import RunConfig
-from bench.workload.mnist import load_mnist
+from bench.profiles import BENCHMARK_GRID
+from bench.workload.config import RunConfig, batch_sizes_for
+from bench.workload.datasets import DEFAULT, get_dataset, load
 from impls.registry import BACKENDS, unavailable_reason
 
 __all__ = ["race"]
@@ -63,12 +63,13 @@ def race(model: str, B: int, rounds: int, max_steps: int | None, data) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default="softmax,mlp")
-    p.add_argument("--batch-sizes", default=",".join(map(str, FULL_GRID)))
+    p.add_argument("--batch-sizes", default=",".join(map(str, batch_sizes_for(
+        BENCHMARK_GRID, get_dataset(DEFAULT).n_train))))
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--max-steps", type=int, default=None,
                    help="cut each epoch after this many steps (per-step cost, small B)")
     args = p.parse_args()
-    data = load_mnist()
+    data = load(DEFAULT)
     print(f"load before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     print("| model | B | " + " | ".join(CPU_BACKENDS) + " | compile_s | fastest own "
           "/ JAX (median, IQR) |")
