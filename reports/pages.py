@@ -60,8 +60,8 @@ def answer_line(page: MachinePage) -> str:
         why = ("no tuned batch-size study ran here" if not page.studies else
                "none of its studies is tuned (see the detail page)")
         return (f"**Fastest to the target: no answer for this machine** — {why}; the "
-                "benchmarks' time-to-target runs use one learning rate for every B and cannot "
-                "answer. Run `python -m bench.study` on it.")
+                "benchmarks' time-to-target runs borrow another study's rates and time too few "
+                "batch sizes to answer. Run `python -m bench.study` on it.")
     target = f"validation error ≤ {100 * a.target_error:.1f} %"
     if a.tied:
         head = (f"**Fastest to {target}: tied** — {_contender(a.winner)} and "
