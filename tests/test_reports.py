@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.analysis.views import epoch_seconds
 from bench.harness import run
-from bench.results import epoch_seconds, load_results
+from bench.results import load_results
 from bench.workload.config import RunConfig
 from reports import make_plots
 from tests.conftest import random_mnist
