@@ -12,7 +12,7 @@ import pandas as pd
 
 from bench.analysis.answer import Contender, FastestToTarget
 from bench.analysis.machines import Machine
-from bench.analysis.names import format_seconds
+from bench.analysis.names import dataset_phrase, format_seconds
 from reports import distributed, study, summary, tables
 from reports.cells import wrap
 
@@ -22,11 +22,15 @@ __all__ = ["MAX_FIGURES", "MachinePage", "answer_line", "headline_rows", "machin
 #: The most figures ``report.md`` shows (the rest are on the detail pages).
 MAX_FIGURES = 6
 
-INTRO = ("Softmax regression and a one-hidden-layer MLP on MNIST (50,000 train / 10,000 "
-         "validation), mean NLL, trained by minibatch SGD: B = 1 is per-sample SGD, "
-         "B = 50,000 full-batch GD. Benchmark times are medians over rounds, warm-up excluded "
-         "(± the rounds' interquartile range); the answer per machine comes only from a tuned "
-         "batch-size study (each B at its best learning rate).")
+def intro(datasets: list[str]) -> str:
+    """What the report is about: the models, the datasets its runs trained on (with their
+    splits), the variants, and where times and the answer come from."""
+    data = "; ".join(dataset_phrase(d) for d in datasets) or dataset_phrase(None)
+    return (f"Softmax regression and a one-hidden-layer MLP on {data}, mean NLL, trained by "
+            "minibatch SGD: B = 1 is per-sample SGD, B = the training set full-batch GD. "
+            "Benchmark times are medians over rounds, warm-up excluded (± the rounds' "
+            "interquartile range); the answer per machine comes only from a tuned batch-size "
+            "study (each B at its best learning rate).")
 
 
 @dataclass
@@ -92,9 +96,11 @@ def report(pages: list[MachinePage], command: str, files: list[str],
            passed_over: list[tuple[str, str]], study_names: list[str]) -> str:
     """``report.md``: per machine its answer and headline, at most ``MAX_FIGURES`` figures, then
     the links to the detail pages."""
+    datasets = sorted({d for page in pages if "dataset" in page.rows
+                       for d in page.rows["dataset"].dropna()})
     lines = ["# gdbench report", "",
              f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by `{command}`.", "",
-             INTRO, "", "## The answer per machine", ""]
+             intro(datasets), "", "## The answer per machine", ""]
     for page in pages:
         lines += [f"### {page.machine.name}", "", answer_line(page), ""]
         rows = headline_rows(page)

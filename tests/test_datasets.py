@@ -262,3 +262,43 @@ def test_mnist_through_the_registry_is_the_loaders_data(real_mnist):
     assert (len(data.train), len(data.valid), len(data.test)) == (
         mnist.n_train, mnist.n_valid, mnist.n_test)
     assert data.train.x.shape[1] == mnist.n_features
+
+
+@needs_sklearn
+def test_fashion_mnist_and_digits_run_through_the_study_the_benchmarks_and_the_report(
+        tmp_path, monkeypatch):
+    """Fashion-MNIST (fabricated files) through the study, digits through the benchmarks, and
+    both through the report: its opening names each dataset with its split, and the study's
+    page is written."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from bench.study.__main__ import main
+    from reports import make_plots
+
+    root = _fashion_folder(tmp_path, monkeypatch, synthetic_arrays(n_train=10_400, seed=5))
+    digests = {p.name: f"md5:{hashlib.md5(p.read_bytes()).hexdigest()}"
+               for p in (root / "fashion-mnist").iterdir()}
+    monkeypatch.setattr(F, "_SOURCE", F.idx.IdxSource("fashion-mnist", "Fashion-MNIST", digests,
+                                                      F.MIRRORS))
+    studies = tmp_path / "studies"
+    assert main(["--dataset", "fashion-mnist", "--small", "--batch-sizes", "32,400",
+                 "--target-error", "0.95", "--runner", "inprocess", "--backends", "numpy",
+                 "--out", str(studies), "--name", "fashion"]) == 0
+
+    repo = Path(__file__).resolve().parents[1]
+    out = tmp_path / "run.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "bench/benchmarks/bench_training.py", "--benchmark-only",
+         "--gdbench-profile", "quick", "--gdbench-dataset", "digits", "-k",
+         "test_epoch and numpy and not mlp", "-p", "no:cacheprovider",
+         f"--benchmark-storage={tmp_path / 'storage'}", f"--benchmark-json={out}", "-q"],
+        cwd=repo, capture_output=True, text=True, timeout=600,
+        env={**__import__("os").environ, "PYTHONPATH": str(repo)})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    report = make_plots.build([out], tmp_path / "report", study_root=studies).read_text()
+    assert "digits (8x8) (1,197 train / 300 validation)" in report
+    page = (tmp_path / "report" / "studies" / "fashion.md").read_text()
+    assert "fashion" in page and "32" in page

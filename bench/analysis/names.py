@@ -10,8 +10,8 @@ import pandas as pd
 from bench.workload.config import variant_of
 from bench.workload.datasets import DEFAULT, get_dataset
 
-__all__ = ["MISSING", "VARIANT_NAMES", "format_seconds", "missing", "n_train_of", "spec_label",
-           "variant_name"]
+__all__ = ["MISSING", "VARIANT_NAMES", "dataset_phrase", "format_seconds", "missing",
+           "n_train_of", "spec_label", "variant_name"]
 
 #: What a table or sentence shows where a value is missing (never ``nan``).
 MISSING = "—"
@@ -24,6 +24,13 @@ def n_train_of(dataset: object) -> int:
     """The training-set size of a record's ``dataset`` (a name; missing = the default dataset,
     as records written before the dataset axis trained on it)."""
     return get_dataset(dataset if isinstance(dataset, str) else DEFAULT).n_train
+
+
+def dataset_phrase(dataset: object) -> str:
+    """``MNIST (50,000 train / 10,000 validation)``: a record's dataset (missing = the default)
+    and its split."""
+    d = get_dataset(dataset if isinstance(dataset, str) else DEFAULT)
+    return f"{d.title} ({d.n_train:,} train / {d.n_valid:,} validation)"
 
 
 def variant_name(batch_size: int, n_train: int) -> str:
