@@ -27,8 +27,8 @@ def intro(datasets: list[str]) -> str:
     splits), the variants, and where times and the answer come from."""
     data = "; ".join(dataset_phrase(d) for d in datasets) or dataset_phrase(None)
     return (f"Softmax regression and a one-hidden-layer MLP on {data}, mean NLL, trained by "
-            "minibatch SGD: B = 1 is per-sample SGD, B = the training set full-batch GD. "
-            "Benchmark times are medians over rounds, warm-up excluded (± the rounds' "
+            "minibatch SGD: B = 1 is per-sample SGD, B = the whole training set full-batch "
+            "GD. Benchmark times are medians over rounds, warm-up excluded (± the rounds' "
             "interquartile range); the answer per machine comes only from a tuned batch-size "
             "study (each B at its best learning rate).")
 
