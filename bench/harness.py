@@ -230,12 +230,16 @@ def train(trainer: Trainer, config: RunConfig, upload_s: float | None = None,
                                        clock() - t_start))
         if on_validation is not None:
             on_validation(result.curve[-1])
-        if config.target_error is not None and valid_error <= config.target_error:
+        if (config.target_error is not None and valid_error <= config.target_error
+                and not result.target_reached):
             result.target_reached = True
             result.time_to_target_s = t.training_s()
             result.time_to_target_wall_s = clock() - t_start
             result.steps_to_target = result.steps
-            return True
+            if not config.after_target:
+                return True
+            nonlocal max_steps                      # go on past first passage
+            max_steps = min(max_steps, math.ceil((1 + config.after_target) * result.steps))
         return False
 
     try:

@@ -163,7 +163,15 @@ STUDY = {
     "max_steps": "the trial's step budget, lowered to the fewest steps found at its B",
     "budget": "the full step budget of a trial at its B",
     "lr_units": "the rate on the search's log lattice: lr = 10 ** (lr_units / 8)",
-    "phase": "why a trial ran: search, seeds, ...",
+    "phase": "why a trial ran: coarse, refine or grid (the search seeds), held-out (a held-out "
+             "seed at the chosen rate); seed in studies before held-out seeds",
+    "after_target": "a held-out run trains on to (1 + after_target) x its steps-to-target",
+    "oscillation_share": "of the validation checks after first passage, the share above the "
+                         "target (fraction)",
+    "post_passage_checks": "validation checks after first passage",
+    "valid_curve": "JSON [[step, validation error], ...] of a held-out run's checks",
+    "run_steps": "steps-to-target of the median run a direct run follows",
+    "steps_match": "whether every direct run reached the target at the followed run's step",
     "validations_per_epoch": "validation scorings per epoch",
     "validation_interval": "steps between validation scorings",
     "validations": "validation scorings run",

@@ -51,6 +51,21 @@ def test_early_stopping_and_target():
     assert miss.target_reached is False and miss.time_to_target_s is None
 
 
+def test_after_target_trains_on_past_first_passage():
+    """``after_target`` keeps first passage as steps-to-target and trains on to
+    ceil((1 + after_target) x) it, validating as before."""
+    base = RunConfig(batch_size=4, max_epochs=20, validations_per_epoch=8, target_error=0.5)
+    first = run(base, DATA)
+    on = run(replace(base, after_target=1.0), DATA)
+    assert first.target_reached and on.target_reached
+    assert on.steps_to_target == first.steps_to_target == first.steps
+    assert on.steps == 2 * first.steps_to_target
+    assert [p.steps for p in on.curve[:len(first.curve)]] == [p.steps for p in first.curve]
+    assert on.curve[-1].steps == on.steps
+    with pytest.raises(ValueError, match="after_target"):
+        RunConfig(batch_size=4, after_target=-1)
+
+
 EXTRA_INFO_KEYS = {
     "final_valid_error", "best_valid_error", "test_error_at_best", "epochs", "steps",
     "examples_per_second", "compute_s", "h2d_s", "d2h_s", "eval_s", "data_move_s",

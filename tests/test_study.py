@@ -46,34 +46,85 @@ def _fake_record(spec: TrialSpec) -> dict:
             "wall_s": 0.0}
 
 
-@pytest.mark.parametrize("B", [1, 64, 4096, 50_000])
-def test_search_finds_the_synthetic_optimum_and_caps_losers(B):
-    cfg = StudyConfig(batch_sizes=(B,))
-    u_opt = round(8 * math.log10(0.01 * B**0.75))
-
-    def make(units, max_steps, phase, seed):
+def _search(B: int, cfg: StudyConfig, held_out: tuple[int, ...] = (11, 12, 13, 14, 15),
+            answer=_fake_record):
+    """Drive ``lr_search`` at B with ``answer`` for each spec: (outcome, every record)."""
+    def make(units, max_steps, phase, seed, after_target):
         return TrialSpec(batch_size=B, lr_units=units, seed=seed, backend="numpy",
                          max_steps=max_steps, budget=cfg.budget(B), validations_per_epoch=1,
-                         phase=phase)
+                         phase=phase, after_target=0.5 if after_target is None else after_target)
 
-    gen = lr_search(B, cfg.start_units(B), cfg.budget(B), make, (1234, 1, 2))
+    gen = lr_search(B, cfg.start_units(B), cfg.budget(B), make, (1234, 1, 2), held_out)
     seen, send = [], None
     try:
         while True:
             specs = gen.send(send) if send is not None else next(gen)
-            send = [_fake_record(s) for s in specs]
+            send = [answer(s) for s in specs]
             seen.extend(send)
     except StopIteration as stop:
-        outcome = stop.value
+        return stop.value, seen
+
+
+@pytest.mark.parametrize("B", [1, 64, 4096, 50_000])
+def test_search_chooses_by_the_search_median_and_measures_on_held_out_seeds(B):
+    cfg = StudyConfig(batch_sizes=(B,))
+    u_opt = round(8 * math.log10(0.01 * B**0.75))
+    outcome, seen = _search(B, cfg)
     assert outcome.best_units == u_opt
-    assert outcome.best_steps == _synthetic_steps(B, u_opt, 1234)
-    assert len(seen) <= 16, f"{len(seen)} trials: the search should need about 8-12"
-    seeds = [r for r in seen if r["phase"] == "seed"]
-    assert sorted(r["seed"] for r in seeds) == [1, 2]
-    assert all(r["status"] == "reached" for r in seeds)
-    # every trial after the first batch is capped at the best steps found before it
-    later = [r for r in seen if r["phase"] in ("coarse", "refine")][3:]
-    assert all(r["max_steps"] < cfg.budget(B) for r in later)
+    median = sorted(_synthetic_steps(B, u_opt, s) for s in (1234, 1, 2))[1]
+    assert outcome.best_steps == median
+    search = [r for r in seen if r["phase"] != "held-out"]
+    points = {r["lr_units"] for r in search}
+    assert len(points) <= 16, f"{len(points)} points: the walk should need about 8-12"
+    for u in points:             # every point on every search seed, never on a held-out one
+        assert sorted(r["seed"] for r in search if r["lr_units"] == u) == [1, 2, 1234]
+    # every search trial after the first batch is capped at the best median found before it
+    assert all(r["max_steps"] < cfg.budget(B) for r in search[9:])
+    assert all(r["max_steps"] >= median for r in search)
+    held = [r for r in seen if r["phase"] == "held-out"]
+    assert sorted(r["seed"] for r in held) == [11, 12, 13, 14, 15]
+    assert all(r["lr_units"] == u_opt and r["max_steps"] == cfg.budget(B)
+               and r["after_target"] == 0.5 for r in held)
+    assert outcome.race_steps == sorted(_synthetic_steps(B, u_opt, s)
+                                        for s in (11, 12, 13, 14, 15))[2]
+    run = outcome.median_run()
+    assert run["phase"] == "held-out" and run["steps_to_target"] == outcome.race_steps
+
+
+def test_held_out_seeds_never_sway_the_choice():
+    """Held-out seeds that would favour another rate change S(B), never the chosen rate."""
+    B, cfg = 256, StudyConfig(batch_sizes=(256,))
+
+    def adversarial(spec):
+        if spec.seed not in held_out:
+            return _fake_record(spec)
+        return _fake_record(dataclasses.replace(spec, lr_units=spec.lr_units - 6))
+
+    held_out = (101, 102, 103, 104, 105)
+    plain, _ = _search(B, cfg, held_out=held_out)
+    swayed, seen = _search(B, cfg, held_out=held_out, answer=adversarial)
+    assert swayed.best_units == plain.best_units
+    assert swayed.race_steps > plain.race_steps
+    assert all(r["seed"] not in held_out for r in seen if r["phase"] != "held-out")
+
+
+def test_a_lucky_seed_does_not_choose_the_rate():
+    """The minimum over trials would take the rate whose one seed got lucky; the median not."""
+    B, cfg = 64, StudyConfig(batch_sizes=(64,))
+    u_opt = round(8 * math.log10(0.01 * B**0.75))
+    _, plain = _search(B, cfg)
+    u_lucky = max(r["lr_units"] for r in plain)           # a point the walk visits anyway
+    assert u_lucky != u_opt
+
+    def lucky(spec):
+        rec = _fake_record(spec)
+        if spec.lr_units == u_lucky and spec.seed == 1:     # one seed, far below the rest
+            rec.update(status="reached", steps_to_target=10, steps=10)
+        return rec
+
+    outcome, seen = _search(B, cfg, answer=lucky)
+    assert min(r["steps_to_target"] or math.inf for r in seen) == 10
+    assert outcome.best_units == u_opt
 
 
 # ---------------------------------------------------------------- resuming
@@ -170,9 +221,11 @@ def test_a_trial_gives_the_same_steps_on_a_local_ray_instance(in_process_record)
 
 @pytest.mark.realdata
 def test_small_study_on_real_data(real_mnist, tmp_path):
-    """3 batch sizes x 3 learning rates (a half-decade apart), one seed, on the real data:
-    every B reaches 8 %, fewer steps at larger B, a fit, timings and one direct run."""
+    """3 batch sizes x 3 learning rates (a half-decade apart), one search seed and two
+    held-out ones, on the real data: every B reaches 8 %, fewer steps at larger B, a fit,
+    timings and one direct run that follows the median run's trajectory."""
     cfg = StudyConfig(name="small", batch_sizes=(32, 256, 2048), seeds=(1234,),
+                      held_out_seeds=(11, 12),
                       grid=(-4, 0, 4), backends=("numpy",), timing_repeats=1,
                       validations_per_prior=20,
                       timing_examples=20_000, direct_top=1, direct_repeats=1,
@@ -184,7 +237,12 @@ def test_small_study_on_real_data(real_mnist, tmp_path):
         runner.close()
     df = load_study(tmp_path)
     per_b = per_batch_size(df).set_index("batch_size")
-    assert (per_b["trials"] == 3).all()
+    assert (per_b["trials"] == 5).all()
+    held = df[(df["record"] == "trial") & (df["phase"] == "held-out")]
+    assert sorted(held["seed"].unique()) == [11, 12] and len(held) == 6
+    assert (held["steps"] > held["steps_to_target"]).all()        # trained on past the target
+    assert held["oscillation_share"].between(0, 1).all()
+    assert (held["max_steps"] == held["budget"]).all()
     assert per_b["steps_to_target"].notna().all(), per_b.get("why_not")
     steps = per_b["steps_to_target"]
     assert steps[32] > steps[256] > steps[2048]
@@ -195,6 +253,7 @@ def test_small_study_on_real_data(real_mnist, tmp_path):
     assert set(timing["batch_size"]) == {32, 256, 2048}
     direct = df[df["record"] == "direct"]
     assert len(direct) >= 1 and direct["measured_s"].notna().all()
+    assert direct["seed"].isin([11, 12]).all() and direct["steps_match"].all()
     noise = df[df["record"] == "noise"]
     assert len(noise) >= 3 and (noise["b_simple"] > 0).all()
 

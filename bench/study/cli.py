@@ -25,6 +25,7 @@ from bench.study.core import StudyConfig, run_study, run_timing_only
 from bench.study.runners import RAY_ADDRESS_ENV, RUNNERS, make_runner
 from bench.study.storage import DEFAULT_ROOT, NAME_RULE, check_name, load_study
 from bench.study.timing import SpecError, parse_spec
+from bench.workload.backends import BACKENDS
 from bench.workload.datasets import DATASETS, DEFAULT, get_dataset
 
 #: The time bound of ``--timing-only`` when ``--max-seconds`` is not given (seconds).
@@ -142,6 +143,14 @@ def _parser() -> cli.ArgumentParser:
                    help=f"the data trained on (default: {DEFAULT})")
     p.add_argument("--seeds", type=cli.ints_in(0, 2**32 - 1), default=None,
                    help="comma-separated seeds (default 1234,1,2; with --small 1234)")
+    p.add_argument("--held-out-seeds", type=cli.ints_in(0, 2**32 - 1), default=None,
+                   help="comma-separated seeds that measure S(B) at the rate the search seeds "
+                        "chose, disjoint from --seeds (default 11,12,13,14,15; with --small "
+                        "none)")
+    cpu = tuple(b for b, (_, devices) in BACKENDS.items() if "cpu" in devices)
+    p.add_argument("--trial-backend", type=cli.choice(cpu), default=None,
+                   help="run every trial on this CPU backend (default: the fastest per B in "
+                        "the timing phase); lets the trials run apart from the timing")
     p.add_argument("--target-error", type=cli.float_in(0, 1, lo_open=True), default=None,
                    help="the validation error to reach, a fraction in (0, 1] (default 0.08)")
     p.add_argument("--backends", type=_backend_specs, default=None,
@@ -181,6 +190,9 @@ def _parser() -> cli.ArgumentParser:
     p.add_argument("--timing-threads", type=cli.int_in(1, 1024), default=1,
                    help="threads for the time-per-step and direct runs (default 1; trials "
                         "always run on one)")
+    p.add_argument("--no-timing", action="store_true",
+                   help="skip the timing phase (needs --trial-backend; implies --no-direct): "
+                        "rerun without it on a quiet machine, the stored trials are reused")
     p.add_argument("--no-direct", action="store_true", help="skip the direct time-to-target")
     p.add_argument("--no-noise", action="store_true", help="skip the noise-scale runs")
     return p
@@ -217,6 +229,9 @@ def parse(argv: list[str] | None = None) -> Plan:
             p.refuse(option, value, f"only means something with --{needs.replace('_', '-')}")
     if a.timing_only:
         for option, value in (("--seeds", a.seeds), ("--target-error", a.target_error),
+                              ("--held-out-seeds", a.held_out_seeds),
+                              ("--trial-backend", a.trial_backend),
+                              ("--no-timing", a.no_timing or None),
                               ("--runner", a.runner), ("--workers", a.workers),
                               ("--ray-address", a.ray_address), ("--small", a.small or None),
                               ("--no-direct", a.no_direct or None),
@@ -231,6 +246,9 @@ def parse(argv: list[str] | None = None) -> Plan:
     if a.workers is not None and a.ray_address not in (None, "local"):
         p.refuse("--workers", a.workers, "means nothing on a Ray cluster (its CPUs decide); "
                  "it sizes --ray-address local only")
+    if a.no_timing and a.trial_backend is None:
+        p.refuse("--no-timing", True, "needs --trial-backend (without the timing phase no "
+                 "backend is known to be fastest)")
     backends = a.backends or DEFAULTS["backends"]
     if not a.timing_only and not any(parse_spec(b).device == "cpu" and parse_spec(b).kernel
                                      == "eager" for b in backends):
@@ -245,6 +263,12 @@ def parse(argv: list[str] | None = None) -> Plan:
                                       ("momentum", a.momentum)) if v is not None)
     kw: dict[str, Any] = dict(SMALL) if a.small else {}
     seeds = a.seeds or (DEFAULTS["seeds"][:1] if a.small else DEFAULTS["seeds"])
+    if a.held_out_seeds is not None or a.small:
+        kw["held_out_seeds"] = a.held_out_seeds or ()
+    if a.trial_backend is not None:
+        kw["trial_backend"] = a.trial_backend
+    if a.no_timing:
+        kw["timing"] = False
     kw.update({k: v for k, v in (("batch_sizes", a.batch_sizes), ("timing_repeats",
                                                                  a.timing_repeats))
                if v is not None})
@@ -263,7 +287,7 @@ def parse(argv: list[str] | None = None) -> Plan:
         steps_from, steps = _steps_source(a.steps_from, roots)
     return Plan(cfg=cfg, out=out, timing_only=a.timing_only, steps_from=steps_from,
                 steps=steps, runner=a.runner, workers=a.workers, ray_address=a.ray_address,
-                noise=not a.no_noise, direct=not a.no_direct)
+                noise=not a.no_noise, direct=not (a.no_direct or a.no_timing))
 
 
 def main(argv: list[str] | None = None) -> int:

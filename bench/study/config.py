@@ -31,9 +31,12 @@ class StudyConfig:
     name: str = "default"
     dataset: str = DEFAULT
     batch_sizes: tuple[int | str, ...] = STUDY_GRID
-    seeds: tuple[int, ...] = (1234, 1, 2)
+    seeds: tuple[int, ...] = (1234, 1, 2)          # the search seeds: they choose the rate
+    held_out_seeds: tuple[int, ...] = (11, 12, 13, 14, 15)  # ... these measure S(B) at it
+    after_target: float = 0.5           # held-out runs go on to 1.5 x steps-to-target
     target_error: float = 0.08
     backends: tuple[str, ...] = ("numpy", "torch", "numba", "jax")
+    trial_backend: str | None = None    # every trial on this one (None: the fastest per B)
     dtype: str = "float32"
     init: str = "zeros"
     order: str = "shuffle"
@@ -77,6 +80,15 @@ class StudyConfig:
                              f"or {FULL_BATCH!r}.")
         if not self.seeds:
             raise ValueError("The 'seeds' of StudyConfig must name at least one seed. Got ().")
+        for name in ("seeds", "held_out_seeds"):
+            seeds = getattr(self, name)
+            if len(set(seeds)) != len(seeds):
+                raise ValueError(f"The '{name}' of StudyConfig must be distinct. Got {seeds!r}.")
+        shared = sorted(set(self.seeds) & set(self.held_out_seeds))
+        if shared:
+            raise ValueError(f"Seeds {shared} are both search seeds ('seeds') and held-out seeds "
+                             f"('held_out_seeds') of StudyConfig: a held-out seed must not take "
+                             f"part in choosing the rate. Drop them from one of the two.")
         if self.timing_max_seconds is not None and not self.timing_max_seconds > 0:
             raise ValueError(f"The 'timing_max_seconds' of StudyConfig must be None or > 0. "
                              f"Got {self.timing_max_seconds!r} instead.")

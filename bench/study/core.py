@@ -8,8 +8,10 @@ cheapest and composes them:
    per step at each B (``compute + read-back``, median of repeats) and per epoch (the
    reshuffle gather) on ``timing_threads`` threads;
 2. **searches** (the runner: pool, Ray or in-process, one thread per trial): the
-   learning-rate search of ``bench.study.search`` at every B on the backend that step 1 found
-   fastest there, then the other seeds at the best rate;
+   learning-rate search of ``bench.study.search`` at every B on the search seeds, then the
+   held-out seeds at the chosen rate, on ``trial_backend`` or else the backend that step 1
+   found fastest there (steps do not depend on the backend beyond float32 rounding, so
+   pinning it lets the trials run before, and apart from, the timing);
 3. **noise**: the exact gradient noise scale (``bench.workload.noise_scale``) at checkpoints along
    the best run at a few B (and, in step 2, at the point where every reached trial hit the
    target);
@@ -87,7 +89,8 @@ def run_study(cfg: StudyConfig, runner: Any, root: str | os.PathLike = DEFAULT_R
         ctx = _context(cfg, runner)
         store.put("context", ctx["started_utc"].replace(":", "-"), [ctx])
         timing = measure_timing(cfg, store, data) if cfg.timing else []
-        backends = fastest_backends(cfg, timing)
+        backends = ({B: cfg.trial_backend for B in cfg.batch_sizes} if cfg.trial_backend
+                    else fastest_backends(cfg, timing))
         progress(f"backends per B: {backends}")
         outcomes = run_searches(cfg, store, runner, backends)
         for B in cfg.noise_batch_sizes if noise else ():

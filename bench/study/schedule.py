@@ -85,19 +85,22 @@ def _describe(spec: TrialSpec) -> str:
 
 def run_searches(cfg: StudyConfig, store: StudyStore, runner: Any,
                  backends: dict[int, str]) -> dict[int, SearchOutcome]:
-    """The learning-rate search and the seeds at every B of ``cfg``."""
-    def make(B: int) -> Callable[[int, int, str, int], TrialSpec]:
-        def spec(units: int, max_steps: int, phase: str, seed: int) -> TrialSpec:
+    """The learning-rate search on the search seeds and the held-out runs at every B of ``cfg``."""
+    def make(B: int) -> Callable[[int, int, str, int, float | None], TrialSpec]:
+        def spec(units: int, max_steps: int, phase: str, seed: int,
+                 after_target: float | None) -> TrialSpec:
             return TrialSpec(batch_size=B, lr_units=units, seed=seed, backend=backends[B],
                              max_steps=max_steps, budget=cfg.budget(B),
                              validations_per_epoch=cfg.validations_per_epoch(B),
                              target_error=cfg.target_error, dtype=cfg.dtype, init=cfg.init,
                              order=cfg.order, extra_config=cfg.extra_config, phase=phase,
-                             dataset=cfg.dataset)
+                             dataset=cfg.dataset,
+                             after_target=cfg.after_target if after_target is None
+                             else after_target)
         return spec
 
     gens = {B: lr_search(B, cfg.start_units(B), cfg.budget(B), make(B), cfg.seeds,
-                         grid=cfg.grid) for B in cfg.batch_sizes}
+                         cfg.held_out_seeds, grid=cfg.grid) for B in cfg.batch_sizes}
     n = [0]
 
     def report(rec: dict[str, Any]) -> None:

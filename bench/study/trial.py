@@ -37,6 +37,10 @@ def lr_from_units(units: int) -> float:
     return 10.0 ** (units / LR_UNITS_PER_DECADE)
 
 
+#: TrialSpec fields left out of its key at these values: keys from before them stay valid.
+_KEY_DEFAULTS = {"dataset": DEFAULT, "after_target": 0.0}
+
+
 @dataclass(frozen=True, kw_only=True)
 class TrialSpec:
     """Everything that determines a trial's outcome (``phase`` only labels why it ran).
@@ -47,7 +51,9 @@ class TrialSpec:
     ``validations_per_epoch`` sets how often the validation error is scored
     (every ``n_batches // validations_per_epoch`` steps); ``extra_config`` is merged into the
     ``RunConfig`` (e.g. ``{"optimizer": "momentum", "momentum": 0.9}``); ``dataset`` names the
-    data (``bench.workload.datasets``).
+    data (``bench.workload.datasets``); ``after_target`` > 0 (a held-out run) trains on past
+    first passage to ``(1 + after_target)`` x its steps-to-target, so its record shows how
+    steady the run stays below the target (``oscillation_share``).
     """
 
     batch_size: int
@@ -64,6 +70,7 @@ class TrialSpec:
     extra_config: tuple[tuple[str, Any], ...] = ()
     phase: str = "search"
     dataset: str = DEFAULT
+    after_target: float = 0.0
 
     @property
     def learning_rate(self) -> float:
@@ -78,10 +85,10 @@ class TrialSpec:
         return variant_of(self.batch_size, self.n_train)
 
     def key(self) -> str:
-        """A stable id of the outcome-determining fields (everything but ``phase``; the
-        default dataset is left out, so keys from before datasets stay valid)."""
+        """A stable id of the outcome-determining fields (everything but ``phase``; fields
+        at their ``_KEY_DEFAULTS`` are left out, so keys from before them stay valid)."""
         fields = {k: v for k, v in asdict(self).items()
-                  if k != "phase" and not (k == "dataset" and v == DEFAULT)}
+                  if k != "phase" and not (k in _KEY_DEFAULTS and v == _KEY_DEFAULTS[k])}
         text = json.dumps(fields, sort_keys=True, default=str)
         return hashlib.sha1(text.encode()).hexdigest()[:16]
 
@@ -91,6 +98,7 @@ class TrialSpec:
         return RunConfig(backend=self.backend, dataset=self.dataset, batch_size=self.batch_size,
                          learning_rate=self.learning_rate, dtype=self.dtype, init=self.init,
                          seed=self.seed, order=self.order, target_error=self.target_error,
+                         after_target=self.after_target,
                          max_steps=self.max_steps,
                          max_epochs=math.ceil(self.max_steps / n_batches) + 1,
                          validations_per_epoch=self.validations_per_epoch,
@@ -187,7 +195,13 @@ def run_trial(spec: TrialSpec, noise: bool = True) -> dict[str, Any]:
             _STATE.trainers[tkey] = trainer
         else:
             reset(trainer, cfg)
-        result = train(trainer, cfg)
+        at_passage: dict[str, Any] = {}       # the parameters at first passage
+
+        def keep(point: Any) -> None:
+            if not at_passage and point.valid_error <= spec.target_error:
+                at_passage.update(trainer.get_params())
+
+        result = train(trainer, cfg, on_validation=keep if noise else None)
         wall_s = time.perf_counter() - t0
     if result.status != "ok":
         status = result.status
@@ -208,17 +222,32 @@ def run_trial(spec: TrialSpec, noise: bool = True) -> dict[str, Any]:
         "time_to_target_s": result.time_to_target_s,
         "train_s": result.times.training_s(), "eval_s": result.times.eval_s,
         "wall_s": wall_s, "message": result.message, "pid": os.getpid(),
+        **_after_passage(result.curve, spec),
     }
     if noise and status == "reached" and dict(spec.extra_config).get("model",
                                                                      "softmax") == "softmax":
         from bench.workload.noise_scale import noise_scale
 
-        params = trainer.get_params()
-        W, b = params["W"], params["b"]
+        W, b = at_passage["W"], at_passage["b"]
         with thread_limit(1):
             ns = noise_scale(data.train.x, data.train.y, W, b)
         rec.update(grad_sq_norm=ns.grad_sq_norm, trace_cov=ns.trace_cov, b_simple=ns.b_simple)
     return rec
+
+
+def _after_passage(curve: list[Any], spec: TrialSpec) -> dict[str, Any]:
+    """How steady the run stayed after first passage: the share of later checks above the
+    target (``bench.analysis.race.oscillation_share``) and how many checks it is over; a run
+    that went on past the target (``after_target``) also keeps its whole validation curve."""
+    from bench.analysis.race import oscillation_share
+
+    errors = [p.valid_error for p in curve]
+    first = next((i for i, e in enumerate(errors) if e <= spec.target_error), None)
+    share = oscillation_share(errors, spec.target_error)
+    return {"oscillation_share": None if math.isnan(share) else share,
+            "post_passage_checks": None if first is None else len(errors) - first - 1,
+            "valid_curve": json.dumps([[p.steps, p.valid_error] for p in curve])
+            if spec.after_target else None}
 
 
 def _num(v: float) -> float | None:

@@ -78,7 +78,10 @@ class RunConfig:
 
     Budget: at most ``max_epochs`` epochs and, if set, ``max_steps`` optimizer steps; with
     ``early_stopping`` the tutorial's patience rule (in minibatch iterations) may stop sooner;
-    with ``target_error`` the run stops once the validation error is at or below it.
+    with ``target_error`` the run stops once the validation error is at or below it (its first
+    passage, ``steps_to_target``), or with ``after_target`` > 0 goes on to
+    ``ceil((1 + after_target) * steps_to_target)`` steps (within the budget), so the checks
+    after first passage show whether the run stays below the target.
     The validation error is scored ``validations_per_epoch`` times per epoch (at most every
     ``patience // 2`` steps with early stopping, the tutorial's rule).
     """
@@ -110,6 +113,7 @@ class RunConfig:
     patience_increase: int = 2
     improvement_threshold: float = 0.995
     target_error: float | None = None
+    after_target: float = 0.0
     validations_per_epoch: int = 1
     eval_batch_size: int = 10_000
     eval_drop_last: bool = False
@@ -189,6 +193,9 @@ class RunConfig:
             raise _bad("max_steps", "None or an int >= 1", self.max_steps)
         if self.target_error is not None and not 0 <= self.target_error <= 1:
             raise _bad("target_error", "None or a float in [0, 1]", self.target_error)
+        if not (isinstance(self.after_target, (int, float)) and 0 <= self.after_target < 100):
+            raise _bad("after_target", "a float in [0, 100) (a fraction of steps-to-target)",
+                       self.after_target)
         if self.pixel_scale is not None and not (isinstance(self.pixel_scale, (int, float))
                                                  and self.pixel_scale > 0):
             raise _bad("pixel_scale", "None or a float > 0", self.pixel_scale)
