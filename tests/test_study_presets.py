@@ -54,6 +54,7 @@ def test_explicit_options_override_the_preset():
     assert dict(momentum.extra_config) == {"optimizer": "momentum", "momentum": 0.5}
     small = parse(["--preset", "mlp", "--small"]).cfg
     assert small.purpose == "small" and small.batch_sizes == (32, 256, 2048)
+    assert small.name == "mlp-small"                   # never mixed into the complete study
     assert dict(small.extra_config) == {"model": "mlp"}
 
 

@@ -165,7 +165,7 @@ def study_steps(study_df: pd.DataFrame) -> dict[str, tuple[StepsFit, str]]:
     """``{model: (fit of S(B), study name)}`` of the complete plain-SGD studies in the study
     table: ``bench.analysis.study.steps_curve`` of each study that may answer
     (``untuned_reason`` None: not a smoke study, enough batch sizes, seeds and repeats); the
-    newest-named such study per model. A smoke or partial study is never the projection's S(B).
+    last such study by name per model. A smoke or partial study is never the projection's S(B).
     """
     out: dict[str, tuple[StepsFit, str]] = {}
     for name in studies(study_df):

@@ -22,7 +22,7 @@ from bench.analysis import (
 )
 from bench.analysis import project_time_to_target as project
 from bench.study.core import StudyConfig, run_study, run_timing_only
-from bench.study.presets import PRESETS
+from bench.study.presets import PRESETS, preset_config
 from bench.study.runners import RAY_ADDRESS_ENV, RUNNERS, make_runner
 from bench.study.storage import DEFAULT_ROOT, NAME_RULE, check_name, load_study
 from bench.study.timing import SpecError, parse_spec
@@ -251,19 +251,20 @@ def parse(argv: list[str] | None = None) -> Plan:
     extra = tuple({**dict(preset.get("extra_config", ())), **{
         k: v for k, v in (("model", a.model), ("optimizer", a.optimizer),
                           ("momentum", a.momentum)) if v is not None}}.items())
-    # StudyConfig's defaults, then the preset's fields, --small's, and the options given
-    kw: dict[str, Any] = {**preset, **(SMALL if a.small else {}), "backends": backends,
+    # over StudyConfig's defaults and the preset's fields: --small's, then the options given
+    kw: dict[str, Any] = {**(SMALL if a.small else {}), "backends": backends,
                           "extra_config": extra}
-    if a.small:
-        kw["seeds"] = DEFAULTS["seeds"][:1]
+    if a.small:     # a preset's smoke study is kept apart from the complete one
+        kw.update(seeds=DEFAULTS["seeds"][:1], **({"name": f"{a.preset}-small"} if a.preset
+                                                   else {}))
     kw.update({k: v for k, v in (("name", a.name), ("target_error", a.target_error),
                                  ("seeds", a.seeds), ("batch_sizes", a.batch_sizes),
                                  ("timing_repeats", a.timing_repeats)) if v is not None})
     max_s = a.max_seconds if a.max_seconds is not None or not a.timing_only \
         else TIMING_ONLY_SECONDS
     try:
-        cfg = StudyConfig(dataset=a.dataset, timing_threads=a.timing_threads,
-                          timing_max_seconds=max_s, **kw)
+        kw.update(dataset=a.dataset, timing_threads=a.timing_threads, timing_max_seconds=max_s)
+        cfg = preset_config(a.preset, **kw) if a.preset else StudyConfig(**kw)
     except ValueError as exc:       # the model, optimizer and momentum, checked by RunConfig
         p.error(str(exc))
     steps_from, steps = None, {}

@@ -65,10 +65,10 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
 )}
 
 
-def preset_config(name: str, **overrides: Any) -> StudyConfig:
-    """The ``StudyConfig`` of preset ``name`` with ``overrides`` (StudyConfig fields) on top;
-    a ValueError listing the presets for an unknown name."""
-    if name not in PRESETS:
+def preset_config(preset: str, /, **overrides: Any) -> StudyConfig:
+    """The ``StudyConfig`` of ``preset`` with ``overrides`` (StudyConfig fields, ``name``
+    included) on top; a ValueError listing the presets for an unknown one."""
+    if preset not in PRESETS:
         raise ValueError(f"The preset must be one of {', '.join(PRESETS)}. "
-                         f"Got {name!r} instead.")
-    return StudyConfig(**{**PRESETS[name].fields, **overrides})
+                         f"Got {preset!r} instead.")
+    return StudyConfig(**{**PRESETS[preset].fields, **overrides})
