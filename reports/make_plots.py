@@ -24,9 +24,10 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
 import pandas as pd  # noqa: E402
 
 import bench.cli as cli  # noqa: E402
-from bench.analysis import load_results, select_runs, steps_curve  # noqa: E402
+from bench.analysis import load_results, select_runs  # noqa: E402
 from bench.analysis.answer import fastest_to_target  # noqa: E402
 from bench.analysis.machines import Machine, bench_machines, study_machine  # noqa: E402
+from bench.analysis.parallel import study_steps  # noqa: E402
 from bench.analysis.study import context, records, studies  # noqa: E402
 from bench.profiles import PROFILES  # noqa: E402
 from bench.study.storage import load_study  # noqa: E402
@@ -88,7 +89,7 @@ def build(files: list[Path], out: Path, compare: list[Path] | None = None,
     machines_dir, studies_dir = _fresh(out / "machines"), _fresh(out / "studies")
     study_df = load_study(study_root) if study_root is not None else pd.DataFrame()
     answers, passed_over = fastest_to_target(study_df)
-    given_steps = steps_curve(study_df)
+    given_steps = study_steps(study_df)
     on = _study_machines(study_df)
     owner = {name: m for m, names in on.items() for name in names}
     of_study = {}

@@ -9,7 +9,9 @@ For a fixed per-worker batch b (global B = P b)::
 
 ``t0`` (s) and ``c`` (s per example) are fitted to the measured one-thread-per-rank compute
 time per step; ``alpha`` (s) and ``beta`` (s/byte) come from the all-reduce micro-benchmark, or
-are stated inputs for faster interconnects; S(B) is ``bench.analysis.fit``'s one fit. The
+are stated inputs for faster interconnects; S(B) is ``bench.analysis.fit``'s one fit of the
+model's complete plain-SGD batch-size study (``study_steps``), else of this suite's
+time-to-target rows, else a labelled placeholder. The
 all-reduce dominates a step from the first P with ``T_ar(P) > t0 + c b``; a larger global batch
 stops saving steps beyond ``B_crit = E_min / S_min``, i.e. beyond ``P = B_crit / b``.
 
@@ -25,11 +27,12 @@ import numpy as np
 import pandas as pd
 
 from bench.analysis.fit import StepsFit, fit_steps
+from bench.analysis.study import steps_curve, studies, untuned_reason
 
 __all__ = ["INTERCONNECTS", "MAX_P", "PER_WORKER_BATCH", "PER_WORKER_BATCHES", "Interconnect",
            "StepModel", "StepsCurve", "allreduce_fits", "has_rows", "inputs", "measured_steps",
            "project_data_parallel", "ring_allreduce_s", "step_models", "steps_curves",
-           "summarize"]
+           "study_steps", "summarize"]
 
 #: Largest P projected.
 MAX_P = 1024
@@ -158,14 +161,31 @@ def step_models(df: pd.DataFrame) -> dict[str, StepModel]:
     return out
 
 
+def study_steps(study_df: pd.DataFrame) -> dict[str, tuple[StepsFit, str]]:
+    """``{model: (fit of S(B), study name)}`` of the complete plain-SGD studies in the study
+    table: ``bench.analysis.study.steps_curve`` of each study that may answer
+    (``untuned_reason`` None: not a smoke study, enough batch sizes, seeds and repeats); the
+    last such study by name per model. A smoke or partial study is never the projection's S(B).
+    """
+    out: dict[str, tuple[StepsFit, str]] = {}
+    for name in studies(study_df):
+        if untuned_reason(study_df, name) is None:
+            out.update(steps_curve(study_df[study_df["study"] == name]))
+    return out
+
+
 def _placeholder(s_min: float, e_min: float) -> StepsFit:
     return StepsFit(s_min=s_min, e_min=e_min, rms_log_residual=float("nan"), n_points=0)
+
+
+#: How to run each model's batch-size study (``bench.study.presets``).
+_RUN_STUDY = {m: f"`python -m bench.study --preset {m}`" for m in ("softmax", "mlp")}
 
 
 def steps_curves(df: pd.DataFrame, given: dict[str, tuple[StepsFit, str]] | None = None,
                  ) -> dict[str, StepsCurve]:
     """``S(B)`` per model: ``given`` (model -> (fit, the study it comes from), see
-    ``bench.analysis.study.steps_curve``) first; else ``fit_steps`` over the time-to-target rows
+    ``study_steps``) first; else ``fit_steps`` over the time-to-target rows
     of that model (steps to target at >= 2 batch sizes, newest per B); else a clearly labelled
     placeholder (the softmax curve, or S_min = 2,000, E_min = 45,000)."""
     given = given or {}
@@ -174,8 +194,8 @@ def steps_curves(df: pd.DataFrame, given: dict[str, tuple[StepsFit, str]] | None
     for model in ("softmax", "mlp"):
         if model in given:
             fit, study = given[model]
-            out[model] = StepsCurve(model, fit, f"the batch-size study `{study}` (each B at its "
-                                    "best learning rate)", False)
+            out[model] = StepsCurve(model, fit, f"the {model}'s batch-size study `{study}` "
+                                    "(each B at its tuned learning rate)", False)
             continue
         g = rows
         if not g.empty:
@@ -192,20 +212,22 @@ def steps_curves(df: pd.DataFrame, given: dict[str, tuple[StepsFit, str]] | None
             pts = ", ".join(f"S({int(b)}) = {int(s)}" for b, s in sorted(zip(B, S, strict=True)))
             out[model] = StepsCurve(
                 model, fit_steps(B, S),
+                f"no complete {model} batch-size study is present ({_RUN_STUDY[model]}), so "
                 f"fitted to this suite's time-to-target runs (target {target}, learning rate "
-                f"{lrs}, one seed: {pts}); not the batch-size study: the learning rate was not "
-                "tuned per B", False)
+                f"{lrs}, one seed: {pts}); the learning rate was not tuned per B", False)
     for model in ("softmax", "mlp"):
         if model not in out:
             base = out.get("softmax")
             if base is not None and not base.placeholder:
                 out[model] = StepsCurve(model, base.fit,
-                                        "PLACEHOLDER: the softmax curve reused until the "
-                                        f"batch-size study supplies the {model}'s", True)
+                                        f"PLACEHOLDER: no complete {model} batch-size study "
+                                        "is present; the softmax curve reused until it is "
+                                        f"({_RUN_STUDY[model]})", True)
             else:
                 out[model] = StepsCurve(model, _placeholder(2_000.0, 45_000.0),
-                                        "PLACEHOLDER (illustrative, not measured): run the "
-                                        "batch-size study for this model", True)
+                                        "PLACEHOLDER (illustrative, not measured): no complete "
+                                        f"{model} batch-size study is present "
+                                        f"({_RUN_STUDY[model]})", True)
     return out
 
 

@@ -22,6 +22,7 @@ from bench.analysis import (
 )
 from bench.analysis import project_time_to_target as project
 from bench.study.core import StudyConfig, run_study, run_timing_only
+from bench.study.presets import PRESETS, preset_config
 from bench.study.runners import RAY_ADDRESS_ENV, RUNNERS, make_runner
 from bench.study.storage import DEFAULT_ROOT, NAME_RULE, check_name, load_study
 from bench.study.timing import SpecError, parse_spec
@@ -132,8 +133,13 @@ def _backend_specs(text: str) -> tuple[str, ...]:
 
 def _parser() -> cli.ArgumentParser:
     p = cli.ArgumentParser(prog="python -m bench.study", description=__doc__)
-    p.add_argument("--name", default="default", type=_study_name,
-                   help="the study's folder under --out (letters, digits, '.', '_', '-')")
+    p.add_argument("--name", default=None, type=_study_name,
+                   help="the study's folder under --out (letters, digits, '.', '_', '-'; "
+                        "default: the preset's name, else 'default')")
+    p.add_argument("--preset", default=None, type=cli.choice(tuple(PRESETS)),
+                   help="a complete study of the README: " + "; ".join(
+                       f"{p.name}: {p.description}" for p in PRESETS.values())
+                   + " (bench.study.presets); explicit options override its settings")
     p.add_argument("--out", default=str(DEFAULT_ROOT), help="where studies are stored")
     p.add_argument("--batch-sizes", type=cli.ints_in(1, 10**9), default=None,
                    help="comma-separated B, at most the dataset's n_train (default: 1, 2, 4, "
@@ -249,7 +255,8 @@ def parse(argv: list[str] | None = None) -> Plan:
     if a.no_timing and a.trial_backend is None:
         p.refuse("--no-timing", True, "needs --trial-backend (without the timing phase no "
                  "backend is known to be fastest)")
-    backends = a.backends or DEFAULTS["backends"]
+    preset = dict(PRESETS[a.preset].fields) if a.preset else {}
+    backends = a.backends or preset.get("backends") or DEFAULTS["backends"]
     if not a.timing_only and not any(parse_spec(b).device == "cpu" and parse_spec(b).kernel
                                      == "eager" for b in backends):
         p.refuse("--backends", ",".join(backends), "the searches' trials run on a CPU backend: "
@@ -259,26 +266,27 @@ def parse(argv: list[str] | None = None) -> Plan:
         p.refuse("--batch-sizes", ",".join(map(str, a.batch_sizes)),
                  f"each B at most the {n_train:,} training examples of dataset {a.dataset!r} "
                  f"(B = {n_train} is full-batch GD)")
-    extra = tuple((k, v) for k, v in (("model", a.model), ("optimizer", a.optimizer),
-                                      ("momentum", a.momentum)) if v is not None)
-    kw: dict[str, Any] = dict(SMALL) if a.small else {}
-    seeds = a.seeds or (DEFAULTS["seeds"][:1] if a.small else DEFAULTS["seeds"])
-    if a.held_out_seeds is not None or a.small:
-        kw["held_out_seeds"] = a.held_out_seeds or ()
-    if a.trial_backend is not None:
-        kw["trial_backend"] = a.trial_backend
+    extra = tuple({**dict(preset.get("extra_config", ())), **{
+        k: v for k, v in (("model", a.model), ("optimizer", a.optimizer),
+                          ("momentum", a.momentum)) if v is not None}}.items())
+    # over StudyConfig's defaults and the preset's fields: --small's, then the options given
+    kw: dict[str, Any] = {**(SMALL if a.small else {}), "backends": backends,
+                          "extra_config": extra}
+    if a.small:     # a preset's smoke study is kept apart from the complete one
+        kw.update(seeds=DEFAULTS["seeds"][:1], held_out_seeds=(),
+                  **({"name": f"{a.preset}-small"} if a.preset else {}))
+    kw.update({k: v for k, v in (("name", a.name), ("target_error", a.target_error),
+                                 ("seeds", a.seeds), ("batch_sizes", a.batch_sizes),
+                                 ("timing_repeats", a.timing_repeats),
+                                 ("held_out_seeds", a.held_out_seeds),
+                                 ("trial_backend", a.trial_backend)) if v is not None})
     if a.no_timing:
         kw["timing"] = False
-    kw.update({k: v for k, v in (("batch_sizes", a.batch_sizes), ("timing_repeats",
-                                                                 a.timing_repeats))
-               if v is not None})
     max_s = a.max_seconds if a.max_seconds is not None or not a.timing_only \
         else TIMING_ONLY_SECONDS
     try:
-        cfg = StudyConfig(name=a.name, dataset=a.dataset,
-                          target_error=a.target_error or DEFAULTS["target_error"],
-                          timing_threads=a.timing_threads, backends=backends, seeds=seeds,
-                          extra_config=extra, timing_max_seconds=max_s, **kw)
+        kw.update(dataset=a.dataset, timing_threads=a.timing_threads, timing_max_seconds=max_s)
+        cfg = preset_config(a.preset, **kw) if a.preset else StudyConfig(**kw)
     except ValueError as exc:       # the model, optimizer and momentum, checked by RunConfig
         p.error(str(exc))
     steps_from, steps = None, {}
