@@ -143,7 +143,7 @@ def on_the_card(study_df: pd.DataFrame) -> list[str]:
             d_best = d_at.loc[d_at["measured_s"].idxmin()] if len(d_at) else None
             rows.append({
                 "B": f"{B:,}", "variant": variant_name(B, n_train_of(c["dataset"])),
-                "S(B) (steps)": f"{c['steps'][B]:,}" if B in c["steps"] else "—",
+                "S(B) (steps)": f"{c['steps'][B]:,.0f}" if B in c["steps"] else "—",
                 "best on the card": best_name,
                 "time per step (µs)": step,
                 "projected on the card (s)": projected,

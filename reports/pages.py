@@ -52,30 +52,30 @@ class MachinePage:
 
 
 def _contender(c: Contender) -> str:
-    how = f"of {c.repeats} direct runs" if c.repeats else "of the time per step's repeats"
     return (f"{c.variant} (B = {c.batch_size:,}, `{c.spec}`) in {format_seconds(c.seconds)} "
-            f"[{format_seconds(c.low_s)}–{format_seconds(c.high_s)}, median and range {how}]")
+            f"[{format_seconds(c.low_s)}–{format_seconds(c.high_s)}]")
 
 
 def answer_line(page: MachinePage) -> str:
-    """The machine's one "fastest to the target" statement, with its uncertainty and source."""
+    """The machine's one "fastest to the target" statement: one winner only when its interval
+    is clear of every other B's, else the tie; with its uncertainty, definition and source."""
     a = page.answer
     if a is None:
-        why = ("no tuned batch-size study ran here" if not page.studies else
-               "none of its studies is tuned (see the detail page)")
-        return (f"**Fastest to the target: no answer for this machine** — {why}; the "
-                "benchmarks' time-to-target runs borrow another study's rates and time too few "
-                "batch sizes to answer. Run `python -m bench.study` on it.")
+        why = ("no batch-size study ran here" if not page.studies else
+               "; ".join(f"study `{s}`: {w}" for s, w in sorted(page.why_not.items()))
+               or "none of its studies is a fair race (see the detail page)")
+        return (f"**Fastest to the target: no answer for this machine** — {why}. Run "
+                "`python -m bench.study` (search and held-out seeds) on it.")
     target = f"validation error ≤ {100 * a.target_error:.1f} %"
     if a.tied:
-        head = (f"**Fastest to {target}: tied** — {_contender(a.winner)} and "
-                f"{_contender(a.runner_up)}: their ranges overlap.")
+        head = f"**Fastest to {target}: no single winner** — {a.verdict.statement}"
     else:
-        head = f"**Fastest to {target}: {_contender(a.winner)}**."
-        if a.runner_up is not None:
-            head += f" Next variant: {_contender(a.runner_up)}."
-    return (f"{head} {a.how.capitalize()}; study [`{a.study}`](studies/{a.study}.md), "
-            f"commit `{a.commit}`.")
+        head = f"**Fastest to {target}: {_contender(a.winner)}**, clear of every other B."
+    return (f"{head} Time-to-target {a.how} (median [95 % bootstrap interval] over "
+            f"{a.winner.seeds} held-out seeds and the timing repeats); steps-to-target is the "
+            "first passage (the first check at or below the target: the best checkpoint, "
+            f"which early stopping keeps). Study [`{a.study}`](studies/{a.study}.md), commit "
+            f"`{a.commit}`.")
 
 
 def _run_lines(rows: pd.DataFrame) -> list[str]:
