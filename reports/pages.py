@@ -5,6 +5,7 @@ long tables. Everything shown comes from ``bench.analysis``; this module only la
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -29,8 +30,8 @@ def intro(datasets: list[str]) -> str:
     return (f"Softmax regression and a one-hidden-layer MLP on {data}, mean NLL, trained by "
             "minibatch SGD: B = 1 is per-sample SGD, B = the whole training set full-batch "
             "GD. Benchmark times are medians over rounds, warm-up excluded (± the rounds' "
-            "interquartile range); the answer per machine comes only from a tuned batch-size "
-            "study (each B at its best learning rate).")
+            "interquartile range); the answer per machine comes only from a fair race (each B at "
+            "the rate its search seeds chose, measured on held-out seeds).")
 
 
 @dataclass
@@ -52,8 +53,9 @@ class MachinePage:
 
 
 def _contender(c: Contender) -> str:
+    high = format_seconds(c.high_s) if math.isfinite(c.high_s) else "not reached"
     return (f"{c.variant} (B = {c.batch_size:,}, `{c.spec}`) in {format_seconds(c.seconds)} "
-            f"[{format_seconds(c.low_s)}–{format_seconds(c.high_s)}]")
+            f"[{format_seconds(c.low_s)}–{high}]")
 
 
 def answer_line(page: MachinePage) -> str:
@@ -119,8 +121,10 @@ def report(pages: list[MachinePage], command: str, files: list[str],
     lines += [f"- [{p.machine.name}]({p.link}): its runs, findings, figures and tables"
               for p in pages]
     lines += [f"- [Study `{s}`](studies/{s}.md)" for s in study_names]
+    stated = {name for page in pages for name in page.why_not if page.answer is None}
     for name, why in passed_over:
-        lines.append(f"- Study `{name}` does not answer which variant is fastest: {why}.")
+        if name not in stated:      # a machine's answer line already says why
+            lines.append(f"- Study `{name}` does not answer which variant is fastest: {why}.")
     lines += ["", "Result files read:", "", *[f"- `{f}`" for f in files],
               "- the batch-size studies under `results/study/`", ""]
     return wrap("\n".join(lines))

@@ -51,6 +51,8 @@ def _within(lo: float, hi: float) -> str:
 
 
 def _num(v: float) -> str:
+    if not math.isfinite(v):
+        return "—"
     return f"{v:,.3g}" if abs(v) < 1000 else f"{v:,.0f}"
 
 
@@ -271,6 +273,8 @@ def optimizer_axis(study_df: pd.DataFrame) -> list[str]:
         label = extra.get("optimizer", "sgd")
         if label != "sgd" and "momentum" in extra:
             label += f" {extra['momentum']}"
+        if not cfg.get("held_out_seeds"):
+            label += f" ({NOT_A_RACE})"
         per_b = per_batch_size(study_df[study_df["study"] == name])
         rows[label] = per_b.set_index("batch_size")["steps_to_target"]
         fits[label] = fit_study(per_b)
@@ -287,5 +291,6 @@ def optimizer_axis(study_df: pd.DataFrame) -> list[str]:
                      f"E_min = {f.e_min:,.0f})" for k, f in fits.items() if f is not None)
     return ["### The optimizer axis: steps to the target at each one's best learning rate", "",
             shown.to_markdown(), "",
-            f"Fits over each study's own batch sizes — {crit}. A study with fewer seeds or "
-            "batch sizes has a wider spread: compare the columns where both have a row.", ""]
+            f"Fits over each study's own batch sizes — {crit}. A race's S(B) is its held-out "
+            "median; a study with fewer seeds or batch sizes has a wider spread: compare the "
+            "columns where both have a row.", ""]

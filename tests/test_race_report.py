@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -43,7 +44,7 @@ def _trial(name: str, B: int, lr: float, seed: int, steps: float | None, phase: 
     held = phase == "held-out"
     return {"study": name, "record": "trial", "batch_size": B, "learning_rate": lr,
             "lr_units": round(8 * math.log10(lr)), "seed": seed, "phase": phase,
-            "status": "reached" if steps is not None else "diverged",
+            "status": "reached" if steps is not None else "budget" if held else "diverged",
             "steps_to_target": steps, "steps": (steps or 10) * (1.5 if held else 1),
             "max_steps": budget, "budget": budget, "backend": "numpy",
             "validation_interval": 1, "target_error": 0.08,
@@ -53,11 +54,13 @@ def _trial(name: str, B: int, lr: float, seed: int, steps: float | None, phase: 
 
 
 def race_study(name: str, *, spread: float, step_s: dict[int, float] | None = None,
-               cpu: str = "Xeon", held_out: bool = True) -> list[dict]:
+               cpu: str = "Xeon", held_out: bool = True,
+               missed: dict[int, int] | None = None) -> list[dict]:
     """A race over ``BATCH_SIZES``: lr 1 is the best rate (lr 2 diverges on two search seeds,
     lr 0.5 needs twice the steps); the held-out seeds' steps spread by ``spread`` (relative)
     around ``_curve``; timings of one backend with ``step_s[B]`` seconds per step (default
-    1e-4 x B^0.5). ``held_out`` False: an old-scheme study (phases coarse/refine/seed)."""
+    1e-4 x B^0.5); ``missed[B]`` of B's held-out seeds (the slowest) miss the target.
+    ``held_out`` False: an old-scheme study (phases coarse/refine/seed)."""
     rng = np.random.default_rng(7)
     cfg = {"name": name, "batch_sizes": list(BATCH_SIZES), "seeds": list(SEARCH),
            "timing_repeats": 3, "target_error": 0.08, "extra_config": []}
@@ -75,8 +78,9 @@ def race_study(name: str, *, spread: float, step_s: dict[int, float] | None = No
                                "refine"))
         if held_out:
             for k, seed in enumerate(HELD_OUT):
-                rows.append(_trial(name, B, 1.0, seed, round(S * (1 + spread * (k - 2))),
-                                   "held-out"))
+                miss = k >= len(HELD_OUT) - (missed or {}).get(B, 0)
+                rows.append(_trial(name, B, 1.0, seed, None if miss else
+                                   round(S * (1 + spread * (k - 2))), "held-out"))
         else:
             rows += [_trial(name, B, 1.0, seed, round(S * 1.2), "seed") for seed in SEARCH[1:]]
         t = (step_s or {}).get(B, 1e-4 * B**0.5)
@@ -179,3 +183,39 @@ def test_race_times_compose_the_held_out_steps():
         assert t.at[B, "seconds"] == pytest.approx(S * step + math.ceil(S / (N_TRAIN // B))
                                                    * 1e-3)
         assert t.at[B, "low_s"] <= t.at[B, "seconds"] <= t.at[B, "high_s"]
+
+
+def test_the_card_composes_the_race_and_names_its_verdict():
+    card = [{"study": "h200", "record": "context", "started_utc": "2026-12-05T00:00:00",
+             "commit": "abc1234def", "gpu_name": "NVIDIA H200", "timing_only": True,
+             "purpose": "timing-only", "steps_from": "race",
+             "study_config": json.dumps({"target_error": 0.08}),
+             "machine_json": json.dumps({"cpu_model": "Xeon", "cpu_count": 16})}]
+    for B in BATCH_SIZES:
+        t = 1e-6 if B == 512 else 1e-2              # B = 512 clear of every other on the card
+        card.append({"study": "h200", "record": "timing", "batch_size": B, "backend": "torch",
+                     "device": "cuda", "kernel": "eager", "batches_per_epoch": N_TRAIN // B,
+                     "step_s": t, "step_s_all": [t, t, t], "epoch_move_s": 0.0,
+                     "epoch_move_s_all": [0.0, 0.0, 0.0], "spec": "torch:cuda"})
+    df = pd.DataFrame(race_study("race", spread=0.05) + card)
+    answers, _ = fastest_to_target(df)
+    on_card = next(a for m, a in answers.items() if m.gpu)
+    assert on_card.study == "race" and on_card.verdict.winner == 512
+    assert (on_card.winner.spec, on_card.winner.seeds) == ("torch:cuda", 5)
+    text = study.section(df).split("### On the card")[1]
+    assert "**On the card: Fastest: B = 512 (" in text and "clear of the runner-up" in text
+    assert "On the CPU (study `race`): B = 64, 512 tied within the seeds' spread" in text
+
+
+def test_missed_seeds_read_not_reached_never_nan_or_inf():
+    df = pd.DataFrame(race_study("race", spread=0.05, missed={512: 2, 50_000: 3}))
+    per_b = per_batch_size(df).set_index("batch_size")
+    assert per_b.at[512, "steps_high"] == math.inf and math.isfinite(per_b.at[512,
+                                                                          "steps_to_target"])
+    assert math.isnan(per_b.at[50_000, "steps_to_target"])
+    assert "held-out median did not reach the target" in per_b.at[50_000, "why_not"]
+    assert 50_000 not in steps_to_target(df, "race")
+    page = study.section(df)
+    row = next(line for line in page.splitlines() if line.startswith("| 512 "))
+    assert "not reached]" in row
+    assert not re.search(r"\b(nan|inf)\b", page, flags=re.I)

@@ -283,17 +283,18 @@ def b_simple_near_target(df: pd.DataFrame, per_b: pd.DataFrame) -> dict[str, Any
     return out
 
 
-def steps_to_target(df: pd.DataFrame, study: str) -> dict[int, float]:
-    """``{B: S(B)}`` of ``study`` (``per_batch_size``: a race's held-out median at the chosen
-    rate; an old study's search minimum), for the B where it is known."""
+def steps_to_target(df: pd.DataFrame, study: str) -> dict[int, int]:
+    """``{B: S(B)}`` of ``study`` in whole steps (``per_batch_size``: a race's held-out median
+    at the chosen rate, half a step rounded up where the seeds are even in number; an old
+    study's search minimum), for the B where it is known."""
     if df.empty or "study" not in df:
         return {}
     per_b = per_batch_size(df[df["study"] == study])
     if per_b.empty or "steps_to_target" not in per_b:
         return {}
     ok = per_b.dropna(subset=["steps_to_target"])
-    return {int(B): float(S) for B, S in zip(ok["batch_size"], ok["steps_to_target"],
-                                             strict=True)}
+    return {int(B): math.floor(S + 0.5) for B, S in zip(ok["batch_size"],
+                                                       ok["steps_to_target"], strict=True)}
 
 
 def steps_curve(df: pd.DataFrame) -> dict[str, tuple[StepsFit, str]]:
