@@ -7,10 +7,19 @@ import json
 
 import pandas as pd
 
-from bench.analysis import fastest_variant, overlapping, steps_to_target
+from bench.analysis import overlapping, steps_to_target
 from bench.analysis import project_time_to_target as project
 from bench.analysis.names import format_seconds, n_train_of, variant_name
-from bench.analysis.study import context, gpu_timing_studies, on_device, records
+from bench.analysis.race import Interval, winner_or_tie
+from bench.analysis.study import (
+    NOT_A_RACE,
+    context,
+    gpu_timing_studies,
+    on_device,
+    race_times,
+    records,
+    study_config,
+)
 from bench.analysis.study import studies as study_names
 
 __all__ = ["on_the_card"]
@@ -27,20 +36,13 @@ def _rng(row: pd.Series | dict, col: str = "projected_s", scale: float = 1.0) ->
             f"{_num(row[col + '_max'] * scale)}]")
 
 
-def _phrase(row: pd.Series) -> str:
-    name = variant_name(row["batch_size"], n_train_of(row.get("dataset")))
-    return f"{name} (B = {int(row['batch_size']):,}, {row['spec']}) {_rng(row)} s"
-
-
-def _winner(fv: dict | None, where: str) -> str:
-    """'<where> fastest: ...' or '<where> tied: ... and ...': never a winner the spread could
-    reverse (tied when the [fastest–slowest repeat] ranges of the projections overlap)."""
-    if fv is None:
+def _verdict(times: pd.DataFrame, where: str) -> str:
+    """``where`` + the winner-or-tie sentence over ``race_times`` rows ("" without any)."""
+    if times.empty:
         return ""
-    if fv["tied"]:
-        return (f"{where} tied: {_phrase(fv['winner'])} and "
-                + " and ".join(_phrase(t) for t in fv["tied"]) + " (their ranges overlap)")
-    return f"{where} fastest: {_phrase(fv['winner'])}"
+    return where + winner_or_tie({int(r.batch_size): Interval(r.seconds, r.low_s, r.high_s,
+                                                              int(r.seeds))
+                                  for r in times.itertuples()}).statement
 
 
 def _card(df: pd.DataFrame, card: str) -> dict:
@@ -60,26 +62,16 @@ def _card(df: pd.DataFrame, card: str) -> dict:
     proj = project(on_card, steps)
     cpu = on_device(timing[timing["study"] == source], gpu=False) if source else timing[:0]
     cpu_proj = project(cpu, steps)
-    fv, fv_cpu = fastest_variant(proj), fastest_variant(cpu_proj)
     line = ""
-    if fv is not None:
-        shown = {fv["winner"].name, *(t.name for t in fv["tied"])}
-        others = [r for _, r in sorted(fv["by_variant"].items()) if r.name not in shown]
-        line = (f"**{_winner(fv, 'On the card,')}**"
-                + "".join(f"; {_phrase(r)}" for r in others))
-        if fv_cpu is not None:
-            line += f". {_winner(fv_cpu, f'On the CPU (composed, study `{source}`),')}"
-            if not fv["tied"] and not fv_cpu["tied"]:
-                same = fv_cpu["winner"]["variant"] == fv["winner"]["variant"]
-                line += (" — the same variant wins on both" if same
-                         else " — a different variant wins on the card")
-            ratio = fv_cpu["winner"]["projected_s"] / fv["winner"]["projected_s"]
-            line += (f"; the card's fastest reaches the target {_times(ratio)} sooner than the "
-                     f"CPU's" if ratio >= 1 else f"; the card's fastest reaches the target "
-                     f"{_times(1 / ratio)} later than the CPU's")
-            line += " (medians)"
-        line += (". Projected time-to-target = S(B) × time per step + reshuffles, median "
-                 "[fastest–slowest repeat].")
+    if len(proj) and source in study_names(df) and study_config(df, source).get("held_out_seeds"):
+        line = (f"**{_verdict(race_times(df, source, card, gpu=True), 'On the card: ')}** "
+                f"{_verdict(race_times(df, source), f'On the CPU (study `{source}`): ')} "
+                "Time-to-target composed: the held-out seeds' steps × the timing repeats of "
+                "each B's fastest spec, plus its reshuffles (median [95 % interval over the "
+                "seeds and the repeats]).")
+    elif len(proj):
+        line = (f"S(B) from `{source}`: {NOT_A_RACE}, so no winner is named; the table shows "
+                "the projections (median [fastest–slowest repeat]).")
     return {"ctx": ctx, "gpu": gpu, "source": source or "none", "note": note, "steps": steps,
             "dataset": ctx.get("dataset"),
             "on_card": on_card, "proj": proj, "cpu_proj": cpu_proj, "winner_line": line}
@@ -143,7 +135,7 @@ def on_the_card(study_df: pd.DataFrame) -> list[str]:
             d_best = d_at.loc[d_at["measured_s"].idxmin()] if len(d_at) else None
             rows.append({
                 "B": f"{B:,}", "variant": variant_name(B, n_train_of(c["dataset"])),
-                "S(B) (steps)": f"{c['steps'][B]:,}" if B in c["steps"] else "—",
+                "S(B) (steps)": f"{c['steps'][B]:,.0f}" if B in c["steps"] else "—",
                 "best on the card": best_name,
                 "time per step (µs)": step,
                 "projected on the card (s)": projected,

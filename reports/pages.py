@@ -5,6 +5,7 @@ long tables. Everything shown comes from ``bench.analysis``; this module only la
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -29,8 +30,8 @@ def intro(datasets: list[str]) -> str:
     return (f"Softmax regression and a one-hidden-layer MLP on {data}, mean NLL, trained by "
             "minibatch SGD: B = 1 is per-sample SGD, B = the whole training set full-batch "
             "GD. Benchmark times are medians over rounds, warm-up excluded (± the rounds' "
-            "interquartile range); the answer per machine comes only from a tuned batch-size "
-            "study (each B at its best learning rate).")
+            "interquartile range); the answer per machine comes only from a fair race (each B at "
+            "the rate its search seeds chose, measured on held-out seeds).")
 
 
 @dataclass
@@ -52,30 +53,31 @@ class MachinePage:
 
 
 def _contender(c: Contender) -> str:
-    how = f"of {c.repeats} direct runs" if c.repeats else "of the time per step's repeats"
+    high = format_seconds(c.high_s) if math.isfinite(c.high_s) else "not reached"
     return (f"{c.variant} (B = {c.batch_size:,}, `{c.spec}`) in {format_seconds(c.seconds)} "
-            f"[{format_seconds(c.low_s)}–{format_seconds(c.high_s)}, median and range {how}]")
+            f"[{format_seconds(c.low_s)}–{high}]")
 
 
 def answer_line(page: MachinePage) -> str:
-    """The machine's one "fastest to the target" statement, with its uncertainty and source."""
+    """The machine's one "fastest to the target" statement: one winner only when its interval
+    is clear of every other B's, else the tie; with its uncertainty, definition and source."""
     a = page.answer
     if a is None:
-        why = ("no tuned batch-size study ran here" if not page.studies else
-               "none of its studies is tuned (see the detail page)")
-        return (f"**Fastest to the target: no answer for this machine** — {why}; the "
-                "benchmarks' time-to-target runs borrow another study's rates and time too few "
-                "batch sizes to answer. Run `python -m bench.study` on it.")
+        why = ("no batch-size study ran here" if not page.studies else
+               "; ".join(f"study `{s}`: {w}" for s, w in sorted(page.why_not.items()))
+               or "none of its studies is a fair race (see the detail page)")
+        return (f"**Fastest to the target: no answer for this machine** — {why}. Run "
+                "`python -m bench.study` (search and held-out seeds) on it.")
     target = f"validation error ≤ {100 * a.target_error:.1f} %"
     if a.tied:
-        head = (f"**Fastest to {target}: tied** — {_contender(a.winner)} and "
-                f"{_contender(a.runner_up)}: their ranges overlap.")
+        head = f"**Fastest to {target}: no single winner** — {a.verdict.statement}"
     else:
-        head = f"**Fastest to {target}: {_contender(a.winner)}**."
-        if a.runner_up is not None:
-            head += f" Next variant: {_contender(a.runner_up)}."
-    return (f"{head} {a.how.capitalize()}; study [`{a.study}`](studies/{a.study}.md), "
-            f"commit `{a.commit}`.")
+        head = f"**Fastest to {target}: {_contender(a.winner)}**, clear of every other B."
+    return (f"{head} Time-to-target {a.how} (median [95 % bootstrap interval] over "
+            f"{a.winner.seeds} held-out seeds and the timing repeats); steps-to-target is the "
+            "first passage (the first check at or below the target: the best checkpoint, "
+            f"which early stopping keeps). Study [`{a.study}`](studies/{a.study}.md), commit "
+            f"`{a.commit}`.")
 
 
 def _run_lines(rows: pd.DataFrame) -> list[str]:
@@ -119,8 +121,10 @@ def report(pages: list[MachinePage], command: str, files: list[str],
     lines += [f"- [{p.machine.name}]({p.link}): its runs, findings, figures and tables"
               for p in pages]
     lines += [f"- [Study `{s}`](studies/{s}.md)" for s in study_names]
+    stated = {name for page in pages for name in page.why_not if page.answer is None}
     for name, why in passed_over:
-        lines.append(f"- Study `{name}` does not answer which variant is fastest: {why}.")
+        if name not in stated:      # a machine's answer line already says why
+            lines.append(f"- Study `{name}` does not answer which variant is fastest: {why}.")
     lines += ["", "Result files read:", "", *[f"- `{f}`" for f in files],
               "- the batch-size studies under `results/study/`", ""]
     return wrap("\n".join(lines))

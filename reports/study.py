@@ -14,11 +14,20 @@ import pandas as pd
 
 from bench.analysis import StepsFit, b_simple_near_target, fit_study, per_batch_size, regime
 from bench.analysis.names import format_seconds, n_train_of, variant_name
-from bench.analysis.study import context, records
+from bench.analysis.race import Interval, winner_or_tie
+from bench.analysis.study import (
+    NOT_A_RACE,
+    context,
+    race_fit,
+    race_times,
+    records,
+    study_config,
+)
 from bench.analysis.study import studies as study_names
 from reports.card import on_the_card
+from reports.cells import md
 
-__all__ = ["optimizer_axis", "section"]
+__all__ = ["optimizer_axis", "race_section", "section"]
 
 
 def _optimizer(cfg: dict) -> str:
@@ -29,30 +38,86 @@ def _optimizer(cfg: dict) -> str:
 # ------------------------------------------------------------------------------ markdown
 
 
-def _answer(df: pd.DataFrame, study: str) -> list[str]:
-    direct = records(df, "direct")
-    direct = direct[(direct["study"] == study)].dropna(subset=["measured_s"]) \
-        if not direct.empty else direct
-    if direct.empty:
-        return ["*No direct time-to-target measurement stored for this study.*"]
-    def spread(row: pd.Series) -> str:
-        v = row["measured_s_all"]
-        return f" [{min(v):.3g}–{max(v):.3g}]" if isinstance(v, list) and v else ""
+def _steps(v: float) -> str:
+    return f"{v:,.0f}" if math.isfinite(v) else "not reached"
 
-    best = direct.loc[direct["measured_s"].idxmin()]
-    n = n_train_of(best.get("dataset"))
-    parts = [f"**fastest to the target: {variant_name(best['batch_size'], n)}, "
-             f"B = {int(best['batch_size']):,}, {best['backend']}, cpu, in "
-             f"{format_seconds(best['measured_s'])}**{spread(best)}"]
-    for B in (n, 1):
-        at = direct[direct["batch_size"] == B]
-        if len(at):
-            row = at.loc[at["measured_s"].idxmin()]
-            parts.append(f"{variant_name(B, n)}: {format_seconds(row['measured_s'])}{spread(row)} "
-                         f"({row['backend']})")
-    return ["; ".join(parts) + " — time-to-target measured at each one's best learning rate "
-            "(training time, validation excluded; median [min–max] of the repeats, one "
-            "thread)."]
+
+def _seconds(v: float) -> str:
+    return format_seconds(v) if math.isfinite(v) else "not reached"
+
+
+def _within(lo: float, hi: float) -> str:
+    return f"[{_num(lo)}–{_num(hi)}]"
+
+
+def _num(v: float) -> str:
+    if not math.isfinite(v):
+        return "—"
+    return f"{v:,.3g}" if abs(v) < 1000 else f"{v:,.0f}"
+
+
+def _not_a_race(cfg: dict) -> list[str]:
+    return [f"**{NOT_A_RACE.capitalize()}.** This study ran before held-out seeds: its "
+            f"steps-to-target is the fewest steps over the trials of one seed's search (seeds "
+            f"{cfg.get('seeds')} only re-ran the best rate), each capped at the best so far, of "
+            "a first passage on runs that may oscillate; it names no winner. Rerun it as a fair "
+            "race (`python -m bench.study`: search and held-out seeds).", ""]
+
+
+def race_section(df: pd.DataFrame, study: str, per_b: pd.DataFrame) -> list[str]:
+    """A race study's fair-race section: how S(B) is measured, the fit with intervals, the
+    verdict over the composed times and the per-B table."""
+    cfg = study_config(df, study)
+    out = [f"#### The fair race ({len(cfg.get('seeds') or ())} search seeds, "
+           f"{len(cfg.get('held_out_seeds') or ())} held-out seeds)", "",
+           f"Each B's learning rate is chosen on the search seeds {tuple(cfg.get('seeds'))} "
+           "(the fewest median steps-to-target; ties to the smaller rate); S(B) is measured at "
+           f"it on the held-out seeds {tuple(cfg.get('held_out_seeds'))}, which take no part in "
+           "the choice and are never capped below the budget: their median and 95 % "
+           "percentile-bootstrap interval. Steps-to-target is the first passage (the first "
+           "check at or below the target): the best checkpoint, which early stopping keeps. "
+           "*Oscillation*: of the checks after first passage, the share above the target "
+           "(median over the held-out seeds [min–max]).", ""]
+    fi = race_fit(per_b)
+    if fi is not None:
+        f = fi.fit
+        out += [f"Fit S(B) = S_min + E_min/B to the held-out medians (95 % intervals: the fit "
+                f"refitted to seeds resampled per B): **S_min = {_num(f.s_min)} "
+                f"{_within(*fi.s_min)} steps, E_min = {_num(f.e_min)} {_within(*fi.e_min)} "
+                f"examples, B_crit = {_num(f.b_crit)} {_within(*fi.b_crit)}** (RMS residual "
+                f"{f.rms_log_residual:.2f} in log steps over {f.n_points} B).", ""]
+    times = race_times(df, study)
+    if len(times):
+        verdict = winner_or_tie({int(r.batch_size): Interval(r.seconds, r.low_s, r.high_s,
+                                                             int(r.seeds))
+                                 for r in times.itertuples()})
+        out += [f"**{verdict.statement}** Time-to-target composed: the held-out seeds' steps × "
+                "the timing repeats of each B's fastest spec on this machine, plus its "
+                "reshuffles (median [95 % interval over the seeds and the repeats]).", ""]
+    times = times.set_index("batch_size") if len(times) else times
+    n_train = n_train_of(context(df, study).get("dataset"))
+    rows = []
+    for r in per_b.itertuples():
+        t = times.loc[r.batch_size] if len(times) and r.batch_size in times.index else None
+        held = getattr(r, "held_out_steps", None)
+        ok = isinstance(held, tuple)
+        median = r.steps_to_target if pd.notna(r.steps_to_target) else math.inf
+        rows.append({
+            "B": f"{r.batch_size:,}", "variant": variant_name(r.batch_size, n_train),
+            "chosen lr": f"{r.best_lr:.3g}" if pd.notna(getattr(r, "best_lr", None)) else "—",
+            "held-out median [95 %] (steps)": (f"{_steps(median)} [{_steps(r.steps_low)}–"
+                                               f"{_steps(r.steps_high)}]" if ok else "—"),
+            "held-out seeds' steps": ", ".join(_steps(v) for v in held) if ok else "—",
+            "old minimum (steps)": _steps(r.old_min_steps) if pd.notna(r.old_min_steps)
+            else "—",
+            "oscillation": (f"{r.oscillation_share:.0%} [{r.oscillation_min:.0%}–"
+                            f"{r.oscillation_max:.0%}]" if ok and pd.notna(r.oscillation_share)
+                            else "—"),
+            "composed time [95 %]": (f"{_seconds(t['seconds'])} [{_seconds(t['low_s'])}–"
+                                     f"{_seconds(t['high_s'])}] ({t['spec']})"
+                                     if t is not None else "—"),
+            "why not": r.why_not or ""})
+    return [*out, md(pd.DataFrame(rows)), ""]
 
 
 def _regimes(fit: StepsFit, Bs: list[int]) -> str:
@@ -89,7 +154,7 @@ def section(study_df: pd.DataFrame) -> str:
         target = cfg.get("target_error", df["target_error"].dropna().iloc[0]
                          if "target_error" in df else math.nan)
         out += [f"### Study `{study}` — {ctx.get('machine_label', 'unknown machine')}", ""]
-        out += [*_answer(df, study), ""]
+        race = bool(cfg.get("held_out_seeds"))
         ctxs = records(study_df, "context")
         walls = ctxs[ctxs["study"] == study].get("wall_s", pd.Series(dtype=float)).dropna()
         wall = float(walls.sum()) if len(walls) else None
@@ -97,17 +162,20 @@ def section(study_df: pd.DataFrame) -> str:
                 if len(walls) > 1 else "")
         out.append(f"Target: validation error ≤ {target:.1%}; {cfg.get('dtype', 'float32')}, "
                    f"{cfg.get('init', 'zeros')} init (the seed sets the data order), "
-                   f"{_optimizer(cfg)}; seeds {cfg.get('seeds')}; "
+                   f"{_optimizer(cfg)}; seeds {cfg.get('seeds')}"
+                   f"{'; held-out seeds ' + str(cfg['held_out_seeds']) if race else ''}; "
                    f"runner {ctx.get('runner', '?')}; commit `{str(ctx.get('commit'))[:10]}`; "
                    f"study wall time {format_seconds(wall) if wall else 'n/a (unfinished)'}{runs}.")
         out.append("")
+        out += race_section(study_df, study, per_b) if race else _not_a_race(cfg)
         fit = fit_study(per_b)
         bs = b_simple_near_target(df, per_b)
-        if fit is not None:
+        if fit is not None and not race:
             out.append(f"Fit S(B) = S_min + E_min/B (least squares of log S): **S_min = "
                        f"{fit.s_min:,.0f} steps, E_min = {fit.e_min:,.0f} examples, B_crit = "
                        f"E_min/S_min = {fit.b_crit:,.0f}** (RMS residual "
                        f"{fit.rms_log_residual:.2f} in log steps over {fit.n_points} B).")
+        if fit is not None:
             if not math.isnan(bs["stable"]):
                 runs = ", ".join(f"B = {b:,}: {v:,.0f}" for b, v in bs["along_runs_by_b"].items())
                 stable = ", ".join(f"{b:,}" for b in bs["stable_bs"])
@@ -150,7 +218,7 @@ def section(study_df: pd.DataFrame) -> str:
             "best lr": per_b.get("best_lr", pd.Series(index=per_b.index, dtype=float))
             .map(lambda v: f"{v:.3g}" if pd.notna(v) else "—"),
             "steps to target": per_b.get("steps_to_target", pd.Series(index=per_b.index))
-            .map(lambda v: f"{int(v):,}" if pd.notna(v) else "—"),
+            .map(lambda v: f"{v:,.0f}" if pd.notna(v) else "—"),
             "seeds min / median / max (steps)": [
                 f"{int(r.seed_steps_min):,} / {r.seed_steps_median:,.0f} / "
                 f"{int(r.seed_steps_max):,} ({r.seeds_reached}/{r.seeds})"
@@ -205,6 +273,8 @@ def optimizer_axis(study_df: pd.DataFrame) -> list[str]:
         label = extra.get("optimizer", "sgd")
         if label != "sgd" and "momentum" in extra:
             label += f" {extra['momentum']}"
+        if not cfg.get("held_out_seeds"):
+            label += f" ({NOT_A_RACE})"
         per_b = per_batch_size(study_df[study_df["study"] == name])
         rows[label] = per_b.set_index("batch_size")["steps_to_target"]
         fits[label] = fit_study(per_b)
@@ -221,5 +291,6 @@ def optimizer_axis(study_df: pd.DataFrame) -> list[str]:
                      f"E_min = {f.e_min:,.0f})" for k, f in fits.items() if f is not None)
     return ["### The optimizer axis: steps to the target at each one's best learning rate", "",
             shown.to_markdown(), "",
-            f"Fits over each study's own batch sizes — {crit}. A study with fewer seeds or "
-            "batch sizes has a wider spread: compare the columns where both have a row.", ""]
+            f"Fits over each study's own batch sizes — {crit}. A race's S(B) is its held-out "
+            "median; a study with fewer seeds or batch sizes has a wider spread: compare the "
+            "columns where both have a row.", ""]

@@ -6,8 +6,12 @@ never a suite, ``reports`` or a framework. One definition each of:
 
 =====================  ============================================================
 ``fit``                S(B) = S_min + E_min / B, B_crit, the regimes
-``study``              the study table's views: per-B answer, fit, noise scale, which
-                       studies may answer (tuned, not smoke)
+``race``               the fair race's statistics: the rate chosen on search
+                       seeds, held-out medians, bootstrap intervals,
+                       oscillation, the winner or the tie
+``study``              the study table's views: per-B S(B) (a race's held-out
+                       median), fit, composed times, noise scale, which
+                       studies may answer (races only)
 ``composition``        time-to-target = S(B) x time per step + reshuffles
 ``parallel``           the data-parallel projection: step model, ring all-reduce,
                        interconnects

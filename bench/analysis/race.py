@@ -379,7 +379,8 @@ def winner_or_tie(times: Mapping[Hashable, Interval], *, name: str = "B",
 
 
 def _fmt(iv: Interval, unit: str) -> str:
-    return f"{iv.point:.3g} {unit}, 95 % interval {iv.low:.3g}–{iv.high:.3g} {unit}"
+    lo, hi = (f"{v:.3g} {unit}" if math.isfinite(v) else "not reached" for v in (iv.low, iv.high))
+    return f"{iv.point:.3g} {unit}, 95 % interval {lo}–{hi}"
 
 
 def _labels(tied: Sequence[Hashable], candidates: Sequence[Hashable]) -> str:
