@@ -20,11 +20,12 @@ one thread, validation at the trials' cadence; it goes on past first passage to
 Checkpoints: ``noise_points`` validation checks per trajectory, always its first passage, the
 others spaced geometrically in steps (``checkpoint_steps``).
 
-Cost (measured, ``bench.workload.noise_scale.b_noise_many``): on one core of the shared 2-core
-AMD EPYC, one pass over the 50,000 x 50,000 example pairs (the Gram part, shared by every
-checkpoint of a group) takes about 60 s quiet (140 s at load 3.5) and each checkpoint adds about
-10 s quiet (28 s at load 3.5); 7 trajectories x ``noise_points`` = 6 checkpoints take about
-2 x 60 + 42 x 10 = 540 s quiet. The runs themselves add well under a minute.
+Cost (``bench.workload.noise_scale.b_noise_many``, CPU seconds on one thread of the shared
+2-core AMD EPYC): one pass over the 50,000 x 50,000 example pairs (the Gram part, shared by up
+to 48 checkpoints) about 57 s, and each checkpoint about 9 s more; the default 6 trajectories
+(7 when full-batch GD is stepped down) x ``noise_points`` = 6 checkpoints: about 57 + 42 x 9 =
+435 s, under 10 minutes on one core, plus the runs themselves (full-batch GD: up to
+four runs of a few hundred steps).
 """
 
 from __future__ import annotations

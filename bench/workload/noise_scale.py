@@ -232,10 +232,11 @@ def b_noise_many(x: np.ndarray, y: np.ndarray, params: Sequence[tuple[np.ndarray
     ``sum_ij C_ij^2 F_i . F'_j`` (``_pair_features``), taken in blocks of ``chunk`` rows
     (I <= J, each pair once): the Gram block ``C_IJ^2`` depends on the data alone, so one Gram
     pass (``N^2 (D + 1)`` flops) serves every point, and each point adds two products with its
-    ``K + K (K + 1) / 2`` = 65 feature columns (``2 N^2 65`` flops). At MNIST's N = 50,000 on
-    one core of the shared 2-core AMD EPYC (quiet), the Gram pass took about 60 s and each
-    point about 10 s more; memory: ``len(params)`` x (N x 2K) floats plus a few
-    ``chunk`` x ``chunk`` blocks.
+    ``K + K (K + 1) / 2`` = 65 feature columns (``2 N^2 65`` flops). Measured in CPU seconds on
+    one thread of the shared 2-core AMD EPYC (load 7-9, wall about twice that): at N = 16,384
+    the Gram pass took 6.1 s and each point 1.0 s more, so at MNIST's N = 50,000 (x 9.3, the
+    pairs) about 57 s and 9 s. Memory: about 15 MB per point (its N x 2K probabilities and
+    residuals, its block features) plus a few ``chunk`` x ``chunk`` blocks (32 MiB each at 2048).
     """
     n = _checked_rows("b_noise", x, y, chunk)
     if not l2 >= 0:
@@ -315,7 +316,7 @@ class NoiseCheckpoint:
 
 def noise_along(checkpoints: Iterable[tuple[int, float, np.ndarray, np.ndarray]],
                 x: np.ndarray, y: np.ndarray, l2: float = 0.0, chunk: int = 2048,
-                group: int = 24) -> list[NoiseCheckpoint]:
+                group: int = 48) -> list[NoiseCheckpoint]:
     """B_simple and B_noise at every ``(step, valid_error, W, b)`` of one or more trajectories,
     over the rows of (x, y), in the checkpoints' order: the series that show the noise scales
     against training progress. ``b_noise_many`` takes ``group`` checkpoints per Gram pass (see
