@@ -18,7 +18,7 @@ import seaborn as sns
 
 from bench.analysis import fit_study, per_batch_size, steps_to_target
 from bench.analysis import project_time_to_target as project
-from bench.analysis.noise import QUANTITIES, noise_points, noise_table
+from bench.analysis.noise import QUANTITIES, noise_table, trajectory_points
 from bench.analysis.study import records
 from bench.analysis.study import studies as study_names
 from reports.styles import palette
@@ -164,7 +164,7 @@ def _noise_figure(df: pd.DataFrame, out: Path) -> Path | None:
     colors = sns.color_palette("tab10", len(table.groupby(["study", "trajectory"])))
     for color, ((study, label), rows) in zip(colors, table.groupby(["study", "trajectory"],
                                                                   sort=False), strict=False):
-        pts = noise_points(df, study)[label][1]
+        pts = trajectory_points(df, study)[label][1]
         err = np.array([p.valid_error for p in pts])
         for (field, name), style in zip(QUANTITIES.items(), ("-o", "--s"), strict=True):
             values = np.array([getattr(p, field) for p in pts])

@@ -195,3 +195,9 @@ def test_the_figure_draws_one_series_per_trajectory_and_quantity(tmp_path, monke
         assert np.isfinite(np.asarray(ln.get_xydata(), float)).all()
     assert {ln.get_linestyle() for ln in series} == {"-", "--"}
     assert sf._noise_figure(pd.DataFrame(), tmp_path) is None
+
+
+def test_a_study_of_another_model_has_no_noise_trajectories(tmp_path):
+    cfg = StudyConfig(extra_config=(("model", "mlp"),))
+    outcomes = {4: SearchOutcome(4, best_units=-8, best_steps=50)}
+    assert noise_trajectories(cfg, StudyStore(tmp_path, "mlp"), None, outcomes, {4: "numpy"}) == []

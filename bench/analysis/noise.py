@@ -18,11 +18,11 @@ from typing import Any
 
 import pandas as pd
 
-from bench.analysis.race import fit_with_intervals, noise_at_first_passage, race_table
+from bench.analysis.race import fit_with_intervals, noise_at_first_passage, race_batch_size
 from bench.analysis.study import fit_study, per_batch_size, records, study_config
 from bench.workload.noise_scale import NoiseCheckpoint
 
-__all__ = ["QUANTITIES", "fitted_b_crit", "noise_points", "noise_table"]
+__all__ = ["QUANTITIES", "fitted_b_crit", "noise_table", "trajectory_points"]
 
 #: The quantities, by record field: display name.
 QUANTITIES = {"b_simple": "B_simple", "b_noise": "B_noise"}
@@ -30,13 +30,22 @@ QUANTITIES = {"b_simple": "B_simple", "b_noise": "B_noise"}
 
 def fitted_b_crit(df: pd.DataFrame, study: str) -> tuple[float, tuple[float, float] | None]:
     """The fitted B_crit of ``study`` and its 95 % interval (None: an old-scheme study, a fit
-    without seeds to resample); ``(nan, None)`` with too few B for a fit."""
+    without seeds to resample); ``(nan, None)`` with too few B for a fit. A B none of whose
+    rates reached the target on half its search seeds has no S(B) and is left out of the fit."""
     trials = records(df, "trial")
     trials = trials[trials["study"] == study] if not trials.empty else trials
     if not trials.empty and (trials["phase"] == "held-out").any():
-        race = race_table(trials, search_seeds=study_config(df, study).get("seeds") or ())
-        ci = fit_with_intervals(dict(zip(race["batch_size"], race["held_out_steps"],
-                                         strict=True)))
+        seeds = study_config(df, study).get("seeds") or ()
+        held = {}
+        for B, g in trials.groupby("batch_size"):
+            try:
+                held[int(B)] = race_batch_size(g.to_dict("records"), search_seeds=seeds,
+                                               budget=int(g["budget"].max())).steps
+            except ValueError:      # no rate reached the target on half its search seeds
+                continue
+        if len(held) < 2:
+            return math.nan, None
+        ci = fit_with_intervals(held)
         return ci.fit.b_crit, ci.b_crit
     fit = fit_study(per_batch_size(trials)) if not trials.empty else None
     return (fit.b_crit if fit is not None else math.nan), None
@@ -50,7 +59,7 @@ def _label(g: pd.DataFrame) -> tuple[str, str]:
             "the search's best run (a study before the trajectory rule)")
 
 
-def noise_points(df: pd.DataFrame, study: str) -> dict[str, tuple[str, list[NoiseCheckpoint]]]:
+def trajectory_points(df: pd.DataFrame, study: str) -> dict[str, tuple[str, list[NoiseCheckpoint]]]:
     """``{trajectory: (rule, checkpoints in step order)}`` of ``study``'s noise records, by B
     and rate (``b_noise`` and its parts NaN where a study did not measure them)."""
     noise = records(df, "noise")
@@ -90,7 +99,7 @@ def noise_table(df: pd.DataFrame) -> pd.DataFrame:
         b_crit, interval = fitted_b_crit(df, study)
         low, high = interval if interval is not None else (math.nan, math.nan)
         target = _target(df, study)
-        for label, (rule, pts) in noise_points(df, study).items():
+        for label, (rule, pts) in trajectory_points(df, study).items():
             hit = noise_at_first_passage(pts, target)
             for field, name in QUANTITIES.items():
                 measured = any(not math.isnan(getattr(p, field)) for p in pts)

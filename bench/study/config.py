@@ -51,7 +51,6 @@ class StudyConfig:
     direct_repeats: int = 3
     noise_batch_sizes: tuple[int | str, ...] = (4, 16, 64, 256, 1024, FULL_BATCH)
     noise_points: int = 6               # checkpoints per noise trajectory (bench.study.noise)
-    noise_dense: int = 11               # even checkpoints over 0.5-1.5 x steps-to-target
     extra_config: tuple[tuple[str, Any], ...] = ()
     purpose: str = "full"               # or "small": the CI's smoke study, never reported
 

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from bench.analysis.race import oscillation_share
-from bench.study.config import StudyConfig, base_kw
+from bench.study.config import StudyConfig, base_kw, extra_tag
 from bench.study.progress import progress
 from bench.study.search import HALF_DECADE, SearchOutcome
 from bench.study.storage import StudyStore
@@ -187,6 +187,11 @@ def noise_trajectories(cfg: StudyConfig, store: StudyStore, data: Any,
     one record each (kind ``noise``); a trajectory already stored is read back."""
     from bench.workload.noise_scale import noise_along
 
+    model = dict(cfg.extra_config).get("model", "softmax")
+    if model != "softmax":
+        progress(f"noise: skipped, the exact noise scales are softmax regression's (model "
+                 f"{model!r})")
+        return []
     runs: dict[tuple[int, int], Any] = {}
 
     def run(B: int, units: int) -> Any:
@@ -198,7 +203,7 @@ def noise_trajectories(cfg: StudyConfig, store: StudyStore, data: Any,
     out, todo, points = [], [], []
     for t in chosen:
         key = (f"B{t.batch_size}_u{t.lr_units}_s{cfg.seeds[0]}_{backends[t.batch_size]}"
-               f"_p{cfg.noise_points}_both")
+               f"_p{cfg.noise_points}_both_{cfg.target_error}_{extra_tag(cfg)}")
         found = store.get("noise", key)
         if found:
             out.extend(found)
