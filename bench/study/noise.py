@@ -125,9 +125,9 @@ def trajectories(cfg: StudyConfig, outcomes: dict[int, SearchOutcome],
 
 
 def checkpoint_steps(checks: Checks, target: float, count: int) -> list[int]:
-    """``count`` check steps of a run (fewer when it has fewer checks): its first passage (when
-    it has one) and the checks nearest ``count`` geometrically spaced steps from its first
-    check to its last, in order."""
+    """``count`` check steps of a run (fewer when it has fewer checks), in order: its first
+    passage (when it has one), and for the others the checks nearest as many geometrically
+    spaced steps from its first check to its last."""
     steps = [s for s, _ in checks]
     if not steps or count < 1:
         return []
@@ -171,7 +171,8 @@ def _run(cfg: StudyConfig, data: Any, B: int, units: int,
                 steps += stop - k
             p = trainer.get_params()
             params[steps] = (np.array(p["W"], np.float64), np.array(p["b"], np.float64))
-            checks.append((steps, float(trainer.error("valid"))))
+            checks.append((steps, float(trainer.error("valid", rc.eval_batch_size,
+                                                      rc.eval_drop_last))))
             if not math.isfinite(checks[-1][1]):
                 break
             if first is None and checks[-1][1] <= cfg.target_error:
