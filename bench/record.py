@@ -51,7 +51,7 @@ RECORDS: dict[str, tuple[str, str]] = {
     "timing": ("study", "time per step of one backend spec at one B"),
     "skip": ("study", "why a backend spec (at one B, or at every B) was not timed"),
     "direct": ("study", "a directly measured time-to-target, against its composition"),
-    "noise": ("study", "the exact gradient noise scale at one checkpoint of a run"),
+    "noise": ("study", "both exact gradient noise scales at one checkpoint of a trajectory"),
 }
 
 #: Identity of a record: what was run, where.
@@ -183,6 +183,12 @@ STUDY = {
     "grad_sq_norm": "|G|^2, the squared norm of the full training-set gradient",
     "trace_cov": "tr S, the trace of the per-example gradient covariance",
     "b_simple": "the simple noise scale tr S / |G|^2, examples",
+    "grad_hess_grad": "G^T H G, the full training-set gradient against the exact Hessian",
+    "trace_hess_cov": "tr(H S), the per-example gradient covariance against the exact Hessian",
+    "b_noise": "McCandlish et al.'s noise scale tr(H S) / G^T H G, examples",
+    "trajectory": "the run a noise record's checkpoint lies on (B and rate), unique in a study",
+    "trajectory_rule": "why that run is a noise trajectory, and its rate's reason "
+                       "(bench.study.noise)",
     "valid_error": "validation error at a checkpoint, fraction",
     "threads": "threads of a timed or direct run",
     "steps_per_run": "steps of each timed run",

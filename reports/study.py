@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from bench.analysis import StepsFit, b_simple_near_target, fit_study, per_batch_size, regime
+from bench.analysis import StepsFit, fit_study, per_batch_size, regime
 from bench.analysis.names import format_seconds, n_train_of, variant_name
 from bench.analysis.race import Interval, winner_or_tie
 from bench.analysis.study import (
@@ -26,6 +26,7 @@ from bench.analysis.study import (
 from bench.analysis.study import studies as study_names
 from reports.card import on_the_card
 from reports.cells import md
+from reports.noise import lines as noise_lines
 
 __all__ = ["optimizer_axis", "race_section", "section"]
 
@@ -169,34 +170,12 @@ def section(study_df: pd.DataFrame) -> str:
         out.append("")
         out += race_section(study_df, study, per_b) if race else _not_a_race(cfg)
         fit = fit_study(per_b)
-        bs = b_simple_near_target(df, per_b)
         if fit is not None and not race:
             out.append(f"Fit S(B) = S_min + E_min/B (least squares of log S): **S_min = "
                        f"{fit.s_min:,.0f} steps, E_min = {fit.e_min:,.0f} examples, B_crit = "
                        f"E_min/S_min = {fit.b_crit:,.0f}** (RMS residual "
                        f"{fit.rms_log_residual:.2f} in log steps over {fit.n_points} B).")
         if fit is not None:
-            if not math.isnan(bs["stable"]):
-                runs = ", ".join(f"B = {b:,}: {v:,.0f}" for b, v in bs["along_runs_by_b"].items())
-                stable = ", ".join(f"{b:,}" for b in bs["stable_bs"])
-                out.append(f"Gradient noise scale near the target (exact, over the 50,000 "
-                           f"training examples; mean tr Σ / mean |G|² over 0.5–1.5 × "
-                           f"steps-to-target along the best run at each B): **B_simple = "
-                           f"{bs['stable']:,.0f}** along the runs in the perfect-scaling regime "
-                           f"(B = {stable}), whose rates are far below the stability edge: the "
-                           f"fitted B_crit is {fit.b_crit / bs['stable']:.2f} × this "
-                           f"prediction. Every run: {runs}; at the best rates of larger B the "
-                           f"runs oscillate (the validation error jumps between checkpoints) "
-                           f"and |G|² there measures the oscillation, so B_simple drops.")
-            if not math.isnan(bs["median"]):
-                out.append(f"At the single point where each B's best trial reached the target, "
-                           f"B_simple has median {bs['median']:,.0f} over B (range "
-                           f"{bs['min']:,.0f}–{bs['max']:,.0f}): at the best rates the runs "
-                           f"oscillate, |G|² swings by orders of magnitude between checkpoints "
-                           f"while tr Σ stays steady, and the target is met on a downswing of "
-                           f"|G|², so one point overstates B_simple; the ratio of averages above "
-                           f"is the estimate to compare with B_crit (McCandlish et al. average "
-                           f"both before dividing).")
             out.append("")
             out.append(_regimes(fit, per_b["batch_size"].tolist()))
             lrs = per_b.dropna(subset=["best_lr"])
@@ -211,6 +190,7 @@ def section(study_df: pd.DataFrame) -> str:
                 out.append("The best learning rate grows as (least squares of log lr on log B; "
                            "linear scaling is B^1.00) — " + "; ".join(slopes) + ".")
         out.append("")
+        out += noise_lines(df)
         table = pd.DataFrame({
             "B": per_b["batch_size"].map("{:,}".format),
             "variant": per_b["batch_size"].map(variant),

@@ -1,5 +1,5 @@
 """The study's figures: steps-to-target and its fit, the learning rates tried, the composed
-time-to-target per backend, and the gradient noise scale along the best runs. Each writes one
+time-to-target per backend, and both noise scales along the noise trajectories. Each writes one
 PNG from the study table (``bench.study.load_study``) and ``bench.analysis``' views."""
 
 from __future__ import annotations
@@ -16,19 +16,21 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from bench.analysis import b_simple_near_target, fit_study, per_batch_size, steps_to_target
+from bench.analysis import fit_study, per_batch_size, steps_to_target
 from bench.analysis import project_time_to_target as project
+from bench.analysis.noise import QUANTITIES, noise_table, trajectory_points
 from bench.analysis.study import records
 from bench.analysis.study import studies as study_names
 from reports.styles import palette
 
 STEPS_FIGURE = ("Steps to the target vs B at each B's best learning rate: the fit S(B) = S_min + "
-                "E_min/B, B_crit, B_simple and the seeds' range")
+                "E_min/B, B_crit and the seeds' range")
 LR_FIGURE = "Learning rates tried per B, by outcome, and the best one"
 TIME_FIGURE = ("Time-to-target vs B per backend: S(B) × the measured time per step (band: "
                "fastest–slowest repeat); crosses: measured directly")
-NOISE_FIGURE = ("The exact gradient noise scale B_simple along the best runs (bars: mean tr Σ / "
-                "mean |G|² over 0.5–1.5 × steps-to-target)")
+NOISE_FIGURE = ("The exact noise scales B_simple = tr Σ / |G|² (solid) and B_noise = tr(HΣ) / "
+                "GᵀHG (dashed) along each trajectory against its validation error (★: first "
+                "passage; band: the fitted B_crit's 95 % interval)")
 #: The study's figures the report's first page may show, in this order.
 HEADLINE_FIGURES = (STEPS_FIGURE, TIME_FIGURE)
 __all__ = ["HEADLINE_FIGURES", "figures"]
@@ -79,12 +81,6 @@ def _steps_figure(df: pd.DataFrame, out: Path) -> Path | None:
                         ax.axvspan(lo, hi, color="grey", alpha=shade, lw=0)
                         ax.text(math.sqrt(lo * hi), S.min() * 0.55, name, ha="center",
                                 fontsize=8, color="dimgrey")
-        near = b_simple_near_target(df[df["study"] == study], per_b)
-        bs = near["stable"] if not math.isnan(near["stable"]) else near["median"]
-        if not math.isnan(bs):
-            ax.axvline(bs, color=c, ls="-.", lw=1)
-            ax.text(bs, S.max(), f" B_simple={bs:,.0f}", color=c, rotation=90, va="top",
-                    ha="left", fontsize=8)
     all_s = [v for line in ax.get_lines() for v in np.asarray(line.get_ydata(), float)
              if v > 1]            # the axvlines' data are (0, 1) in axes units
     if all_s:
@@ -160,33 +156,40 @@ def _time_figure(df: pd.DataFrame, out: Path) -> Path | None:
 
 
 def _noise_figure(df: pd.DataFrame, out: Path) -> Path | None:
-    noise = records(df, "noise")
-    if noise.empty:
+    table = noise_table(df)
+    if table.empty:
         return None
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
-    for (study, B), g in noise.groupby(["study", "batch_size"]):
-        g = g[g["steps"] > 0].sort_values("steps")
-        frac = g["steps"] / g["steps_to_target"]
-        near = g[(frac >= 0.5) & (frac <= 1.5)]
-        avg = near["trace_cov"].mean() / near["grad_sq_norm"].mean()
-        line, = ax.plot(frac, g["b_simple"], "-o", ms=3,
-                        label=f"B = {int(B):,} (lr {g['learning_rate'].iloc[0]:.3g}, target at "
-                              f"step {int(g['steps_to_target'].iloc[0]):,}; near it "
-                              f"mean trΣ / mean |G|² = {avg:,.0f})"
-                              + (f", {study}" if noise["study"].nunique() > 1 else ""))
-        hit = g[g["steps"] == g["steps_to_target"]]
-        ax.scatter(hit["steps"] / hit["steps_to_target"], hit["b_simple"], marker="*", s=150,
-                   color=line.get_color(), zorder=5)
-        ax.plot([0.5, 1.5], [avg, avg], color=line.get_color(), lw=4, alpha=0.5)
-    init = noise[noise["steps"] == 0]["b_simple"]
-    if len(init):
-        ax.axhline(float(init.iloc[0]), color="grey", ls=":",
-                   label=f"at the zero initialisation: {float(init.iloc[0]):,.0f}")
-    ax.axvline(1.0, color="grey", ls="--", lw=1)
-    ax.set(xscale="log", yscale="log", xlabel="steps / steps-to-target of that run",
-           ylabel="B_simple = tr Σ / |G|² (examples)",
-           title="Exact gradient noise scale along the best runs (★ = at the target)")
-    ax.legend(fontsize=7, loc="upper left")
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    several = table["study"].nunique() > 1
+    colors = sns.color_palette("tab10", len(table.groupby(["study", "trajectory"])))
+    for color, ((study, label), rows) in zip(colors, table.groupby(["study", "trajectory"],
+                                                                  sort=False), strict=False):
+        pts = trajectory_points(df, study)[label][1]
+        err = np.array([p.valid_error for p in pts])
+        for (field, name), style in zip(QUANTITIES.items(), ("-o", "--s"), strict=True):
+            values = np.array([getattr(p, field) for p in pts])
+            ok = np.isfinite(values) & (values > 0) & np.isfinite(err)
+            if not ok.any():
+                continue
+            ax.plot(err[ok], values[ok], style, ms=3, color=color,
+                    label=f"{name}: {label}" + (f", {study}" if several else ""))
+            hit = rows[(rows["quantity"] == name)].dropna(subset=["value"])
+            ax.scatter(hit["valid_error"], hit["value"], marker="*", s=140, color=color,
+                       zorder=5)
+    for study, rows in table.groupby("study"):
+        crit = rows.iloc[0]
+        if np.isfinite(crit["b_crit_low"]):
+            ax.axhspan(crit["b_crit_low"], crit["b_crit_high"], color="grey", alpha=0.2, lw=0,
+                       label=f"fitted B_crit, 95 % interval{f', {study}' if several else ''}")
+        if np.isfinite(crit["b_crit"]):
+            ax.axhline(crit["b_crit"], color="grey", ls=":",
+                       label=f"fitted B_crit = {crit['b_crit']:,.0f}"
+                             + (f", {study}" if several else ""))
+    ax.set(xscale="log", yscale="log", xlabel="validation error (fraction; training goes right)",
+           ylabel="noise scale (examples)",
+           title="Exact noise scales along each trajectory (★ = first passage)")
+    ax.invert_xaxis()
+    ax.legend(fontsize=7, loc="best")
     return _save(fig, out / "study_noise_scale.png")
 
 

@@ -167,7 +167,7 @@ def test_noise_along_a_trajectory_is_both_scales_at_each_checkpoint():
         trajectory.append((step, L.error(x, y, W, b), W, b))
         for _ in range(10):
             W, b = L.reference_step(x, y, W, b, lr=0.5)
-    points = noise_along(trajectory, x, y, chunk=16)
+    points = noise_along(trajectory, x, y, chunk=16, group=2)
     assert [p.step for p in points] == [0, 10, 20]
     for p, (_, err, Wc, bc) in zip(points, trajectory, strict=True):
         assert p.valid_error == err

@@ -229,7 +229,7 @@ def test_small_study_on_real_data(real_mnist, tmp_path):
                       grid=(-4, 0, 4), backends=("numpy",), timing_repeats=1,
                       validations_per_prior=20,
                       timing_examples=20_000, direct_top=1, direct_repeats=1,
-                      noise_batch_sizes=(256,), noise_points=2, noise_dense=2)
+                      noise_batch_sizes=(256,), noise_points=2)
     runner = PoolRunner(workers=2)
     try:
         run_study(cfg, runner, tmp_path)
@@ -255,7 +255,7 @@ def test_small_study_on_real_data(real_mnist, tmp_path):
     assert len(direct) >= 1 and direct["measured_s"].notna().all()
     assert direct["seed"].isin([11, 12]).all() and direct["steps_match"].all()
     noise = df[df["record"] == "noise"]
-    assert len(noise) >= 3 and (noise["b_simple"] > 0).all()
+    assert len(noise) == cfg.noise_points and (noise[["b_simple", "b_noise"]] > 0).all().all()
 
 
 # ---------------------------------------------------------------- the optimizer axis

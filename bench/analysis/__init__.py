@@ -12,6 +12,7 @@ never a suite, ``reports`` or a framework. One definition each of:
 ``study``              the study table's views: per-B S(B) (a race's held-out
                        median), fit, composed times, noise scale, which
                        studies may answer (races only)
+``noise``              the noise scales per trajectory at first passage against B_crit
 ``composition``        time-to-target = S(B) x time per step + reshuffles
 ``parallel``           the data-parallel projection: step model, ring all-reduce,
                        interconnects
@@ -39,7 +40,6 @@ from bench.analysis.composition import (
 from bench.analysis.fit import StepsFit, fit_steps, regime
 from bench.analysis.names import VARIANT_NAMES, format_seconds, spec_label, variant_name
 from bench.analysis.study import (
-    b_simple_near_target,
     fit_study,
     per_batch_size,
     steps_curve,
@@ -47,7 +47,7 @@ from bench.analysis.study import (
 )
 from bench.results import NOISY_REL_IQR, load_results, select_runs
 
-__all__ = ["NOISY_REL_IQR", "VARIANT_NAMES", "StepsFit", "b_simple_near_target", "composed_seconds",
+__all__ = ["NOISY_REL_IQR", "VARIANT_NAMES", "StepsFit", "composed_seconds",
            "fastest_variant", "fit_steps", "fit_study", "format_seconds", "load_results",
            "overlapping", "per_batch_size", "project_time_to_target", "regime", "select_runs",
            "spec_label", "steps_curve", "steps_to_target", "variant_name"]

@@ -1,5 +1,5 @@
 """Views of the study's tidy table: its studies and their configuration, the per-B answer, the
-fit of S(B), the noise scale near the target, and whether a study may answer at all.
+fit of S(B), and whether a study may answer at all (the noise scales: ``bench.analysis.noise``).
 
 Everything here reads only the DataFrame of ``bench.study.storage.load_study`` (or a store's
 records), so the report and the command line print the same numbers from stored results.
@@ -11,7 +11,6 @@ import json
 import math
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from bench.analysis.fit import StepsFit, fit_steps
@@ -26,7 +25,7 @@ from bench.analysis.race import (
 )
 from bench.results import purpose_reason, study_purpose
 
-__all__ = ["NOT_A_RACE", "b_simple_near_target", "context", "fit_study", "gpu_timing_studies",
+__all__ = ["NOT_A_RACE", "context", "fit_study", "gpu_timing_studies",
            "on_device", "optimizer_label", "per_batch_size", "race_fit", "race_times",
            "records", "steps_curve", "steps_to_target", "studies", "study_config",
            "untuned_reason"]
@@ -241,46 +240,6 @@ def fit_study(per_b: pd.DataFrame) -> StepsFit | None:
     if ok["batch_size"].nunique() < 2:
         return None
     return fit_steps(ok["batch_size"].to_numpy(), ok["steps_to_target"].to_numpy())
-
-
-def b_simple_near_target(df: pd.DataFrame, per_b: pd.DataFrame) -> dict[str, Any]:
-    """B_simple near the target, two ways.
-
-    ``median`` / ``min`` / ``max``: over B, the value at the parameters where each B's best
-    trial reached the target (one point each: noisy where a large rate makes |G| oscillate).
-    ``along_runs`` (and ``along_runs_min`` / ``_max`` over the noise runs): for each noise run,
-    mean tr S / mean |G|^2 over its checkpoints from 0.5 to 1.5 x steps-to-target — the ratio
-    of averages, as McCandlish et al. average |G|^2 and tr S separately before dividing;
-    ``along_runs_by_b`` holds each run's value by B. ``stable`` (with ``stable_bs``): their
-    median over the runs in the fitted perfect-scaling regime (B <= B_crit / 10; the smallest B
-    when none is), where the best rate is far below the stability edge: at the best rates of
-    larger B the runs oscillate, and |G|^2 there measures the oscillation, not the gradient.
-    """
-    at_target = per_b.get("b_simple_at_target", pd.Series(dtype=float)).dropna()
-    out = {"median": float(at_target.median()) if len(at_target) else math.nan,
-           "min": float(at_target.min()) if len(at_target) else math.nan,
-           "max": float(at_target.max()) if len(at_target) else math.nan,
-           "along_runs": math.nan, "along_runs_min": math.nan, "along_runs_max": math.nan,
-           "along_runs_by_b": {}, "stable": math.nan, "stable_bs": []}
-    noise = records(df, "noise")
-    if not noise.empty:
-        by_b: dict[int, float] = {}
-        for _, g in noise.groupby("key"):
-            near = g[(g["steps"] >= 0.5 * g["steps_to_target"])
-                     & (g["steps"] <= 1.5 * g["steps_to_target"])]
-            if len(near):
-                by_b[int(g["batch_size"].iloc[0])] = float(near["trace_cov"].mean()
-                                                           / near["grad_sq_norm"].mean())
-        if by_b:
-            vals = list(by_b.values())
-            out.update(along_runs=float(np.median(vals)), along_runs_min=float(min(vals)),
-                       along_runs_max=float(max(vals)), along_runs_by_b=dict(sorted(by_b.items())))
-            fit = fit_study(per_b)
-            limit = fit.perfect_scaling_max_b if fit is not None else 0.0
-            stable = [B for B in by_b if B <= limit] or [min(by_b)]
-            out.update(stable=float(np.median([by_b[B] for B in stable])),
-                       stable_bs=sorted(stable))
-    return out
 
 
 def steps_to_target(df: pd.DataFrame, study: str) -> dict[int, int]:

@@ -14,13 +14,13 @@ import pandas as pd
 from bench import cli
 from bench.analysis import (
     VARIANT_NAMES,
-    b_simple_near_target,
     fastest_variant,
     fit_study,
     per_batch_size,
     steps_to_target,
 )
 from bench.analysis import project_time_to_target as project
+from bench.analysis.noise import noise_table
 from bench.study.core import StudyConfig, run_study, run_timing_only
 from bench.study.presets import PRESETS, preset_config
 from bench.study.runners import RAY_ADDRESS_ENV, RUNNERS, make_runner
@@ -326,7 +326,9 @@ def main(argv: list[str] | None = None) -> int:
     fit = fit_study(per_b)
     if fit:
         print(f"S_min = {fit.s_min:.1f} steps, E_min = {fit.e_min:.0f} examples, "
-              f"B_crit = {fit.b_crit:.0f} (fit, rms log residual {fit.rms_log_residual:.3f}); "
-              f"B_simple near target: {b_simple_near_target(df, per_b)}")
+              f"B_crit = {fit.b_crit:.0f} (fit, rms log residual {fit.rms_log_residual:.3f})")
+    table = noise_table(df)
+    if not table.empty:
+        print(table[["trajectory", "quantity", "step", "value", "ratio"]].to_string(index=False))
     return 0
 

@@ -53,8 +53,7 @@ class StudyConfig:
     direct_top: int = 3
     direct_repeats: int = 3
     noise_batch_sizes: tuple[int | str, ...] = (4, 16, 64, 256, 1024, FULL_BATCH)
-    noise_points: int = 24              # geometric checkpoints up to 1.5 x steps-to-target
-    noise_dense: int = 11               # even checkpoints over 0.5-1.5 x steps-to-target
+    noise_points: int = 6               # checkpoints per noise trajectory (bench.study.noise)
     extra_config: tuple[tuple[str, Any], ...] = ()
     purpose: str = "full"               # or "small": the CI's smoke study, never reported
 

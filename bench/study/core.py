@@ -37,8 +37,9 @@ from typing import Any
 
 from bench.study.config import STUDY_GRID, StudyConfig
 from bench.study.measure import fastest_backends, measure_timing
+from bench.study.noise import noise_trajectories
 from bench.study.progress import progress
-from bench.study.runs import composed_times, direct_candidates, measure_direct, noise_along_run
+from bench.study.runs import composed_times, direct_candidates, measure_direct
 from bench.study.schedule import run_searches
 from bench.study.storage import DEFAULT_ROOT, StudyStore
 from bench.workload.datasets import load
@@ -93,10 +94,8 @@ def run_study(cfg: StudyConfig, runner: Any, root: str | os.PathLike = DEFAULT_R
                     else fastest_backends(cfg, timing))
         progress(f"backends per B: {backends}")
         outcomes = run_searches(cfg, store, runner, backends)
-        for B in cfg.noise_batch_sizes if noise else ():
-            o = outcomes.get(B)
-            if o is not None and o.best_steps is not None:
-                noise_along_run(cfg, store, data, B, o.best_units, o.best_steps, backends[B])
+        if noise:
+            noise_trajectories(cfg, store, data, outcomes, backends)
         if direct and timing:
             composed = composed_times(timing, outcomes)
             measure_direct(cfg, store, data, direct_candidates(cfg, composed))

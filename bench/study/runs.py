@@ -1,5 +1,5 @@
-"""The study's runs in the driver after the searches: the noise scale along the best run
-(step 3 of ``bench.study.core``) and the direct time-to-target (step 4)."""
+"""The study's runs in the driver after the searches: the direct time-to-target (step 4 of
+``bench.study.core``)."""
 
 from __future__ import annotations
 
@@ -19,58 +19,7 @@ from bench.study.timing import BackendSpec
 from bench.study.trial import thread_limit
 from bench.workload.config import RunConfig
 
-__all__ = ["composed_times", "direct_candidates", "measure_direct", "noise_along_run"]
-
-
-def noise_along_run(cfg: StudyConfig, store: StudyStore, data: Any, B: int, units: int,
-                    steps_to_target: int, backend: str) -> list[dict[str, Any]]:
-    """|G|^2, tr S and B_simple over the training set at checkpoints of the best run at B.
-
-    Checkpoints: step 0, ``noise_points`` steps spaced geometrically up to 1.5 x
-    steps-to-target, and ``noise_dense`` evenly from 0.5 to 1.5 x steps-to-target (where the
-    report averages |G|^2 and tr S near the target); one thread, in this process.
-    """
-    from bench.harness import prepare
-    from bench.study.trial import lr_from_units
-    from bench.workload.data_order import epoch_permutation
-    from bench.workload.noise_scale import noise_scale
-
-    key = (f"B{B}_u{units}_s{cfg.seeds[0]}_{backend}_n{cfg.noise_points}d{cfg.noise_dense}"
-           f"_S{steps_to_target}")
-    found = store.get("noise", key)
-    if found:
-        return found
-    rc = RunConfig(backend=backend, learning_rate=lr_from_units(units), seed=cfg.seeds[0],
-                   **base_kw(cfg, B))
-    marks = np.unique(np.r_[0, steps_to_target, np.round(
-        np.geomspace(1, 1.5 * steps_to_target, cfg.noise_points)),
-        np.round(np.linspace(0.5, 1.5, cfg.noise_dense) * steps_to_target)].astype(int))
-    out = []
-    with thread_limit(1):
-        trainer, _ = prepare(rc, data)
-        nb, n = trainer.n_batches(), trainer.n_train
-        steps, epoch = 0, 0
-        for mark in marks:
-            while steps < mark:
-                k = steps % nb
-                if k == 0:
-                    epoch += 1
-                    trainer.begin_epoch(epoch_permutation(n, epoch, rc.order, rc.seed))
-                stop = min(nb, k + int(mark) - steps)
-                trainer.train_batches(k, stop)
-                steps += stop - k
-            params = trainer.get_params()
-            W, b = params["W"], params["b"]
-            ns = noise_scale(data.train.x, data.train.y, W, b)
-            out.append({"key": key, "batch_size": B, "learning_rate": rc.learning_rate,
-                        "backend": backend, "seed": rc.seed, "steps": int(mark),
-                        "steps_to_target": steps_to_target,
-                        "valid_error": trainer.error("valid"), "grad_sq_norm": ns.grad_sq_norm,
-                        "trace_cov": ns.trace_cov, "b_simple": ns.b_simple})
-    store.put("noise", key, out)
-    progress(f"noise B={B}: B_simple {out[0]['b_simple']:.0f} at step 0 -> "
-              f"{out[-1]['b_simple']:.0f} at step {out[-1]['steps']}")
-    return out
+__all__ = ["composed_times", "direct_candidates", "measure_direct"]
 
 
 def composed_times(timing: list[dict[str, Any]],

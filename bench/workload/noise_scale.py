@@ -50,7 +50,7 @@ exists and undefined at ``W_ij = 0``, so no finite curvature represents it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,6 +62,7 @@ __all__ = [
     "NoiseCheckpoint",
     "NoiseScale",
     "b_noise",
+    "b_noise_many",
     "expected_minibatch_sq_norm",
     "hessian_vector_product",
     "noise_along",
@@ -205,60 +206,97 @@ class CurvedNoiseScale:
     l2: float
 
 
+def _pair_features(p: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``F_i`` (from ``p_i``) and ``F'_j`` (from ``delta_j``) with ``F_i . F'_j = delta_j^T A_i
+    delta_j``: ``[p_ik ; w_kl p_ik p_il]`` and ``[delta_jk^2 ; -delta_jk delta_jl]`` over k and the
+    pairs k <= l (``w_kl`` = 1 on the diagonal, 2 off it), K + K (K + 1) / 2 columns each."""
+    k, m = np.triu_indices(p.shape[1])
+    w = np.where(k == m, 1.0, 2.0)
+    return (np.hstack([p, p[:, k] * p[:, m] * w]),
+            np.hstack([delta * delta, -(delta[:, k] * delta[:, m])]))
+
+
 def b_noise(x: np.ndarray, y: np.ndarray, W: np.ndarray, b: np.ndarray, l2: float = 0.0,
             chunk: int = 2048) -> CurvedNoiseScale:
-    """``B_noise = tr(H S) / (G^T H G)`` over all rows of (x, y) at (W, b), exactly, in float64.
+    """``B_noise = tr(H S) / (G^T H G)`` over all rows of (x, y) at (W, b), exactly, in float64
+    (``b_noise_many`` at one point)."""
+    return b_noise_many(x, y, [(W, b)], l2, chunk)[0]
+
+
+def b_noise_many(x: np.ndarray, y: np.ndarray, params: Sequence[tuple[np.ndarray, np.ndarray]],
+                 l2: float = 0.0, chunk: int = 2048) -> list[CurvedNoiseScale]:
+    """``B_noise`` at each ``(W, b)`` of ``params`` over all rows of (x, y), exactly, in float64.
 
     G, G^T H G and the second moment's trace against H as in the module docstring, with no
-    sampling and no approximation. The double sum over example pairs is taken in blocks of
-    ``chunk`` rows (I <= J, each pair once: ``C_IJ^2`` weighs ``Q_IJ + Q_JI^T``), so its cost is
-    ``N^2 (D + 1)`` flops of Gram products plus ``4 N^2 K`` of class products and O(N^2)
-    element-wise work, with float64 temporaries of a few ``chunk`` x ``chunk`` blocks (32 MiB
-    each at 2048); the single passes (G, G^T H G) cost ``O(N D K)``. MNIST's N = 50,000 is
-    about 2e12 flops: 6,000 rows took 3.1 s on the shared 2-core AMD EPYC at load 4.3, so the full
-    set takes minutes there. A fixed subset of n rows costs (n / N)^2 of that and gives that
-    subset's exact tr(H S) and G^T H G.
+    sampling and no approximation. The double sum ``sum_ij C_ij^2 delta_j^T A_i delta_j`` is
+    ``sum_ij C_ij^2 F_i . F'_j`` (``_pair_features``), taken in blocks of ``chunk`` rows
+    (I <= J, each pair once): the Gram block ``C_IJ^2`` depends on the data alone, so one Gram
+    pass (``N^2 (D + 1)`` flops) serves every point, and each point adds two products with its
+    ``K + K (K + 1) / 2`` = 65 feature columns (``2 N^2 65`` flops). Measured in CPU seconds on
+    one thread of the shared 2-core AMD EPYC (load 7-9, wall about twice that): at N = 16,384
+    the Gram pass took 6.1 s and each point 1.0 s more, so at MNIST's N = 50,000 (x 9.3, the
+    pairs) about 57 s and 9 s. Memory: about 15 MB per point (its N x 2K probabilities and
+    residuals, its block features) plus a few ``chunk`` x ``chunk`` blocks (32 MiB each at 2048).
     """
     n = _checked_rows("b_noise", x, y, chunk)
     if not l2 >= 0:
         raise ValueError(f"The 'l2' parameter of b_noise must be a float >= 0. "
                          f"Got {l2!r} instead.")
-    W = np.asarray(W, np.float64)
     blocks = range(0, n, chunk)
-    p = np.concatenate([softmax(np.asarray(x[s:s + chunk], np.float64) @ W
-                                + np.asarray(b, np.float64)) for s in blocks])
-    delta = p.copy()
-    delta[np.arange(n), np.asarray(y)] -= 1.0
-    delta_sq = delta * delta
-    G = np.zeros((W.shape[0] + 1, W.shape[1]))              # the NLL's gradient, [G_W; G_b]
-    sq_norm_w = 0.0                                         # sum_j ||delta_j||^2 ||x_j||^2
+    rows = np.arange(n)
+    probs, deltas, out = [], [], []
+    for W, b in params:
+        W = np.asarray(W, np.float64)
+        p = np.concatenate([softmax(np.asarray(x[s:s + chunk], np.float64) @ W
+                                    + np.asarray(b, np.float64)) for s in blocks])
+        delta = p.copy()
+        delta[rows, np.asarray(y)] -= 1.0
+        probs.append(p)
+        deltas.append(delta)
+
+    def features(s: int) -> tuple[np.ndarray, np.ndarray]:
+        """Every point's F and F' of rows s.., side by side: two (rows, points x 65) arrays."""
+        pairs = [_pair_features(p[s:s + chunk], d[s:s + chunk])
+                 for p, d in zip(probs, deltas, strict=True)]
+        return np.hstack([f for f, _ in pairs]), np.hstack([g for _, g in pairs])
+
+    second = np.zeros(len(params))                          # sum_ij C_ij^2 F_i . F'_j
     for s in blocks:
-        xa = _augmented(x[s:s + chunk])
-        G += xa.T @ delta[s:s + chunk]
-        sq_norm_w += float(delta_sq[s:s + chunk].sum(axis=1) @ (np.square(xa).sum(axis=1) - 1))
-    G /= n
-    G_total = G.copy()
-    G_total[:-1] += 2.0 * l2 * W                            # + the gradient of l2 sum W**2
-    ghg = ghg_total = second = 0.0
-    for s in blocks:
-        xi, pi, di = _augmented(x[s:s + chunk]), p[s:s + chunk], delta[s:s + chunk]
-        ghg += float(_curvature_form(pi, xi @ G, xi @ G).sum())
-        ghg_total += float(_curvature_form(pi, xi @ G_total, xi @ G_total).sum())
+        xi = _augmented(x[s:s + chunk])
+        fi, gi = features(s)
         for t in blocks[s // chunk:]:
             xj = xi if t == s else _augmented(x[t:t + chunk])
-            pj, dj = p[t:t + chunk], delta[t:t + chunk]
-            q = pi @ delta_sq[t:t + chunk].T - np.square(pi @ dj.T)
-            if t != s:
-                q += (pj @ delta_sq[s:s + chunk].T - np.square(pj @ di.T)).T
+            fj, gj = (fi, gi) if t == s else features(t)
             gram = xi @ xj.T
             gram *= gram                                    # in place: one chunk^2 temporary
-            second += float(np.vdot(gram, q))
-    trace_w = max(sq_norm_w / n - float(np.square(G[:-1]).sum()), 0.0)     # tr_W S
-    trace_hs = max(second / n**2 - ghg / n, 0.0) + 2.0 * l2 * trace_w
-    ghg_total = ghg_total / n + 2.0 * l2 * float(np.square(G_total[:-1]).sum())
-    return CurvedNoiseScale(grad_hess_grad=ghg_total, trace_hess_cov=trace_hs,
-                            b_noise=trace_hs / ghg_total if ghg_total > 0 else float("inf"),
-                            n=n, l2=l2)
+            both = (fi * (gram @ gj)).reshape(len(xi), len(params), -1).sum(axis=(0, 2))
+            if t != s:
+                both += (gi * (gram @ fj)).reshape(len(xi), len(params), -1).sum(axis=(0, 2))
+            second += both
+    for (W, _), p, delta, sec in zip(params, probs, deltas, second, strict=True):
+        W = np.asarray(W, np.float64)
+        G = np.zeros((W.shape[0] + 1, W.shape[1]))          # the NLL's gradient, [G_W; G_b]
+        sq_norm_w = 0.0                                     # sum_j ||delta_j||^2 ||x_j||^2
+        for s in blocks:
+            xa = _augmented(x[s:s + chunk])
+            G += xa.T @ delta[s:s + chunk]
+            sq_norm_w += float(np.square(delta[s:s + chunk]).sum(axis=1)
+                               @ (np.square(xa).sum(axis=1) - 1))
+        G /= n
+        G_total = G.copy()
+        G_total[:-1] += 2.0 * l2 * W                        # + the gradient of l2 sum W**2
+        ghg = ghg_total = 0.0
+        for s in blocks:
+            xi, pi = _augmented(x[s:s + chunk]), p[s:s + chunk]
+            ghg += float(_curvature_form(pi, xi @ G, xi @ G).sum())
+            ghg_total += float(_curvature_form(pi, xi @ G_total, xi @ G_total).sum())
+        trace_w = max(sq_norm_w / n - float(np.square(G[:-1]).sum()), 0.0)    # tr_W S
+        trace_hs = max(sec / n**2 - ghg / n, 0.0) + 2.0 * l2 * trace_w
+        ghg_total = ghg_total / n + 2.0 * l2 * float(np.square(G_total[:-1]).sum())
+        out.append(CurvedNoiseScale(grad_hess_grad=ghg_total, trace_hess_cov=trace_hs,
+                                    b_noise=trace_hs / ghg_total if ghg_total > 0
+                                    else float("inf"), n=n, l2=l2))
+    return out
 
 
 @dataclass(frozen=True)
@@ -277,17 +315,26 @@ class NoiseCheckpoint:
 
 
 def noise_along(checkpoints: Iterable[tuple[int, float, np.ndarray, np.ndarray]],
-                x: np.ndarray, y: np.ndarray, l2: float = 0.0,
-                chunk: int = 2048) -> list[NoiseCheckpoint]:
-    """B_simple and B_noise at every ``(step, valid_error, W, b)`` of a trajectory, over the
-    rows of (x, y), in the checkpoints' order: the series that shows the noise scale against
-    training progress. Costs one ``b_noise`` per checkpoint (see its cost)."""
+                x: np.ndarray, y: np.ndarray, l2: float = 0.0, chunk: int = 2048,
+                group: int = 48) -> list[NoiseCheckpoint]:
+    """B_simple and B_noise at every ``(step, valid_error, W, b)`` of one or more trajectories,
+    over the rows of (x, y), in the checkpoints' order: the series that show the noise scales
+    against training progress. ``b_noise_many`` takes ``group`` checkpoints per Gram pass (see
+    its cost and memory)."""
+    if group < 1:
+        raise ValueError(f"The 'group' parameter of noise_along must be an int >= 1. "
+                         f"Got {group!r} instead.")
+    points = list(checkpoints)
     out = []
-    for step, valid_error, W, b in checkpoints:
-        simple, curved = noise_scale(x, y, W, b, chunk=chunk), b_noise(x, y, W, b, l2, chunk)
-        out.append(NoiseCheckpoint(step=int(step), valid_error=float(valid_error),
-                                   b_simple=simple.b_simple, b_noise=curved.b_noise,
-                                   grad_sq_norm=simple.grad_sq_norm, trace_cov=simple.trace_cov,
-                                   grad_hess_grad=curved.grad_hess_grad,
-                                   trace_hess_cov=curved.trace_hess_cov))
+    for start in range(0, len(points), group):
+        part = points[start:start + group]
+        curved = b_noise_many(x, y, [(W, b) for _, _, W, b in part], l2, chunk)
+        for (step, valid_error, W, b), c in zip(part, curved, strict=True):
+            simple = noise_scale(x, y, W, b, chunk=chunk)
+            out.append(NoiseCheckpoint(step=int(step), valid_error=float(valid_error),
+                                       b_simple=simple.b_simple, b_noise=c.b_noise,
+                                       grad_sq_norm=simple.grad_sq_norm,
+                                       trace_cov=simple.trace_cov,
+                                       grad_hess_grad=c.grad_hess_grad,
+                                       trace_hess_cov=c.trace_hess_cov))
     return out
