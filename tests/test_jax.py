@@ -118,6 +118,8 @@ def test_every_profile_grid_has_jax_rows_and_targets_for_them():
                      if c.backend == "jax" and c.order == "shuffle"}
         sizes = batch_sizes_for(profile.batch_sizes, 50_000)
         assert {("softmax", B) for B in sizes} <= jax_cases, profile.name
+        if profile.name in ("standard", "full"):  # issue 23: the MLP at every B too
+            assert {("mlp", B) for B in sizes} <= jax_cases, profile.name
     for B in batch_sizes_for(PROFILES["standard"].batch_sizes, 50_000):
         assert side_reference("jax", "cpu", B, "shuffle") == "fastest-own"
     assert side_reference("jax", "cpu", 600, "in-order") is None
@@ -131,6 +133,15 @@ def test_every_profile_grid_has_jax_rows_and_targets_for_them():
     assert t.loc[T_JAX, "ratio"] == pytest.approx(1.3)
     assert t.loc[T_JAX, "subject"] == "mlp B=20: numba vs jax"
     assert not t.loc[T_JAX, "holds"] and t.loc[T_JAX, "paired"]
+
+
+def test_a_profile_budget_caps_the_mlp_alike_at_every_b():
+    standard, quick = PROFILES["standard"], PROFILES["quick"]
+    assert standard.budget("softmax") == (standard.epochs, None)
+    epochs, cap = standard.budget("mlp")
+    assert epochs == 1 and cap is not None and cap >= 50_000 // 10  # B >= 10 runs a whole epoch
+    assert quick.budget("mlp")[1] == min(quick.max_steps, quick.model_max_steps["mlp"])
+    assert replace(standard, model_max_steps={}).budget("mlp") == (1, None)
 
 
 def test_the_study_times_jax_specs():
