@@ -19,7 +19,9 @@ sparse reads through the permutation; per step, for the B rows (``D = (P - Y) / 
     W1 <- (1 - 2 lr l2) W1 - lr l1 sign(W1) - lr sum_r x_r^T E_r;  b1 <- b1 - lr sum_r E_r
 
 so the first layer's products touch only the ~150 non-zero pixels of a row (a fifth of the
-dense 784), which is what keeps small-B epochs ahead of a compiled JAX epoch.
+dense 784), which is what keeps small-B epochs ahead of a compiled JAX epoch. From
+``MLP_PARALLEL_FROM`` on (``numba-mlp-parallel``) the same loop runs on every core, as JAX's
+and the BLAS libraries' products do.
 
 Skipping zero pixels is exact for finite W; the sums run in another order than BLAS's, so
 results agree with the other backends to float32 rounding.

@@ -150,3 +150,13 @@ def test_the_study_times_jax_specs():
     spec = parse_spec("jax")
     assert (spec.backend, spec.device, spec.kernel) == ("jax", "cpu", "eager")
     assert parse_spec("jax:cuda").label == "jax:cuda"
+
+
+@needs_jax
+def test_the_race_pairs_the_named_backends_round_by_round():
+    from bench.tools.jax_race import race
+
+    out = race("mlp", 20, rounds=2, max_steps=3, data=DATA, backends=["numba", "jax"])
+    assert set(out["seconds"]) == {"numba", "jax"}
+    assert out["iqr"][0] <= out["ratio"] <= out["iqr"][1]
+    assert out["ratio"] > 0 and out["compile_s"] > 0
