@@ -142,6 +142,11 @@ def test_a_profile_budget_caps_the_mlp_alike_at_every_b():
     assert epochs == 1 and cap is not None and cap >= 50_000 // 10  # B >= 10 runs a whole epoch
     assert quick.budget("mlp")[1] == min(quick.max_steps, quick.model_max_steps["mlp"])
     assert replace(standard, model_max_steps={}).budget("mlp") == (1, None)
+    from bench.grid import cases
+    steps = {c.batch_size for c in cases(standard, standard.step_batch_sizes,
+                                         model_batch_sizes=standard.model_step_batch_sizes)
+             if c.model == "mlp"}
+    assert steps == {20, 600, 50_000}  # the MLP's single steps stay off B = 1
 
 
 def test_the_study_times_jax_specs():
