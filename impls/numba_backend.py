@@ -47,8 +47,10 @@ COMPILED = Specialisation("numba-compiled-loop", "_compiled_batches", kind="batc
                           devices=("cpu",), reads_order=True)
 #: From this B on, the MLP's loop runs its rows, W2's rows and W1's rows on every core
 #: (``numba.get_num_threads()``): a step's work (B x ~150 x 500 x 2 multiply-adds) then
-#: outweighs starting the threads three times a step.
-MLP_PARALLEL_FROM = 20
+#: outweighs starting the threads three times a step. Below it, where one core already beat
+#: JAX's epoch (B = 20: 0.86x in the 22ec28b standard run), the loop stays on one: three
+#: barriers a step are fragile on a shared machine (one loaded race measured 10x slower).
+MLP_PARALLEL_FROM = 50
 MLP_PARALLEL = Specialisation("numba-mlp-parallel", "_mlp_parallel_batches", kind="batches",
                               models=("mlp",), devices=("cpu",), reads_order=True,
                               min_batch=MLP_PARALLEL_FROM)
