@@ -58,6 +58,10 @@ class Profile:
     models: tuple[str, ...] = ("softmax", "mlp")
     model_batch_sizes: dict[str, tuple[int | str, ...]] = field(
         default_factory=lambda: {"mlp": (20, 100, 600, 5000, F)})
+    #: ... of its step benchmarks (with ``step_batch_sizes``; not B = 1: ~20,000 single steps
+    #: there, and PyTorch's MLP step took 6.6 ms at B = 20 in the 22ec28b standard run) ...
+    model_step_batch_sizes: dict[str, tuple[int | str, ...]] = field(
+        default_factory=lambda: {"mlp": (20, 100, 600, 5000, F)})
     #: ... and of its time-to-target runs (a full-batch MLP does not reach 8 % in a budget
     #: worth spending).
     model_ttt_batch_sizes: dict[str, tuple[int | str, ...]] = field(
@@ -65,12 +69,23 @@ class Profile:
     #: Epochs per round where a model's budget differs from ``epochs`` (an MLP epoch costs
     #: about 60x a softmax-regression one).
     model_epochs: dict[str, int] = field(default_factory=lambda: {"mlp": 1})
+    #: A step cap per round of a model (with ``max_steps``, the lower holds): the same for
+    #: every backend at a B, so the epoch seconds (scaled from the steps run,
+    #: ``bench.analysis.views.epoch_seconds``) and the paired ratios compare like with like.
+    #: 5,000 MLP steps are a tenth of an epoch at B = 1 (dense per-sample steps cost seconds
+    #: per epoch in NumPy and PyTorch) and a whole one at B = 10: only B = 1 is cut.
+    model_max_steps: dict[str, int] = field(default_factory=lambda: {"mlp": 5000})
     world_sizes: tuple[int | str, ...] = (1, 2)  # data-parallel ranks (bench_distributed.py)
     #: Devices benchmarked: ``gpu`` measures the card only (its machine's CPU is not the one
     #: the CPU results describe, and device time is scarce).
     devices: tuple[str, ...] = ("cpu", "cuda")
     #: The data the benchmarks train on (``--gdbench-dataset``).
     dataset: str = DEFAULT
+
+    def budget(self, model: str) -> tuple[int, int | None]:
+        """``(epochs, max_steps)`` of one round of an epoch benchmark of ``model``."""
+        caps = [c for c in (self.max_steps, self.model_max_steps.get(model)) if c is not None]
+        return self.model_epochs.get(model, self.epochs), min(caps, default=None)
 
 
 PROFILES = {
@@ -86,7 +101,7 @@ PROFILES = {
         name="standard", batch_sizes=BENCHMARK_GRID, epochs=2, max_steps=None, rounds=3,
         warmup_rounds=1, step_batch_sizes=(1, 20, 600, F), step_rounds=20,
         ttt_batch_sizes=(10, 20, 100, 600, 5000, F), ttt_max_epochs=40,
-        ttt_max_steps=100_000,
+        ttt_max_steps=100_000, model_batch_sizes={"mlp": BENCHMARK_GRID},
     ),
     # The GPU machine's check: every variant, placement and kernel on the card at five batch
     # sizes, short budgets; the card's floors; data parallelism over NCCL.
@@ -100,7 +115,7 @@ PROFILES = {
         name="full", batch_sizes=BENCHMARK_GRID, epochs=5, max_steps=None, rounds=5,
         warmup_rounds=1, step_batch_sizes=BENCHMARK_GRID, step_rounds=50,
         ttt_batch_sizes=BENCHMARK_GRID, ttt_max_epochs=200, ttt_max_steps=500_000,
-        paired_rounds=9,
+        paired_rounds=9, model_batch_sizes={"mlp": BENCHMARK_GRID},
     ),
 }
 

@@ -149,7 +149,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     grids = {"epoch_case": cases(prof, prof.batch_sizes, gpu_batch_sizes=prof.gpu_batch_sizes,
                                  model_batch_sizes=prof.model_batch_sizes, variations=True),
              "step_case": cases(prof, prof.step_batch_sizes,
-                                model_batch_sizes=prof.model_batch_sizes),
+                                model_batch_sizes=prof.model_step_batch_sizes),
              "ttt_case": cases(prof, prof.ttt_batch_sizes,
                                model_batch_sizes=prof.model_ttt_batch_sizes)}
     for fixture, found in grids.items():

@@ -118,6 +118,8 @@ def test_every_profile_grid_has_jax_rows_and_targets_for_them():
                      if c.backend == "jax" and c.order == "shuffle"}
         sizes = batch_sizes_for(profile.batch_sizes, 50_000)
         assert {("softmax", B) for B in sizes} <= jax_cases, profile.name
+        if profile.name in ("standard", "full"):  # issue 23: the MLP at every B too
+            assert {("mlp", B) for B in sizes} <= jax_cases, profile.name
     for B in batch_sizes_for(PROFILES["standard"].batch_sizes, 50_000):
         assert side_reference("jax", "cpu", B, "shuffle") == "fastest-own"
     assert side_reference("jax", "cpu", 600, "in-order") is None
@@ -133,9 +135,33 @@ def test_every_profile_grid_has_jax_rows_and_targets_for_them():
     assert not t.loc[T_JAX, "holds"] and t.loc[T_JAX, "paired"]
 
 
+def test_a_profile_budget_caps_the_mlp_alike_at_every_b():
+    standard, quick = PROFILES["standard"], PROFILES["quick"]
+    assert standard.budget("softmax") == (standard.epochs, None)
+    epochs, cap = standard.budget("mlp")
+    assert epochs == 1 and cap is not None and cap >= 50_000 // 10  # B >= 10 runs a whole epoch
+    assert quick.budget("mlp")[1] == min(quick.max_steps, quick.model_max_steps["mlp"])
+    assert replace(standard, model_max_steps={}).budget("mlp") == (1, None)
+    from bench.grid import cases
+    steps = {c.batch_size for c in cases(standard, standard.step_batch_sizes,
+                                         model_batch_sizes=standard.model_step_batch_sizes)
+             if c.model == "mlp"}
+    assert steps == {20, 600, 50_000}  # the MLP's single steps stay off B = 1
+
+
 def test_the_study_times_jax_specs():
     from bench.study.timing import parse_spec
 
     spec = parse_spec("jax")
     assert (spec.backend, spec.device, spec.kernel) == ("jax", "cpu", "eager")
     assert parse_spec("jax:cuda").label == "jax:cuda"
+
+
+@needs_jax
+def test_the_race_pairs_the_named_backends_round_by_round():
+    from bench.tools.jax_race import race
+
+    out = race("mlp", 20, rounds=2, max_steps=3, data=DATA, backends=["numba", "jax"])
+    assert set(out["seconds"]) == {"numba", "jax"}
+    assert out["iqr"][0] <= out["ratio"] <= out["iqr"][1]
+    assert out["ratio"] > 0 and out["compile_s"] > 0

@@ -119,15 +119,15 @@ def fastest_own_epoch(config, data) -> Callable[[], float] | None:
 
 
 def test_epoch(benchmark, epoch_case, profile, trainer_pool, data):
-    """A fixed budget of epochs (``profile.epochs``, at most ``profile.max_steps`` steps).
+    """A fixed budget of epochs and steps (``profile.budget``).
 
     Where a target compares this epoch with a reference, the reference is timed in the untimed
     set-up right before each round, so the two are measured side by side.
     """
     skip_unusable(epoch_case)
-    config = epoch_case.config(max_epochs=profile.model_epochs.get(epoch_case.model,
-                                                                   profile.epochs),
-                               max_steps=profile.max_steps, learning_rate=profile.learning_rate)
+    epochs, max_steps = profile.budget(epoch_case.model)
+    config = epoch_case.config(max_epochs=epochs, max_steps=max_steps,
+                               learning_rate=profile.learning_rate)
     trainer, upload_s = trainer_pool.get(config)
     results: list[RunResult] = []
     kind = side_reference(epoch_case.backend, epoch_case.device, epoch_case.batch_size,

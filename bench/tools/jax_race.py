@@ -31,12 +31,14 @@ PEER = "jax"
 CPU_BACKENDS = [b for b, (_, devices) in BACKENDS.items() if "cpu" in devices]
 
 
-def race(model: str, B: int, rounds: int, max_steps: int | None, data) -> dict:
-    """Per-round epoch seconds of every usable backend at (model, B) and the paired ratios."""
+def race(model: str, B: int, rounds: int, max_steps: int | None, data,
+         backends: list[str] = CPU_BACKENDS) -> dict:
+    """Per-round epoch seconds of every usable backend of ``backends`` (JAX and at least one
+    other) at (model, B) and the paired ratios."""
     base = RunConfig(model=model, variant="minibatch", batch_size=B, max_epochs=1,
                      max_steps=max_steps, learning_rate=0.13 if model == "softmax" else 0.01)
     trainers = {}
-    for backend in CPU_BACKENDS:
+    for backend in backends:
         if unavailable_reason(backend, "cpu", model):
             continue
         config = replace(base, backend=backend)
@@ -66,16 +68,22 @@ def main() -> None:
     p.add_argument("--batch-sizes", default=",".join(map(str, batch_sizes_for(
         BENCHMARK_GRID, get_dataset(DEFAULT).n_train))))
     p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--backends", default=",".join(CPU_BACKENDS),
+                   help="the CPU backends raced, JAX among them (default: all)")
     p.add_argument("--max-steps", type=int, default=None,
                    help="cut each epoch after this many steps (per-step cost, small B)")
     args = p.parse_args()
+    backends = args.backends.split(",")
+    if PEER not in backends or len(set(backends)) < 2 or set(backends) - set(CPU_BACKENDS):
+        p.error(f"--backends {args.backends!r}: name {PEER} and at least one other of "
+                f"{', '.join(CPU_BACKENDS)}, comma-separated.")
     data = load(DEFAULT)
     print(f"load before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     print("| model | B | " + " | ".join(CPU_BACKENDS) + " | compile_s | fastest own "
           "/ JAX (median, IQR) |")
     for model in args.models.split(","):
         for B in map(int, args.batch_sizes.split(",")):
-            out = race(model, B, args.rounds, args.max_steps, data)
+            out = race(model, B, args.rounds, args.max_steps, data, backends)
             cells = " | ".join(f"{1e3 * out['seconds'][b]:.0f} ms" if b in out["seconds"]
                                else "-" for b in CPU_BACKENDS)
             print(f"| {model} | {B} | {cells} | {out['compile_s']:.2f} | {out['ratio']:.2f} "
