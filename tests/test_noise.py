@@ -132,14 +132,17 @@ def _synthetic_study(b_noise_measured: bool = True) -> pd.DataFrame:
     """A race with S(B) = 150 + 60,000 / B on 5 held-out seeds (B_crit 400) and two noise
     trajectories whose first passage is known."""
     rows = [{"record": "context", "study": "s", "started_utc": "2026-12-05T08:00:00",
-             "study_config": json.dumps({"seeds": [1234, 1, 2], "target_error": TARGET})}]
+             "study_config": json.dumps({"seeds": [1234, 1, 2], "target_error": TARGET,
+                                         "held_out_seeds": list(range(11, 16))})}]
     for B in (16, 64, 256, 1024, 4096):
         S = 150 + 60_000 / B
         for seed, k in [(1234, 1.0), (1, 1.02), (2, 0.98)] + [(s, 1 + (s - 13) / 100)
                                                                 for s in range(11, 16)]:
             rows.append({"record": "trial", "study": "s", "batch_size": B, "learning_rate": 0.1,
                          "seed": seed, "steps_to_target": round(S * k), "budget": 10**6,
-                         "max_steps": 10**6, "target_error": TARGET,
+                         "max_steps": 10**6, "target_error": TARGET, "status": "reached",
+                         "variant": "minibatch", "backend": "numpy", "lr_units": -8,
+                         "validation_interval": 1,
                          "phase": "held-out" if seed > 10 else "coarse"})
     for key, B, curve in (("a", 4, [(10, 0.5, 100.0), (20, 0.079, 380.0), (30, 0.07, 900.0)]),
                           ("b", 50_000, [(5, 0.3, 1e4), (9, 0.2, 5e4)])):

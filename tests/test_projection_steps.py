@@ -14,12 +14,14 @@ from bench.analysis.study import steps_curve
 from bench.study.storage import load_study
 
 ROOT = Path(__file__).resolve().parents[1]
-SOFTMAX = "cpu-epyc-2vcpu"          # the committed complete plain-SGD softmax study
+SOFTMAX = "cpu-epyc-2c-race"        # the committed complete plain-SGD softmax race
 
 
 @pytest.fixture(scope="module")
 def committed() -> pd.DataFrame:
-    return load_study(ROOT / "results" / "study")
+    """The committed softmax race alone (other committed studies come and go)."""
+    df = load_study(ROOT / "results" / "study")
+    return df[df["study"] == SOFTMAX]
 
 
 def _as_mlp(df: pd.DataFrame, name: str, purpose: str = "full") -> pd.DataFrame:
@@ -36,7 +38,7 @@ def _as_mlp(df: pd.DataFrame, name: str, purpose: str = "full") -> pd.DataFrame:
 
 def test_without_an_mlp_study_the_projection_says_so(committed):
     given = study_steps(committed)
-    assert set(given) == {"softmax"} and given["softmax"][1] == SOFTMAX  # momentum: not SGD
+    assert set(given) == {"softmax"} and given["softmax"][1] == SOFTMAX
     curves = steps_curves(pd.DataFrame(), given)
     assert f"`{SOFTMAX}`" in curves["softmax"].source
     assert curves["mlp"].placeholder

@@ -290,7 +290,8 @@ def test_report_section_and_figures_from_a_stored_study(tmp_path):
     from reports.study import section
     from reports.study_figures import figures
 
-    cfg = StudyConfig(name="report", batch_sizes=(1, 16, 256, 4096, 50_000), timing=False)
+    cfg = StudyConfig(name="report", batch_sizes=(1, 16, 256, 4096, 50_000), timing=False,
+                      held_out_seeds=())     # an old-scheme study: no held-out seeds
     run_study(cfg, _FakeRunner(), tmp_path, noise=False, direct=False)
     df = load_study(tmp_path)
     text = section(df)
@@ -506,7 +507,8 @@ def _card_root(tmp_path, card_recs: list[dict], name: str = "card"):
     """A reference CPU study (synthetic S(B), CPU timing stored the old way) and a timing-only
     study measured on a (synthetic) card that takes its S(B) from it."""
     root = tmp_path / name
-    cfg = StudyConfig(name="ref", batch_sizes=(1, 16, 256, 4096, 50_000), timing=False)
+    cfg = StudyConfig(name="ref", batch_sizes=(1, 16, 256, 4096, 50_000), timing=False,
+                      held_out_seeds=())     # an old-scheme study: no held-out seeds
     run_study(cfg, _FakeRunner(), root, noise=False, direct=False)
     ref = StudyStore(root, "ref")
     for B, step in ((1, 4e-6), (16, 3e-5), (256, 3e-4), (4096, 5e-3), (50_000, 0.06)):

@@ -18,8 +18,8 @@ from typing import Any
 
 import pandas as pd
 
-from bench.analysis.race import fit_with_intervals, noise_at_first_passage, race_batch_size
-from bench.analysis.study import fit_study, per_batch_size, records, study_config
+from bench.analysis.race import noise_at_first_passage
+from bench.analysis.study import fit_study, per_batch_size, race_fit, records, study_config
 from bench.workload.noise_scale import NoiseCheckpoint
 
 __all__ = ["QUANTITIES", "fitted_b_crit", "noise_table", "trajectory_points"]
@@ -32,22 +32,11 @@ def fitted_b_crit(df: pd.DataFrame, study: str) -> tuple[float, tuple[float, flo
     """The fitted B_crit of ``study`` and its 95 % interval (None: an old-scheme study, a fit
     without seeds to resample); ``(nan, None)`` with too few B for a fit. A B none of whose
     rates reached the target on half its search seeds has no S(B) and is left out of the fit."""
-    trials = records(df, "trial")
-    trials = trials[trials["study"] == study] if not trials.empty else trials
-    if not trials.empty and (trials["phase"] == "held-out").any():
-        seeds = study_config(df, study).get("seeds") or ()
-        held = {}
-        for B, g in trials.groupby("batch_size"):
-            try:
-                held[int(B)] = race_batch_size(g.to_dict("records"), search_seeds=seeds,
-                                               budget=int(g["budget"].max())).steps
-            except ValueError:      # no rate reached the target on half its search seeds
-                continue
-        if len(held) < 2:
-            return math.nan, None
-        ci = fit_with_intervals(held)
+    per_b = per_batch_size(df[df["study"] == study]) if "study" in df else pd.DataFrame()
+    ci = race_fit(per_b)
+    if ci is not None:
         return ci.fit.b_crit, ci.b_crit
-    fit = fit_study(per_batch_size(trials)) if not trials.empty else None
+    fit = fit_study(per_b) if not per_b.empty else None
     return (fit.b_crit if fit is not None else math.nan), None
 
 

@@ -185,8 +185,11 @@ class BatchSizeRace:
 
 
 def race_batch_size(trials: Sequence[Mapping[str, object]], *, search_seeds: Sequence[int],
-                    budget: int, n_resamples: int = 9999) -> BatchSizeRace:
-    """One B's trial records -> the rate chosen on ``search_seeds``, measured on the others.
+                    budget: int, n_resamples: int = 9999, min_search_seeds: int = MIN_SEARCH_SEEDS,
+                    min_held_out_seeds: int = MIN_HELD_OUT_SEEDS) -> BatchSizeRace:
+    """One B's trial records -> the rate chosen on ``search_seeds``, measured on the others
+    (at least ``min_search_seeds`` and ``min_held_out_seeds`` of them: lower them only for a
+    smoke study, which may not answer).
 
     Each record has ``learning_rate``, ``seed``, ``steps_to_target`` (None/NaN: not reached)
     and ``max_steps``. The choice sees only the search seeds' records; the held-out records
@@ -198,14 +201,14 @@ def race_batch_size(trials: Sequence[Mapping[str, object]], *, search_seeds: Seq
     for t in trials:
         if int(t["seed"]) in search:
             by_lr.setdefault(float(t["learning_rate"]), []).append(_steps_of(t))
-    choice = choose_learning_rate(by_lr)
+    choice = choose_learning_rate(by_lr, min_seeds=min_search_seeds)
     held = [t for t in trials
             if int(t["seed"]) not in search and float(t["learning_rate"]) == choice.learning_rate]
     seeds = tuple(int(t["seed"]) for t in held)
     steps = tuple(_steps_of(t) for t in held)
     interval = held_out_steps(steps, seeds, search_seeds=sorted(search),
                               max_steps=[int(t["max_steps"]) for t in held], budget=budget,
-                              n_resamples=n_resamples)
+                              min_seeds=min_held_out_seeds, n_resamples=n_resamples)
     return BatchSizeRace(choice=choice, seeds=seeds, steps=steps, steps_to_target=interval)
 
 

@@ -155,8 +155,10 @@ def _race_row(g: pd.DataFrame, cfg: dict[str, Any], budget: int) -> dict[str, An
     """A race study's B (``bench.analysis.race.race_batch_size``): the rate chosen on the
     search seeds' medians, S(B) = the held-out seeds' median there [95 %], their oscillation."""
     try:
-        r = race_batch_size(g.to_dict("records"), search_seeds=cfg.get("seeds") or (),
-                            budget=budget)
+        seeds, held = cfg.get("seeds") or (), cfg.get("held_out_seeds") or ()
+        r = race_batch_size(g.to_dict("records"), search_seeds=seeds, budget=budget,
+                            min_search_seeds=min(MIN_SEARCH_SEEDS, max(1, len(seeds))),
+                            min_held_out_seeds=min(MIN_HELD_OUT_SEEDS, max(1, len(held))))
     except ValueError as exc:
         return {"race": True, "why_not": str(exc)}
     iv, lr = r.steps_to_target, r.choice.learning_rate
