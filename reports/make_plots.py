@@ -106,7 +106,8 @@ def build(files: list[Path], out: Path, compare: list[Path] | None = None,
     for machine in sorted(set(machine_of) | set(on)):
         rows = df[machine_of == machine] if len(df) else df
         page = pages.MachinePage(machine, rows, on.get(machine, []), answers.get(machine),
-                                 why_not=dict(passed_over))
+                                 why_not={s: w for s, w in passed_over
+                                          if s in on.get(machine, [])})
         folder = machines_dir / machine.slug
         drawn = []
         if len(rows):

@@ -128,7 +128,11 @@ def per_batch_size(df: pd.DataFrame) -> pd.DataFrame:
         row.update(_race_row(g, cfg, row["budget"]) if cfg.get("held_out_seeds")
                    else _old_row(g, row))
         rows.append(row)
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    for col in ("best_lr", "steps_to_target"):      # a study where no B has S(B) (yet)
+        if col not in out:
+            out[col] = math.nan
+    return out
 
 
 def _old_row(g: pd.DataFrame, row: dict[str, Any]) -> dict[str, Any]:
