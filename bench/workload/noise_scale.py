@@ -63,6 +63,7 @@ __all__ = [
     "NoiseScale",
     "b_noise",
     "b_noise_many",
+    "checked_rows",
     "expected_minibatch_sq_norm",
     "hessian_vector_product",
     "noise_along",
@@ -110,7 +111,7 @@ class NoiseScale:
                                           batch_size)
 
 
-def _checked_rows(name: str, x: np.ndarray, y: np.ndarray, chunk: int) -> int:
+def checked_rows(name: str, x: np.ndarray, y: np.ndarray, chunk: int) -> int:
     """The number of rows of (x, y); a ValueError naming ``name`` for mismatched or empty rows
     or a chunk below 1."""
     n = len(y)
@@ -130,7 +131,7 @@ def noise_scale(x: np.ndarray, y: np.ndarray, W: np.ndarray, b: np.ndarray,
     One pass in chunks of ``chunk`` rows (float64 temporaries of ``chunk`` x 784 only):
     ``sum_i ||g_i||^2`` from the closed form, ``G`` from ``X^T (P - Y) / N`` and the bias row.
     """
-    n = _checked_rows("noise_scale", x, y, chunk)
+    n = checked_rows("noise_scale", x, y, chunk)
     W = np.asarray(W, np.float64)
     gW = np.zeros_like(W)
     gb = np.zeros(W.shape[1])
@@ -238,7 +239,7 @@ def b_noise_many(x: np.ndarray, y: np.ndarray, params: Sequence[tuple[np.ndarray
     pairs) about 57 s and 9 s. Memory: about 15 MB per point (its N x 2K probabilities and
     residuals, its block features) plus a few ``chunk`` x ``chunk`` blocks (32 MiB each at 2048).
     """
-    n = _checked_rows("b_noise", x, y, chunk)
+    n = checked_rows("b_noise", x, y, chunk)
     if not l2 >= 0:
         raise ValueError(f"The 'l2' parameter of b_noise must be a float >= 0. "
                          f"Got {l2!r} instead.")

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.workload.noise_scale import NoiseScale
+from bench.workload.noise_scale import NoiseScale, checked_rows
 
 __all__ = ["TORCH_EXTRA", "layer_count", "mlp_noise_scale"]
 
@@ -61,13 +61,7 @@ def mlp_noise_scale(x: np.ndarray, y: np.ndarray, params: dict[str, Any],
     """|G|^2, tr S and B_simple of the mean NLL over all rows of (x, y) at ``params``
     (``W1, b1, ..., Wk, bk``; tanh between layers), exactly, in float64, in chunks of
     ``chunk`` rows (per-example gradients by ``torch.func.vmap(grad(...))``, see above)."""
-    n = len(y)
-    if n == 0 or len(x) != n:
-        raise ValueError(f"mlp_noise_scale needs as many rows of x as labels, at least one; "
-                         f"got x with {len(x)} rows and y with {n} labels.")
-    if chunk < 1:
-        raise ValueError(f"The 'chunk' parameter of mlp_noise_scale must be an int >= 1. "
-                         f"Got {chunk!r} instead.")
+    n = checked_rows("mlp_noise_scale", x, y, chunk)
     k = layer_count(params)
     torch = _torch()
     from torch.func import grad, vmap
