@@ -170,7 +170,7 @@ def test_one_loader_reads_a_folder_of_benchmark_runs_and_studies(tmp_path):
     assert set(timing["device"]) == {"cpu"} and set(timing["kernel"]) == {"eager"}
     studies = committed[committed["suite"] == "study"]
     assert set(studies["purpose"]) == {"full"} and set(studies["machine_id"]) == {
-        "cpu-amd-epyc-2c"}
+        "cpu-amd-epyc-2c", "cpu-amd-epyc-2c-23g"}     # each study keyed by its own machine
 
 
 def test_noise_columns():
