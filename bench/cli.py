@@ -18,6 +18,7 @@ Validation is written once per option as a ``type=`` function (``int_in``, ``int
 
 from __future__ import annotations
 
+import _thread
 import argparse
 import contextlib
 import os
@@ -79,6 +80,8 @@ def run(main: Callable[[list[str]], int], argv: Sequence[str] | None = None,
     argv = list(sys.argv[1:] if argv is None else argv)
     prog = prog or os.path.basename(sys.argv[0])
     debug = "--debug" in argv or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    hook = sys.unraisablehook
+    sys.unraisablehook = _redeliver_interrupts(hook)
     try:
         return main(argv)
     except (_ParseError, UsageError) as exc:
@@ -106,6 +109,20 @@ def run(main: Callable[[list[str]], int], argv: Sequence[str] | None = None,
             raise
         print(f"{prog}: interrupted; what finished is kept.", file=sys.stderr)
         return 130
+    finally:
+        sys.unraisablehook = hook
+
+
+def _redeliver_interrupts(hook: Callable[[Any], None]) -> Callable[[Any], None]:
+    """An unraisable hook that does not lose a Ctrl-C: one that lands in a callback Python
+    cannot raise from (an import lock's weakref callback) is printed as "Exception ignored"
+    and dropped; this sends it to the main thread again instead."""
+    def redeliver(unraisable: Any) -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            _thread.interrupt_main()
+        else:
+            hook(unraisable)
+    return redeliver
 
 
 @contextlib.contextmanager

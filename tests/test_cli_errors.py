@@ -252,3 +252,27 @@ def test_an_import_failed_by_a_ctrl_c_ends_as_an_interrupt(capsys):
 
     assert cli.run(main, [], prog="prog") == 130
     assert capsys.readouterr().err == "prog: interrupted; what finished is kept.\n"
+
+
+def test_a_ctrl_c_python_could_only_print_as_ignored_still_interrupts(capsys):
+    """A KeyboardInterrupt in a callback Python cannot raise from (an import lock's weakref
+    callback) goes to the unraisable hook; under bench.cli it is sent to the main thread
+    again: the run ends as an interrupt, with no "Exception ignored" traceback."""
+    import sys
+    from types import SimpleNamespace
+
+    from bench import cli
+
+    def main(argv):
+        sys.unraisablehook(SimpleNamespace(exc_type=KeyboardInterrupt,
+                                           exc_value=KeyboardInterrupt(), exc_traceback=None,
+                                           err_msg=None, object=None))
+        for _ in range(10**8):          # the re-sent interrupt lands here
+            pass
+        return 0
+
+    hook = sys.unraisablehook
+    assert cli.run(main, [], prog="x") == 130
+    assert sys.unraisablehook is hook
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "Exception ignored" not in err

@@ -56,4 +56,4 @@ def test_the_committed_study_gives_every_softmax_time_to_target_run_its_rate():
     studies, _ = select_studies(load_study(ROOT / "results" / "study"))
     for B in batch_sizes_for(PROFILES["standard"].ttt_batch_sizes, get_dataset("mnist").n_train):
         lr, source = study_rate(studies, _config(), B)
-        assert source.startswith("study cpu-epyc-2vcpu: best rate at B=") and lr > 0
+        assert source.startswith("study cpu-epyc-2c-race: best rate at B=") and lr > 0
