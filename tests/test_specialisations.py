@@ -41,8 +41,8 @@ def _batch_size(spec: Specialisation) -> int:
 LR, L1 = 0.05, 1e-4
 
 
-def _train(backend, device, spec, generic, dtype):
-    B = _batch_size(spec)
+def _train(backend, device, spec, generic, dtype, B=None):
+    B = _batch_size(spec) if B is None else B
     trainer = make_trainer(backend, device, dtype=dtype, model=spec.models[0],
                            kernel="eager" if generic else spec.kernel,
                            optimizer=spec.optimizers[0], generic=generic)
@@ -70,6 +70,40 @@ def test_fast_path_equals_the_generic_step(backend, device, spec, dtype):
         np.testing.assert_allclose(a[k], b[k], rtol=tol,
                                    atol=max(tol * np.abs(b[k]).max(), 2 * LR * L1))
     assert fast.read_cost() == pytest.approx(generic.read_cost(), rel=tol)
+
+
+@pytest.mark.parametrize("B", [1, 7])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_the_numba_mlp_loop_equals_the_generic_step_at_small_b(B, dtype):
+    # rows with fewer than four non-zeros a column, and a last partial minibatch (2100 / 7)
+    if reason := unavailable_reason("numba", "cpu", "mlp"):
+        pytest.skip(reason)
+    from impls.numba_backend import MLP_LOOP
+
+    fast = _train("numba", "cpu", MLP_LOOP, False, dtype, B)
+    assert fast.fast_path == MLP_LOOP.name
+    generic = _train("numba", "cpu", MLP_LOOP, True, dtype, B)
+    tol = 1e-4 if dtype == "float32" else 1e-11
+    a, b = fast.get_params(), generic.get_params()
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], rtol=tol,
+                                   atol=max(tol * np.abs(b[k]).max(), 2 * LR * L1))
+
+
+def test_the_float32_tanh_of_the_numba_mlp_is_within_6_ulp():
+    if reason := unavailable_reason("numba", "cpu"):
+        pytest.skip(reason)
+    import numba
+
+    from impls.numba_backend import _tanh32
+
+    tanh = numba.njit(lambda x: np.array([_tanh32(v) for v in x], dtype=np.float32))
+    x = np.concatenate([np.linspace(-12, 12, 200_001), -np.logspace(-30, 1, 2001),
+                        np.logspace(-30, 1, 2001), [0.0, 7.9, 7.91, 1e30]]).astype(np.float32)
+    exact = np.tanh(x.astype(np.float64))
+    ulp = np.spacing(np.abs(exact).astype(np.float32)).astype(np.float64)
+    assert (np.abs(tanh(x) - exact) / ulp).max() <= 6
+    assert (np.abs(tanh(x)) <= 1).all()
 
 
 def test_the_generic_step_runs_where_no_fast_path_applies():

@@ -582,3 +582,21 @@ def test_report_on_the_card_names_no_winner_from_an_old_study(tmp_path):
     card = section(load_study(_card_root(tmp_path, recs))).split("### On the card")[1]
     assert "so no winner is named" in card
     assert not re.search(r"fastest:|tied", card.split("\n\n")[2])
+
+
+@pytest.mark.realdata
+def test_an_mlp_held_out_run_records_its_noise_scale_and_a_search_trial_does_not(real_mnist):
+    import importlib.util
+
+    spec = TrialSpec(batch_size=512, lr_units=0, seed=7, backend="numpy", max_steps=60,
+                     budget=60, validations_per_epoch=100, target_error=0.5,
+                     extra_config=(("model", "mlp"),))
+    search = run_trial(spec)
+    assert search["status"] == "reached" and "b_simple" not in search
+    held = run_trial(dataclasses.replace(spec, after_target=0.5, phase="held-out"))
+    assert held["steps_to_target"] == search["steps_to_target"]
+    if importlib.util.find_spec("torch") is None:
+        assert "pip install" in held["noise_note"] and "b_simple" not in held
+    else:
+        assert held["b_simple"] > 0 and held["trace_cov"] > 0 and held["grad_sq_norm"] > 0
+        assert held["b_simple"] == pytest.approx(held["trace_cov"] / held["grad_sq_norm"])

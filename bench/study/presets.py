@@ -60,8 +60,8 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
            {"name": "mlp", "batch_sizes": tuple(2**k for k in range(11)), "budget_factor": 2.0,
             "target_error": 0.06, "prior_s_min": 250.0, "prior_e_min": 40_000.0,
             "validations_per_prior": 8, "timing_examples": 50_000,
-            # the noise-scale runs use softmax's closed form; the MLP's is
-            # bench.workload.noise_scale_mlp (wired into the trials at merge)
+            # the noise-scale trajectories use softmax's closed form; the MLP's B_simple is
+            # taken on its held-out runs (bench.workload.noise_scale_mlp, ~8 s a run)
             "noise_batch_sizes": (), "extra_config": (("model", "mlp"),)},
            "11 B: ~2,000 worker-s (~20 min on 2 workers quiet)"),
 )}

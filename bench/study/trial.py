@@ -224,15 +224,34 @@ def run_trial(spec: TrialSpec, noise: bool = True) -> dict[str, Any]:
         "wall_s": wall_s, "message": result.message, "pid": os.getpid(),
         **_after_passage(result.curve, spec),
     }
-    if noise and status == "reached" and dict(spec.extra_config).get("model",
-                                                                     "softmax") == "softmax":
+    if noise and status == "reached":
+        rec.update(_noise_at_passage(spec, data, at_passage))
+    return rec
+
+
+def _noise_at_passage(spec: TrialSpec, data: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """The exact gradient noise scale of the training set at the first-passage ``params``:
+    softmax regression's closed form on every reached trial (``bench.workload.noise_scale``);
+    the MLP's per-example gradients (``bench.workload.noise_scale_mlp``, ~8 s a trial) on the
+    held-out runs only (``after_target``), the ones S(B) is read from, and only with PyTorch
+    (else the record says why it has none)."""
+    model = dict(spec.extra_config).get("model", "softmax")
+    if model == "softmax":
         from bench.workload.noise_scale import noise_scale
 
-        W, b = at_passage["W"], at_passage["b"]
         with thread_limit(1):
-            ns = noise_scale(data.train.x, data.train.y, W, b)
-        rec.update(grad_sq_norm=ns.grad_sq_norm, trace_cov=ns.trace_cov, b_simple=ns.b_simple)
-    return rec
+            ns = noise_scale(data.train.x, data.train.y, params["W"], params["b"])
+    elif model == "mlp" and spec.after_target:
+        from bench.workload.noise_scale_mlp import mlp_noise_scale
+
+        try:
+            with thread_limit(1):
+                ns = mlp_noise_scale(data.train.x, data.train.y, params)
+        except ImportError as exc:
+            return {"noise_note": str(exc)}
+    else:
+        return {}
+    return {"grad_sq_norm": ns.grad_sq_norm, "trace_cov": ns.trace_cov, "b_simple": ns.b_simple}
 
 
 def _after_passage(curve: list[Any], spec: TrialSpec) -> dict[str, Any]:
