@@ -241,3 +241,34 @@ def test_gpu_subjects_keep_batch_gather_apart():
     row = pd.Series(_gpu_epoch(5000, kernel="cuda-graph", gather="batch"))
     assert gpu_subject(row) == "torch-cuda resident batch-gather cuda-graph B=5000"
     assert gpu_subject(pd.Series(_gpu_epoch(5000))) == "torch-cuda resident B=5000"
+
+
+def test_the_fastest_own_path_is_picked_by_its_median_epoch_not_one_lucky_epoch(monkeypatch):
+    """T_JAX's reference: each own backend's epochs are timed SELECTION_EPOCHS times and the
+    lowest median wins (one epoch would have picked Numba's lucky first epoch)."""
+    from types import SimpleNamespace
+
+    import bench.benchmarks.bench_training as bt
+    import impls.registry as registry
+    from bench.workload.config import RunConfig
+
+    epochs = {"numpy": [1.0, 1.0, 1.0, 1.0], "numba": [0.5, 2.0, 2.0, 2.0],
+              "torch": [0.9, 0.9, 0.9, 0.7]}
+    usable = set(epochs) | {"jax"}
+    monkeypatch.setattr(registry, "unavailable_reason",
+                        lambda b, *a, **k: None if b in usable else "not here")
+    monkeypatch.setattr(bt, "prepare", lambda cfg, data: (
+        SimpleNamespace(b=cfg.backend, fast_path=None), 0.0))
+    monkeypatch.setattr(bt, "reset", lambda trainer, cfg: None)
+
+    def train(trainer, cfg, upload_s):
+        if cfg.max_steps == 50:                                    # the warm-up
+            return SimpleNamespace(train_epoch_s=0.01)
+        return SimpleNamespace(train_epoch_s=epochs[trainer.b].pop(0))
+
+    monkeypatch.setattr(bt, "train", train)
+    monkeypatch.setattr(bt, "SETTLE_S", 0.0)
+    monkeypatch.setattr(bt.time, "sleep", lambda s: None)
+    epoch = bt.fastest_own_epoch(RunConfig(backend="jax", batch_size=200), data=None)
+    assert bt.SELECTION_EPOCHS == 3 and epoch.backend == "torch"
+    assert epoch() == 0.7                                          # then timed each round
