@@ -73,11 +73,16 @@ def answer_line(page: MachinePage) -> str:
         head = f"**Fastest to {target}: no single winner** — {a.verdict.statement}"
     else:
         head = f"**Fastest to {target}: {_contender(a.winner)}**, clear of every other B."
+    others = "".join(f" Race [`{o.study}`](studies/{o.study}.md) (validation error ≤ "
+                     f"{100 * o.target_error:.1f} %, commit `{o.commit}`): "
+                     + (f"no single winner — {o.verdict.statement}" if o.tied else
+                        f"{_contender(o.winner)}, clear of every other B.")
+                     for o in a.others)
     return (f"{head} Time-to-target {a.how} (median [95 % bootstrap interval] over "
             f"{a.winner.seeds} held-out seeds and the timing repeats); steps-to-target is the "
             "first passage (the first check at or below the target: the best checkpoint, "
             f"which early stopping keeps). Study [`{a.study}`](studies/{a.study}.md), commit "
-            f"`{a.commit}`.")
+            f"`{a.commit}`.{others}")
 
 
 def _run_lines(rows: pd.DataFrame) -> list[str]:

@@ -243,10 +243,11 @@ def section(study_df: pd.DataFrame) -> str:
 
 
 def optimizer_axis(study_df: pd.DataFrame) -> list[str]:
-    """Studies of one machine that differ in the optimizer, side by side: steps-to-target per
-    B at each one's best learning rate, and the fitted B_crit (Shallue et al. found that
-    momentum extends perfect scaling). Empty with fewer than two optimizers."""
-    rows, fits = {}, {}
+    """Studies of one machine and one model that differ in the optimizer, side by side:
+    steps-to-target per B at each one's best learning rate, and the fitted B_crit (Shallue et
+    al. found that momentum extends perfect scaling). Empty for a model with fewer than two
+    optimizers; models are never compared with each other."""
+    by_model: dict[str, dict[str, tuple[pd.Series, StepsFit | None]]] = {}
     for name in study_names(study_df):
         cfg = json.loads(context(study_df, name).get("study_config") or "{}")
         extra = dict(cfg.get("extra_config") or {})
@@ -255,22 +256,26 @@ def optimizer_axis(study_df: pd.DataFrame) -> list[str]:
             label += f" {extra['momentum']}"
         if not cfg.get("held_out_seeds"):
             label += f" ({NOT_A_RACE})"
+        columns = by_model.setdefault(extra.get("model", "softmax"), {})
+        if label in columns:
+            label += f" (`{name}`)"
         per_b = per_batch_size(study_df[study_df["study"] == name])
-        rows[label] = per_b.set_index("batch_size")["steps_to_target"]
-        fits[label] = fit_study(per_b)
-    if len(rows) < 2:
-        return []
-    table = pd.DataFrame(rows).sort_index()
-    table = table.dropna(how="any")
-    if table.empty:
-        return []
-    shown = table.map(lambda v: f"{int(v):,}")
-    shown.index = [f"{b:,}" for b in table.index]
-    shown.index.name = "B"
-    crit = "; ".join(f"{k}: B_crit = {f.b_crit:,.0f} (S_min = {f.s_min:,.0f}, "
-                     f"E_min = {f.e_min:,.0f})" for k, f in fits.items() if f is not None)
-    return ["### The optimizer axis: steps to the target at each one's best learning rate", "",
-            shown.to_markdown(), "",
-            f"Fits over each study's own batch sizes — {crit}. A race's S(B) is its held-out "
-            "median; a study with fewer seeds or batch sizes has a wider spread: compare the "
-            "columns where both have a row.", ""]
+        columns[label] = (per_b.set_index("batch_size")["steps_to_target"], fit_study(per_b))
+    out = []
+    for model, columns in sorted(by_model.items()):
+        table = pd.DataFrame({k: v for k, (v, _) in columns.items()}).sort_index()
+        table = table.dropna(how="any")
+        if len(columns) < 2 or table.empty:
+            continue
+        shown = table.map(lambda v: f"{int(v):,}")
+        shown.index = [f"{b:,}" for b in table.index]
+        shown.index.name = "B"
+        crit = "; ".join(f"{k}: B_crit = {f.b_crit:,.0f} (S_min = {f.s_min:,.0f}, "
+                         f"E_min = {f.e_min:,.0f})" for k, (_, f) in columns.items()
+                         if f is not None)
+        out += [f"### The optimizer axis ({model}): steps to the target at each one's best "
+                "learning rate", "", shown.to_markdown(), "",
+                f"Fits over each study's own batch sizes — {crit}. A race's S(B) is its "
+                "held-out median; a study with fewer seeds or batch sizes has a wider spread: "
+                "compare the columns where both have a row.", ""]
+    return out

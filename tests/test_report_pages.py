@@ -72,6 +72,17 @@ def test_one_fastest_to_target_statement_per_machine(built):
     assert "no answer for this machine" in _paragraphs(gpu)[0]
 
 
+def test_a_machine_with_several_races_names_each_with_its_own_verdict(built):
+    # the committed races of the 2-core EPYC: softmax SGD answers (its fastest B is the
+    # fastest), the MLP and momentum races follow in the same statement, never pooled
+    answer = _paragraphs(_sections((built / "report.md").read_text())
+                         ["AMD EPYC, 2 CPUs, 23 GiB"])[0]
+    assert "Study [`cpu-epyc-2c-race`]" in answer
+    for other, target in (("cpu-epyc-2c-race-mlp", "6.0 %"),
+                          ("cpu-epyc-2c-race-momentum", "8.0 %")):
+        assert f"Race [`{other}`](studies/{other}.md) (validation error ≤ {target}" in answer
+
+
 def test_a_machines_rows_stay_in_its_section(built):
     sections = _sections((built / "report.md").read_text())
     gpu = next(t for name, t in sections.items() if name.startswith("NVIDIA H200"))

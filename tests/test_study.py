@@ -9,6 +9,7 @@ import math
 import re
 from concurrent.futures import Future
 from dataclasses import asdict
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -600,3 +601,21 @@ def test_an_mlp_held_out_run_records_its_noise_scale_and_a_search_trial_does_not
     else:
         assert held["b_simple"] > 0 and held["trace_cov"] > 0 and held["grad_sq_norm"] > 0
         assert held["b_simple"] == pytest.approx(held["trace_cov"] / held["grad_sq_norm"])
+
+
+def test_the_optimizer_axis_compares_optimizers_within_a_model_never_across():
+    from reports.study import optimizer_axis
+
+    races = ("cpu-epyc-2c-race", "cpu-epyc-2c-race-mlp", "cpu-epyc-2c-race-momentum")
+    df = load_study(Path(__file__).resolve().parents[1] / "results" / "study")
+    df = df[df["study"].isin(races)]
+    if set(df["study"]) != set(races):
+        pytest.skip("the committed races are not all present")
+    text = "\n".join(optimizer_axis(df))
+    assert text.count("### The optimizer axis") == 1 and "(softmax)" in text
+    assert "(mlp)" not in text
+    b1 = next(line for line in text.splitlines() if re.match(r"\|\s*1 \|", line))
+    softmax_s1 = per_batch_size(df[df["study"] == races[0]]).set_index("batch_size")
+    mlp_s1 = per_batch_size(df[df["study"] == races[1]]).set_index("batch_size")
+    assert f"{int(softmax_s1.loc[1, 'steps_to_target']):,}" in b1
+    assert f"{int(mlp_s1.loc[1, 'steps_to_target']):,}" not in b1

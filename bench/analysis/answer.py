@@ -12,7 +12,7 @@ when its interval is clear of every other B's, else the tie.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pandas as pd
 
@@ -42,7 +42,8 @@ class Contender:
 class FastestToTarget:
     """A machine's answer: every B's ``contenders`` (fastest first) and the ``verdict`` over
     them; ``how`` says where the time per step was measured; the race study, its commit and
-    the target error."""
+    the target error; ``others``: the machine's other races (other models, optimizers or
+    targets), each with its own verdict, never pooled with this one."""
 
     machine: Machine
     study: str
@@ -51,6 +52,7 @@ class FastestToTarget:
     how: str
     contenders: tuple[Contender, ...]
     verdict: Verdict
+    others: tuple[FastestToTarget, ...] = ()
 
     @property
     def winner(self) -> Contender:
@@ -79,8 +81,8 @@ def _target(df: pd.DataFrame, study: str) -> float:
 def fastest_to_target(df: pd.DataFrame) -> tuple[dict[Machine, FastestToTarget],
                                                  list[tuple[str, str]]]:
     """``({machine: its answer}, [(study, why it does not answer)])`` from the study table.
-    A machine with several races answers from the one with the fastest B (each race's own
-    verdict; races of different models or optimizers are not pooled)."""
+    A machine with several races answers from the one with the fastest B and names the others
+    with their own verdicts (races of different models or optimizers are not pooled)."""
     options: dict[Machine, list[FastestToTarget]] = {}
     passed_over: list[tuple[str, str]] = []
     timing = records(df, "timing")
@@ -105,5 +107,9 @@ def fastest_to_target(df: pd.DataFrame) -> tuple[dict[Machine, FastestToTarget],
         options.setdefault(study_machine(ctx), []).append(FastestToTarget(
             study_machine(ctx), race, str(race_ctx.get("commit") or "unknown")[:10],
             _target(df, race), how, tuple(rows), winner_or_tie(times)))
-    answers = {m: min(o, key=lambda a: a.winner.seconds) for m, o in options.items()}
+    answers = {}
+    for m, o in options.items():
+        best = min(o, key=lambda a: a.winner.seconds)
+        answers[m] = replace(best, others=tuple(sorted((a for a in o if a is not best),
+                                                      key=lambda a: a.study)))
     return answers, passed_over
