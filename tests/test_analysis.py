@@ -44,12 +44,15 @@ def test_fit_refuses_a_single_batch_size():
 
 
 def test_the_study_and_the_projection_share_one_fit():
-    """The committed plain-SGD study gives the projection its S(B), the same object the study
-    page shows; the momentum study does not (the data-parallel runs use plain SGD)."""
+    """The committed plain-SGD studies give the projection its S(B) per model, the same
+    objects the study pages show; the momentum studies do not (the data-parallel runs use
+    plain SGD)."""
     curves = steps_curve(load_study(ROOT / "results" / "study"))
-    assert set(curves) == {"softmax"}
+    assert set(curves) == {"softmax", "mlp"}
     fit, study = curves["softmax"]
     assert study == "cpu-epyc-2vcpu" and 100 < fit.b_crit < 1000
+    mlp_fit, mlp_study = curves["mlp"]
+    assert mlp_study == "cpu-epyc-2c-race-mlp" and 100 < mlp_fit.b_crit < 1000
     projected = steps_curves(pd.DataFrame(), curves)
     assert projected["softmax"].fit is fit and not projected["softmax"].placeholder
-    assert projected["mlp"].placeholder and projected["mlp"].fit is fit
+    assert projected["mlp"].fit is mlp_fit and not projected["mlp"].placeholder
