@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,16 @@ import pytest
 
 from bench.workload.datasets.mnist import MNIST, Split, load_mnist
 from impls.registry import targets
+
+
+def pytest_configure(config):
+    # The Ctrl-C tests need SIGINT to reach Python, here and in the runs they start: a test run
+    # started in the background of a script inherits SIGINT ignored (bash does that to
+    # background jobs), and Python then never raises KeyboardInterrupt (seen in CI started with
+    # `nohup ... &`: 4 interrupt tests ran to the end). A handled signal is reset to the default
+    # in every child at exec, so the children get Python's handler too.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 ALL_TARGETS = [(b, d) for b, d, _ in targets()]
 
