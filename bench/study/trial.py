@@ -177,7 +177,7 @@ def run_trial(spec: TrialSpec, noise: bool = True) -> dict[str, Any]:
     ``capped`` (stopped at ``max_steps`` < ``budget``: it could not beat the fewest steps
     already found at its B), ``budget`` (the full step budget ran out), ``diverged`` or ``oom``.
     With ``noise``, a reached trial also records the exact gradient noise scale of the training
-    set at the parameters where it reached the target (``bench.workload.noise_scale``).
+    set at the parameters where it reached the target, where ``_takes_noise_scale`` says so.
     """
     from bench.harness import prepare, reset, train
     from impls.registry import trainer_class
@@ -201,6 +201,7 @@ def run_trial(spec: TrialSpec, noise: bool = True) -> dict[str, Any]:
             if not at_passage and point.valid_error <= spec.target_error:
                 at_passage.update(trainer.get_params())
 
+        noise = noise and _takes_noise_scale(spec)
         result = train(trainer, cfg, on_validation=keep if noise else None)
         wall_s = time.perf_counter() - t0
     if result.status != "ok":
@@ -229,19 +230,24 @@ def run_trial(spec: TrialSpec, noise: bool = True) -> dict[str, Any]:
     return rec
 
 
-def _noise_at_passage(spec: TrialSpec, data: Any, params: dict[str, Any]) -> dict[str, Any]:
-    """The exact gradient noise scale of the training set at the first-passage ``params``:
-    softmax regression's closed form on every reached trial (``bench.workload.noise_scale``);
-    the MLP's per-example gradients (``bench.workload.noise_scale_mlp``, ~8 s a trial) on the
-    held-out runs only (``after_target``), the ones S(B) is read from, and only with PyTorch
-    (else the record says why it has none)."""
+def _takes_noise_scale(spec: TrialSpec) -> bool:
+    """Whether a reached trial records the noise scale: softmax regression's closed form on
+    every trial; the MLP's per-example gradients (~8 s a trial) on the held-out runs only
+    (``after_target``), the ones S(B) is read from."""
     model = dict(spec.extra_config).get("model", "softmax")
-    if model == "softmax":
+    return model == "softmax" or (model == "mlp" and spec.after_target > 0)
+
+
+def _noise_at_passage(spec: TrialSpec, data: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """The exact gradient noise scale of the training set at the first-passage ``params``
+    (``bench.workload.noise_scale``, ``bench.workload.noise_scale_mlp``); the MLP's only with
+    PyTorch, else the record says why it has none."""
+    if dict(spec.extra_config).get("model", "softmax") == "softmax":
         from bench.workload.noise_scale import noise_scale
 
         with thread_limit(1):
             ns = noise_scale(data.train.x, data.train.y, params["W"], params["b"])
-    elif model == "mlp" and spec.after_target:
+    else:
         from bench.workload.noise_scale_mlp import mlp_noise_scale
 
         try:
@@ -249,8 +255,6 @@ def _noise_at_passage(spec: TrialSpec, data: Any, params: dict[str, Any]) -> dic
                 ns = mlp_noise_scale(data.train.x, data.train.y, params)
         except ImportError as exc:
             return {"noise_note": str(exc)}
-    else:
-        return {}
     return {"grad_sq_norm": ns.grad_sq_norm, "trace_cov": ns.trace_cov, "b_simple": ns.b_simple}
 
 
